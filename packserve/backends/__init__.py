@@ -1,0 +1,1 @@
+"""Backends: tensors in, tensors out. They know nothing of queues, batching policy or protocols."""

@@ -1,0 +1,92 @@
+"""The backend contract: load a model, create instances, execute a batch, close.
+
+Threading: `BackendModel.__init__`, `create_instance` and `close` run on a loader thread;
+`BackendInstance.execute` runs on that instance's own worker thread, one batch at a time, so an
+instance needs no locks of its own. Instances of one model may execute at the same time and share
+whatever the `BackendModel` holds (an ONNX Runtime session, weights).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from packserve.core.request import InferRequest, Tensor
+from packserve.errors import PackserveError
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    from packserve.config.spec import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ModelContext:
+    spec: ModelSpec
+    config: ModelConfig  # the normalized protobuf config (the python backend passes it as JSON)
+    repository: Path  # the model repository root
+    model_dir: Path  # <repository>/<model name>
+    version: int
+    version_dir: Path  # <model_dir>/<version>
+
+    @property
+    def model_file(self) -> Path:
+        return self.version_dir / self.spec.default_model_filename
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceContext:
+    name: str  # "<model>_<group index>_<instance index>", as Triton names instances
+    kind: str  # "KIND_CPU" or "KIND_GPU"
+    device_id: int  # GPU ordinal for KIND_GPU, 0 otherwise
+
+
+class ExecutionTimer(abc.ABC):
+    """Marks the phase boundaries of one execution into every request's timing record."""
+
+    @abc.abstractmethod
+    def inputs_ready(self) -> None:
+        """Inputs are gathered (concatenated, copied to the device): compute_input ends."""
+
+    @abc.abstractmethod
+    def infer_done(self) -> None:
+        """The model ran: compute_infer ends; what follows until return is compute_output."""
+
+
+# One entry per request of the batch, in order: its outputs by name (batch dimension included for
+# batching models) or the error that fails that request alone.
+BatchResult = list["dict[str, Tensor] | PackserveError"]
+
+
+class BackendInstance(abc.ABC):
+    @abc.abstractmethod
+    def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
+        """Run one batch. The core has already validated every input against the config and
+        guarantees the batch fits max_batch_size. Raising fails every request of the batch;
+        returning an error in a slot fails that request only."""
+
+    def close(self) -> None:  # noqa: B027 - most instances hold nothing of their own
+        """Release what this instance holds."""
+
+
+class BackendModel(abc.ABC):
+    # File looked for in the version folder when the config names none.
+    default_model_filename: ClassVar[str] = "model"
+
+    def __init__(self, context: ModelContext) -> None:
+        self.context = context
+
+    @classmethod
+    def complete_config(cls, config: ModelConfig, version_dir: Path) -> None:
+        """Fill what the config leaves out (inputs, outputs, max_batch_size) from the model file,
+        as Triton's auto-complete does. Mutates `config`; raise ConfigError when it cannot."""
+
+    @abc.abstractmethod
+    def create_instance(self, instance: InstanceContext) -> BackendInstance:
+        """Create one execution instance. Instances should share weights held by the model."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what the model holds, after every instance has been closed."""

@@ -1,0 +1,1 @@
+"""Model configuration: parse (pbtxt / yaml / json) -> normalize -> validate -> frozen ModelSpec."""
