@@ -7,12 +7,9 @@ served back to clients; a `ModelSpec` is built from it once, after validation, a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Mapping
 
 from packserve.types import DataType
-
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +40,7 @@ class BatchingPolicy:
     preserve_ordering: bool = False
     priority_levels: int = 0  # 0 = priorities disabled; else levels 1..priority_levels, 1 highest
     default_priority_level: int = 0
-    default_queue_policy: QueuePolicy = QueuePolicy()
+    default_queue_policy: QueuePolicy = field(default_factory=QueuePolicy)
     priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict)
 
 
@@ -84,7 +81,7 @@ class ModelSpec:
     instance_groups: tuple[InstanceGroupSpec, ...]
     version_policy: VersionPolicy
     default_model_filename: str
-    parameters: Mapping[str, str] = _EMPTY  # config `parameters`, string_value only
+    parameters: Mapping[str, str] = field(default_factory=dict)  # config `parameters`, string_value only
     ensemble_steps: tuple[EnsembleStepSpec, ...] = ()
 
     @property

@@ -49,14 +49,14 @@ class DurationStat:
 
 @dataclass(frozen=True, slots=True)
 class InferenceStats:
-    success: DurationStat = DurationStat()
-    fail: DurationStat = DurationStat()
-    queue: DurationStat = DurationStat()
-    compute_input: DurationStat = DurationStat()
-    compute_infer: DurationStat = DurationStat()
-    compute_output: DurationStat = DurationStat()
-    cache_hit: DurationStat = DurationStat()
-    cache_miss: DurationStat = DurationStat()
+    success: DurationStat = field(default_factory=DurationStat)
+    fail: DurationStat = field(default_factory=DurationStat)
+    queue: DurationStat = field(default_factory=DurationStat)
+    compute_input: DurationStat = field(default_factory=DurationStat)
+    compute_infer: DurationStat = field(default_factory=DurationStat)
+    compute_output: DurationStat = field(default_factory=DurationStat)
+    cache_hit: DurationStat = field(default_factory=DurationStat)
+    cache_miss: DurationStat = field(default_factory=DurationStat)
 
 
 @dataclass(frozen=True, slots=True)
