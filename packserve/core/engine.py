@@ -1,0 +1,290 @@
+"""The engine: the only door from the front ends into the core.
+
+Ownership: `infer` takes the request from the front end, validates it against its model's spec
+before it may join a queue (so a bad request never harms a batch), hands it to that model's one
+scheduler and returns the response to the caller. Runs on the event loop; models execute on their
+instances' worker threads underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packserve import SERVER_NAME, __version__
+from packserve.config.json_form import config_to_json
+from packserve.config.spec import ModelSpec
+from packserve.core.classification import classify
+from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.observer import InferenceObserver
+from packserve.core.observers import ObserverFanout
+from packserve.core.repository import ModelRepository, model_dir_mtime
+from packserve.core.request import InferRequest, InferResponse, Tensor
+from packserve.core.runtime import ModelRuntime, RuntimeDeps
+from packserve.core.statistics import StatisticsCollector
+from packserve.core.validation import validate_request
+from packserve.core.views import (
+    IndexEntry,
+    ModelMetadata,
+    ModelStatistics,
+    ServerMetadata,
+    TensorMetadata,
+)
+from packserve.errors import (
+    InvalidArgumentError,
+    ModelExecutionError,
+    NotFoundError,
+    PackserveError,
+    ServerShuttingDownError,
+    UnavailableError,
+)
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+log = logging.getLogger("packserve.engine")
+
+MODEL_CONTROL_MODES = ("none", "explicit", "poll")
+# Protocol extensions this server implements (reported by GET /v2 and ServerMetadata).
+EXTENSIONS = (
+    "classification",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
+    "model_configuration",
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    model_repository: Path
+    model_control_mode: str = "none"  # Triton's --model-control-mode
+    load_models: tuple[str, ...] = ()  # explicit mode: models to load at startup ("*" = all)
+    poll_interval_s: float = 15.0  # poll mode: how often the repository is rescanned
+    max_pending_per_model: int = 4096  # admission bound when a model's config sets none
+    drain_timeout_s: float = 30.0
+
+
+class Engine:
+    def __init__(self, options: EngineOptions, clock: Clock | None = None) -> None:
+        if options.model_control_mode not in MODEL_CONTROL_MODES:
+            raise ValueError(
+                f"model control mode '{options.model_control_mode}' is not one of {MODEL_CONTROL_MODES}"
+            )
+        self.options = options
+        self._clock = clock or MonotonicClock()
+        self.statistics = StatisticsCollector()
+        self._observers = ObserverFanout([self.statistics])
+        deps = RuntimeDeps(
+            repository=options.model_repository,
+            observer=self._observers,
+            dispatcher=self,
+            clock=self._clock,
+            max_pending=options.max_pending_per_model,
+        )
+        self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
+        self._draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._poll_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, options: EngineOptions, clock: Clock | None = None) -> Engine:
+        """Create the engine and load the startup models (failures are recorded, not raised)."""
+        engine = cls(options, clock)
+        await engine._load_startup_models()
+        if options.model_control_mode == "poll":
+            engine._poll_task = asyncio.create_task(engine._poll_forever())
+        return engine
+
+    async def _load_startup_models(self) -> None:
+        names = self.repository.scan()
+        if self.options.model_control_mode == "explicit":
+            wanted = self.options.load_models
+            names = names if "*" in wanted else [n for n in wanted]
+        await self.repository.load_all(names)
+
+    # ---- health and metadata -------------------------------------------------------------
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(SERVER_NAME, __version__, EXTENSIONS)
+
+    def is_live(self) -> bool:
+        return True
+
+    def is_ready(self) -> bool:
+        return not self._draining
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.repository.runtime(name, version)
+        except PackserveError:
+            return False
+        return self.repository.entry(name).state == "READY"
+
+    def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
+        runtime = self.repository.runtime(name, version)
+        spec = runtime.spec
+        batch = (-1,) if spec.max_batch_size > 0 else ()
+        entry = self.repository.entry(name)
+        versions = (runtime.version_str,) if version else tuple(str(v) for v in sorted(entry.runtimes))
+        return ModelMetadata(
+            name=spec.name,
+            versions=versions,
+            platform=spec.platform or spec.backend,
+            inputs=tuple(TensorMetadata(t.name, t.datatype, batch + t.dims) for t in spec.inputs),
+            outputs=tuple(TensorMetadata(t.name, t.datatype, batch + t.dims) for t in spec.outputs),
+        )
+
+    def model_spec(self, name: str) -> ModelSpec:
+        return self.repository.runtime(name).spec
+
+    def model_config(self, name: str, version: str = "") -> ModelConfig:
+        return self.repository.runtime(name, version).config
+
+    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
+        return config_to_json(self.model_config(name, version))
+
+    def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
+        if name:
+            runtimes = [self.repository.runtime(name, version)] if version else self._ready_runtimes(name)
+            if not runtimes:
+                raise NotFoundError(f"requested model '{name}' is not available")
+        else:
+            runtimes = [r for n in self.repository.names() for r in self._ready_runtimes(n)]
+        return [self.statistics.snapshot(r.spec.name, r.version_str) for r in runtimes]
+
+    def _ready_runtimes(self, name: str) -> list[ModelRuntime]:
+        entry = self.repository.entry(name)
+        return [entry.runtimes[v] for v in sorted(entry.runtimes)]
+
+    def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
+        return self.repository.index(ready_only)
+
+    # ---- repository control --------------------------------------------------------------
+    def _check_explicit(self, action: str) -> None:
+        if self.options.model_control_mode != "explicit":
+            raise UnavailableError(
+                f"explicit model {action} is not allowed if model control mode is not EXPLICIT "
+                f"(it is {self.options.model_control_mode.upper()})"
+            )
+
+    async def load_model(
+        self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
+        self._check_explicit("load / unload")
+        if files:
+            raise InvalidArgumentError("loading a model from uploaded files is not supported")
+        await self.repository.load(name, config_json)
+
+    async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
+        self._check_explicit("load / unload")
+        if unload_dependents:
+            for dependent in self.repository.dependents(name):
+                await self.repository.unload(dependent)
+        await self.repository.unload(name)
+
+    # ---- inference -----------------------------------------------------------------------
+    async def infer(self, request: InferRequest) -> InferResponse:
+        timing = request.timing
+        timing.received_ns = self._clock.now_ns()
+        if self._draining:
+            raise ServerShuttingDownError("server is shutting down and takes no new requests")
+        runtime = self.repository.runtime(request.model_name, request.model_version)
+        spec = runtime.spec
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            validate_request(spec, request)
+            outputs = await runtime.scheduler.submit(request)
+            result = self._shape_outputs(runtime, request, outputs)
+        except PackserveError as exc:
+            timing.completed_ns = self._clock.now_ns()
+            self._observers.request_finished(spec.name, runtime.version_str, timing, exc.reason)
+            raise
+        except Exception as exc:  # a model bug must fail its own request only, with a clear 500
+            timing.completed_ns = self._clock.now_ns()
+            self._observers.request_finished(spec.name, runtime.version_str, timing, "BACKEND")
+            log.exception("model '%s' failed", spec.name)
+            raise ModelExecutionError(f"model '{spec.name}' failed: {exc}") from exc
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        timing.completed_ns = self._clock.now_ns()
+        self._observers.request_finished(spec.name, runtime.version_str, timing, None)
+        return InferResponse(spec.name, runtime.version_str, request.id, result)
+
+    def _shape_outputs(
+        self, runtime: ModelRuntime, request: InferRequest, outputs: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The outputs asked for, in the order asked, classified where a class_count was given."""
+        spec = runtime.spec
+        if request.outputs is None:
+            return {t.name: outputs[t.name] for t in spec.outputs if t.name in outputs}
+        shaped: dict[str, Tensor] = {}
+        for wanted in request.outputs:
+            tensor = outputs.get(wanted.name)
+            if tensor is None:
+                raise ModelExecutionError(f"model '{spec.name}' did not produce output '{wanted.name}'")
+            if wanted.class_count > 0:
+                out_spec = spec.output(wanted.name)
+                labels = out_spec.labels if out_spec is not None else ()
+                tensor = classify(_to_host(tensor), wanted.class_count, labels, spec.max_batch_size > 0)
+            shaped[wanted.name] = tensor
+        return shaped
+
+    def add_observer(self, observer: InferenceObserver) -> None:
+        self._observers.add(observer)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+        self._draining = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s)
+        await self.repository.unload_all()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.poll_interval_s)
+            try:
+                await self.poll_once()
+            except Exception:  # polling must survive a bad scan
+                log.exception("repository poll failed")
+
+    async def poll_once(self) -> None:
+        """Poll mode: load new models, reload changed ones, unload removed ones."""
+        present = set(self.repository.scan())
+        known = {e.name for e in self.repository.index() if e.state != "UNAVAILABLE" or e.reason != "unloaded"}
+        for name in sorted(known - present):
+            await self.repository.unload(name)
+        changed: list[str] = []
+        for name in sorted(present):
+            entry = self.repository.entry(name)
+            mtime = model_dir_mtime(self.options.model_repository / name)
+            if name not in known or mtime > entry.loaded_mtime:
+                changed.append(name)
+        if changed:
+            await self.repository.load_all(changed)
+
+
+def _to_host(tensor: Tensor) -> Any:
+    if hasattr(tensor, "detach") and hasattr(tensor, "cpu"):
+        return tensor.detach().cpu().numpy()
+    return tensor
+
+
+def startup_table(index: Sequence[IndexEntry]) -> list[tuple[str, str, str]]:
+    """(model, version, state or reason) rows for the startup table."""
+    return [(e.name, e.version or "-", e.state + (f": {e.reason}" if e.reason else "")) for e in index]

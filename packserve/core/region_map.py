@@ -1,0 +1,275 @@
+"""`platform: "region_map"`: run a model once per region of an image, batched across requests.
+
+packserve's extension to Triton's ensembles for detect -> crop -> classify cascades without Python
+glue. A region map model takes a decoded image and N boxes (or 4-point quadrilaterals), crops and
+normalizes every region, sends the crops as batch rows to its target model - whose own dynamic
+batcher mixes them with the crops of concurrent requests - and gathers the target's outputs back
+as [N, ...] tensors (N = 0 gives empty tensors). Parameters (config `parameters`, strings):
+
+    model          target model (must batch: max_batch_size > 0)           required
+    model_input    the target's image input                                 its first input
+    output_map     "OUT=target_out,..." region-map output <- target output  same names
+    image_input    region-map input holding the HxWx3 UINT8 image           "IMAGE"
+    boxes_input    region-map input holding [N,4] xyxy boxes or [N,8] quads "BOXES"
+    crop_size      "WxH" the target's input size                             required
+    keep_ratio     "true": resize keeping aspect, pad right/bottom (text lines)
+    pad_value, color (RGB|BGR), layout (NCHW|NHWC), dtype (FP32|FP16|UINT8), scale, mean, std
+    expand         grow each box by this factor around its centre before cropping ("1.0")
+
+Threading: scheduling runs on the event loop; cropping runs on the default thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from packserve.config.spec import ModelSpec
+from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.dispatch import Dispatcher
+from packserve.core.observer import InferenceObserver
+from packserve.core.request import InferRequest, RequestedOutput, Tensor
+from packserve.errors import ConfigError, InvalidArgumentError, PackserveError, ServerShuttingDownError
+
+REGION_MAP_PLATFORM = "region_map"
+
+
+@dataclass(frozen=True)
+class RegionMapParams:
+    model: str
+    model_input: str
+    output_map: dict[str, str]  # region-map output -> target output
+    image_input: str
+    boxes_input: str
+    crop_width: int
+    crop_height: int
+    keep_ratio: bool
+    pad_value: float
+    color: str
+    layout: str
+    dtype: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    expand: float
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> RegionMapParams:
+        p = spec.parameters
+        where = f"region_map model '{spec.name}'"
+        if not p.get("model"):
+            raise ConfigError(f"{where}: parameter 'model' (the per-region model) is required")
+        try:
+            width, _, height = p["crop_size"].lower().partition("x")
+            crop_width, crop_height = int(width), int(height)
+            output_map = (
+                dict(pair.split("=", 1) for pair in p["output_map"].split(","))
+                if p.get("output_map")
+                else {o.name: o.name for o in spec.outputs}
+            )
+            params = cls(
+                model=p["model"],
+                model_input=p.get("model_input", ""),
+                output_map={k.strip(): v.strip() for k, v in output_map.items()},
+                image_input=p.get("image_input", "IMAGE"),
+                boxes_input=p.get("boxes_input", "BOXES"),
+                crop_width=crop_width,
+                crop_height=crop_height,
+                keep_ratio=p.get("keep_ratio", "false").lower() == "true",
+                pad_value=float(p.get("pad_value", "0")),
+                color=p.get("color", "RGB").upper(),
+                layout=p.get("layout", "NCHW").upper(),
+                dtype=p.get("dtype", "FP32").upper(),
+                scale=float(p.get("scale", "1")),
+                mean=tuple(float(v) for v in p.get("mean", "0").split(",")),
+                std=tuple(float(v) for v in p.get("std", "1").split(",")),
+                expand=float(p.get("expand", "1")),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{where}: parameter {exc} is required") from None
+        except ValueError as exc:
+            raise ConfigError(f"{where}: bad parameter value: {exc}") from None
+        if params.crop_width <= 0 or params.crop_height <= 0:
+            raise ConfigError(f"{where}: crop_size must be positive, got {p['crop_size']}")
+        if params.color not in ("RGB", "BGR") or params.layout not in ("NCHW", "NHWC"):
+            raise ConfigError(f"{where}: color must be RGB|BGR and layout NCHW|NHWC")
+        if params.dtype not in ("FP32", "FP16", "UINT8"):
+            raise ConfigError(f"{where}: dtype must be FP32, FP16 or UINT8, got {params.dtype}")
+        for name in (params.image_input, params.boxes_input):
+            if spec.input(name) is None:
+                raise ConfigError(f"{where}: has no input '{name}'")
+        for name in params.output_map:
+            if spec.output(name) is None:
+                raise ConfigError(f"{where}: output_map names unknown output '{name}'")
+        return params
+
+
+def validate_region_map(spec: ModelSpec, models: dict[str, ModelSpec]) -> None:
+    """Load-time check against the ready models: the target exists, batches, and has the tensors."""
+    params = RegionMapParams.from_spec(spec)
+    target = models.get(params.model)
+    where = f"region_map model '{spec.name}'"
+    if target is None:
+        raise ConfigError(f"{where}: target model '{params.model}' is not loaded")
+    if target.max_batch_size <= 0:
+        raise ConfigError(f"{where}: target model '{params.model}' must batch (max_batch_size > 0)")
+    if params.model_input and target.input(params.model_input) is None:
+        raise ConfigError(f"{where}: target model '{params.model}' has no input '{params.model_input}'")
+    for ours, theirs in params.output_map.items():
+        out = target.output(theirs)
+        if out is None:
+            raise ConfigError(f"{where}: target model '{params.model}' has no output '{theirs}'")
+        if out.datatype is not spec.output(ours).datatype:  # type: ignore[union-attr]
+            raise ConfigError(
+                f"{where}: output '{ours}' is {spec.output(ours).datatype.wire_name} "  # type: ignore[union-attr]
+                f"but target output '{theirs}' is {out.datatype.wire_name}"
+            )
+
+
+def crop_and_normalize(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -> np.ndarray:
+    """Crops of every box, resized to crop_size and normalized to the target's input layout."""
+    from packserve.backends.image.regions import crop_regions
+
+    crops = crop_regions(
+        image,
+        boxes,
+        (params.crop_width, params.crop_height),
+        keep_ratio=params.keep_ratio,
+        pad_value=params.pad_value,
+        expand=params.expand,
+    )  # [N, H, W, 3] uint8, RGB like the image
+    if params.color == "BGR":
+        crops = crops[..., ::-1]
+    if params.dtype == "UINT8":
+        out: np.ndarray = crops
+    else:
+        values = crops.astype(np.float32)
+        values = (values * params.scale - np.asarray(params.mean, np.float32)) / np.asarray(params.std, np.float32)
+        out = values.astype(np.float16) if params.dtype == "FP16" else values
+    if params.layout == "NCHW":
+        out = out.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out)
+
+
+class RegionMapScheduler:
+    """The scheduler of a region map model: one request in, one chunked target request per
+    max_batch_size crops out, outputs gathered in box order."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        version: str,
+        dispatcher: Dispatcher,
+        observer: InferenceObserver,
+        clock: Clock | None = None,
+        max_pending: int = 4096,
+    ) -> None:
+        self._spec = spec
+        self._params = RegionMapParams.from_spec(spec)
+        self._version = version
+        self._dispatcher = dispatcher
+        self._observer = observer
+        self._clock = clock or MonotonicClock()
+        self._pending = 0
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def close(self, drain_timeout_s: float) -> None:
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def submit(self, request: InferRequest) -> dict[str, Tensor]:
+        if self._closing:
+            raise ServerShuttingDownError(f"model '{self._spec.name}' is unloading")
+        self._pending += 1
+        self._idle.clear()
+        self._observer.queue_size_changed(self._spec.name, self._version, self._pending)
+        try:
+            return await self._run(request)
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+            self._observer.queue_size_changed(self._spec.name, self._version, self._pending)
+
+    async def _run(self, request: InferRequest) -> dict[str, Tensor]:
+        params, timing = self._params, request.timing
+        timing.queue_start_ns = timing.compute_start_ns = self._clock.now_ns()
+        image = _host(request.inputs[params.image_input])
+        boxes = np.asarray(_host(request.inputs[params.boxes_input]), dtype=np.float32).reshape(-1, _box_width(request, params))
+        wanted = [o.name for o in request.outputs] if request.outputs else list(params.output_map)
+        if len(boxes) == 0:
+            timing.compute_input_end_ns = timing.compute_infer_end_ns = timing.compute_end_ns = self._clock.now_ns()
+            return {name: self._empty(name) for name in wanted}
+        loop = asyncio.get_running_loop()
+        crops = await loop.run_in_executor(None, crop_and_normalize, image, boxes, params)
+        timing.compute_input_end_ns = self._clock.now_ns()
+        target = self._dispatcher.model_spec(params.model)
+        target_input = params.model_input or target.inputs[0].name
+        step = max(1, target.max_batch_size)
+        chunks = [crops[i : i + step] for i in range(0, len(crops), step)]
+        target_outputs = [RequestedOutput(params.output_map[name]) for name in wanted]
+        try:
+            responses = await asyncio.gather(
+                *(
+                    self._dispatcher.infer(
+                        InferRequest(
+                            model_name=params.model,
+                            inputs={target_input: chunk},
+                            outputs=target_outputs,
+                            id=request.id,
+                            priority=request.priority,
+                        )
+                    )
+                    for chunk in chunks
+                )
+            )
+        except PackserveError as exc:
+            raise type(exc)(f"in region_map '{self._spec.name}', model '{params.model}': {exc}") from exc
+        timing.compute_infer_end_ns = self._clock.now_ns()
+        gathered = {
+            name: _concat([r.outputs[params.output_map[name]] for r in responses]) for name in wanted
+        }
+        timing.compute_end_ns = self._clock.now_ns()
+        timing.batch_size = 1
+        return gathered
+
+    def _empty(self, name: str) -> np.ndarray:
+        out = self._spec.output(name)
+        if out is None:
+            raise InvalidArgumentError(f"model '{self._spec.name}' has no output '{name}'")
+        dims = tuple(max(d, 0) for d in out.dims[1:])
+        return np.zeros((0, *dims), dtype=out.datatype.numpy)
+
+
+def _box_width(request: InferRequest, params: RegionMapParams) -> int:
+    shape = request.inputs[params.boxes_input].shape
+    width = int(shape[-1]) if len(shape) else 4
+    if width not in (4, 8):
+        raise InvalidArgumentError(
+            f"model '{request.model_name}' input '{params.boxes_input}': expected [N,4] boxes or [N,8] quads, "
+            f"got shape {list(shape)}"
+        )
+    return width
+
+
+def _host(tensor: Any) -> Any:
+    if hasattr(tensor, "detach") and hasattr(tensor, "cpu"):
+        return tensor.detach().cpu().numpy()
+    return tensor
+
+
+def _concat(parts: list[Any]) -> Any:
+    hosts = [_host(p) for p in parts]
+    return hosts[0] if len(hosts) == 1 else np.concatenate(hosts, axis=0)

@@ -1,0 +1,147 @@
+"""A loaded model version: its spec, its backend objects and its one scheduler.
+
+Building one (`build_runtime`) runs on a loader thread for backend models (reading weights is
+slow and must not block the event loop); composite models (ensemble, region map) need no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packserve.backends.base import BackendModel, InstanceContext, ModelContext
+from packserve.backends.registry import load_backend
+from packserve.config.spec import ModelSpec
+from packserve.core.clock import Clock
+from packserve.core.dispatch import Dispatcher
+from packserve.core.ensemble import EnsembleScheduler
+from packserve.core.instances import InstancePool
+from packserve.core.observer import InferenceObserver
+from packserve.core.region_map import REGION_MAP_PLATFORM, RegionMapScheduler
+from packserve.core.request import InferRequest, Tensor
+from packserve.core.scheduler import Scheduler, create_scheduler
+from packserve.errors import ModelLoadError, PackserveError
+
+if TYPE_CHECKING:
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+@dataclass
+class ModelRuntime:
+    spec: ModelSpec
+    config: ModelConfig
+    version: int
+    scheduler: Scheduler
+    load_seconds: float
+    backend_model: BackendModel | None = None
+    pool: InstancePool | None = None
+    version_str: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.version_str = str(self.version)
+
+    async def close(self, drain_timeout_s: float) -> None:
+        await self.scheduler.close(drain_timeout_s)
+        # Joining worker threads and freeing weights can block: keep it off the event loop.
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
+        if self.backend_model is not None:
+            await asyncio.to_thread(self.backend_model.close)
+
+
+@dataclass(frozen=True)
+class RuntimeDeps:
+    """What a runtime is built with, besides its config."""
+
+    repository: Path
+    observer: InferenceObserver
+    dispatcher: Dispatcher
+    clock: Clock
+    max_pending: int
+
+
+def is_composite(spec: ModelSpec) -> bool:
+    """Models the core runs itself by calling other models, rather than a backend."""
+    return spec.is_ensemble or spec.platform == REGION_MAP_PLATFORM
+
+
+def build_composite_runtime(spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps) -> ModelRuntime:
+    started = time.perf_counter()
+    scheduler: Scheduler
+    if spec.is_ensemble:
+        scheduler = EnsembleScheduler(
+            spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
+        )
+    else:
+        scheduler = RegionMapScheduler(
+            spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
+        )
+    return ModelRuntime(spec, config, version, scheduler, time.perf_counter() - started)
+
+
+def build_backend_runtime(spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps) -> ModelRuntime:
+    """Load weights and create instances. Runs on a loader thread; the scheduler is made later on the
+    event loop by `attach_scheduler` because asyncio objects belong to the loop."""
+    started = time.perf_counter()
+    model_dir = deps.repository / spec.name
+    context = ModelContext(
+        spec=spec,
+        config=config,
+        repository=deps.repository,
+        model_dir=model_dir,
+        version=version,
+        version_dir=model_dir / str(version),
+    )
+    backend_cls = load_backend(spec.backend)
+    try:
+        backend_model = backend_cls(context)
+    except PackserveError:
+        raise
+    except Exception as exc:  # a backend may fail in any way while reading a file
+        raise ModelLoadError(f"model '{spec.name}' version {version} failed to load: {exc}") from exc
+    instances = []
+    names: list[str] = []
+    try:
+        for group_index, group in enumerate(spec.instance_groups):
+            devices = group.gpus or (0,)
+            for index in range(group.count * (len(group.gpus) if group.gpus else 1)):
+                instance = InstanceContext(
+                    name=f"{spec.name}_{group_index}_{index}",
+                    kind="KIND_GPU" if group.kind == "KIND_GPU" else "KIND_CPU",
+                    device_id=devices[index % len(devices)] if group.kind == "KIND_GPU" else 0,
+                )
+                instances.append(backend_model.create_instance(instance))
+                names.append(instance.name)
+    except Exception as exc:
+        for created in instances:
+            created.close()
+        backend_model.close()
+        if isinstance(exc, PackserveError):
+            raise
+        raise ModelLoadError(f"model '{spec.name}' version {version}: creating instances failed: {exc}") from exc
+    pool = InstancePool(spec.name, instances, batching=spec.max_batch_size > 0, names=names, clock=deps.clock)
+    # The scheduler slot is filled on the loop; a placeholder keeps the dataclass typed.
+    return ModelRuntime(spec, config, version, _NOT_ATTACHED, time.perf_counter() - started, backend_model, pool)
+
+
+def attach_scheduler(runtime: ModelRuntime, deps: RuntimeDeps) -> None:
+    assert runtime.pool is not None
+    runtime.scheduler = create_scheduler(
+        runtime.spec, runtime.version_str, runtime.pool, deps.observer, deps.clock, deps.max_pending
+    )
+
+
+class _NotAttached:
+    pending = 0
+
+    async def submit(self, request: InferRequest) -> dict[str, Tensor]:
+        raise ModelLoadError(f"model '{request.model_name}' has no scheduler yet")
+
+    async def close(self, drain_timeout_s: float) -> None:
+        return None
+
+
+_NOT_ATTACHED = _NotAttached()
