@@ -1,0 +1,243 @@
+"""The instances of one model version, each with its own worker thread: the "doing" half of
+scheduling.
+
+Threading: `start`, `run`, `free_count` and the completion callbacks run on the event-loop thread;
+`BackendInstance.execute` runs on the instance's own worker thread, one batch at a time. While a
+batch executes, its requests (and their timing records) belong to that worker thread; they come
+back to the loop thread through `loop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
+from packserve.core.clock import MONOTONIC_CLOCK, Clock
+from packserve.core.request import InferRequest
+from packserve.errors import ModelExecutionError, PackserveError
+
+
+@dataclass(slots=True)
+class ExecutionOutcome:
+    """What one execution produced, delivered on the loop thread."""
+
+    # One entry per request, in order: its outputs, or the PackserveError that fails it.
+    results: BatchResult
+    rows: int  # batch size of the execution
+    raised: bool  # the backend raised: every request failed with the same error
+    instance_index: int
+
+
+DoneCallback = Callable[[ExecutionOutcome], None]
+
+
+class _BatchTimer(ExecutionTimer):
+    """Writes one execution's phase boundaries into the timing record of each of its requests."""
+
+    __slots__ = ("_clock", "_infer_end_ns", "_input_end_ns", "_requests")
+
+    def __init__(self, requests: Sequence[InferRequest], clock: Clock) -> None:
+        self._requests = requests
+        self._clock = clock
+        self._input_end_ns = 0
+        self._infer_end_ns = 0
+
+    def inputs_ready(self) -> None:
+        self._input_end_ns = self._clock.now_ns()
+
+    def infer_done(self) -> None:
+        self._infer_end_ns = self._clock.now_ns()
+
+    def finish(self, start_ns: int, rows: int) -> None:
+        end_ns = self._clock.now_ns()
+        # A backend that marks no phases gets its whole run counted as inference, so the three
+        # compute phases still add up to the execution time.
+        input_end = self._input_end_ns or start_ns
+        infer_end = self._infer_end_ns or end_ns
+        infer_end = max(infer_end, input_end)
+        for request in self._requests:
+            timing = request.timing
+            timing.compute_start_ns = start_ns
+            timing.compute_input_end_ns = input_end
+            timing.compute_infer_end_ns = infer_end
+            timing.compute_end_ns = end_ns
+            timing.batch_size = rows
+
+
+@dataclass(slots=True)
+class _Job:
+    requests: list[InferRequest]
+    rows: int
+    loop: asyncio.AbstractEventLoop
+    on_done: DoneCallback
+
+
+class InstancePool:
+    """Owns the `BackendInstance`s of one model version and one worker thread per instance.
+
+    `batching` (max_batch_size > 0) tells how to count a request's rows when `start`/`run` are not
+    given them; `names` names the worker threads (Triton's instance names).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        instances: Sequence[BackendInstance],
+        *,
+        batching: bool = False,
+        names: Sequence[str] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not instances:
+            raise ValueError(f"model '{model_name}' needs at least one instance")
+        self.model_name = model_name
+        self._instances = list(instances)
+        self._batching = batching
+        self._clock = clock or MONOTONIC_CLOCK
+        names = list(names) if names is not None else [f"{model_name}_{i}" for i in range(len(instances))]
+        # Batches handed to each instance and not yet finished; touched on the loop thread only.
+        self._busy = [0] * len(self._instances)
+        self._free_count = len(self._instances)
+        self._closed = False
+        self._jobs: list[queue.SimpleQueue[_Job | None]] = []
+        self._threads: list[threading.Thread] = []
+        for index, instance in enumerate(self._instances):
+            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            # Daemon: a backend stuck in native code must not keep the process alive at exit;
+            # `close` still joins every thread it can.
+            thread = threading.Thread(
+                target=self._work, args=(index, instance, jobs), name=f"packserve-{names[index]}", daemon=True
+            )
+            self._jobs.append(jobs)
+            self._threads.append(thread)
+            thread.start()
+
+    @property
+    def size(self) -> int:
+        return len(self._instances)
+
+    @property
+    def free_count(self) -> int:
+        """Instances with no batch in hand: how many batches can start right now."""
+        return self._free_count
+
+    def start(
+        self,
+        requests: list[InferRequest],
+        on_done: DoneCallback,
+        instance_index: int | None = None,
+        rows: int | None = None,
+    ) -> None:
+        """Hand a batch to an instance (a free one when `instance_index` is None; the least busy
+        if none is free). Returns at once; `on_done` runs later on this loop's thread. `rows` is
+        the batch size (counted from the requests when None). Call it on the event-loop thread."""
+        if self._closed:
+            raise RuntimeError(f"the instances of model '{self.model_name}' are closed")
+        index = self._pick() if instance_index is None else instance_index
+        if not 0 <= index < len(self._instances):
+            raise ValueError(f"model '{self.model_name}' has no instance {index}")
+        if self._busy[index] == 0:
+            self._free_count -= 1
+        self._busy[index] += 1
+        if rows is None:
+            rows = 0
+            for request in requests:
+                rows += request.batch_size(self._batching)
+        self._jobs[index].put(_Job(requests, rows, asyncio.get_running_loop(), on_done))
+
+    async def run(self, requests: list[InferRequest], instance_index: int | None = None) -> BatchResult:
+        """Execute one batch and return its per-request results (errors in their slots)."""
+        future: asyncio.Future[ExecutionOutcome] = asyncio.get_running_loop().create_future()
+
+        def resolve(outcome: ExecutionOutcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self.start(requests, resolve, instance_index)
+        return (await future).results
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the workers after the batches already handed out, join them, close the instances.
+        Blocking: call it from a loader thread (or `asyncio.to_thread`), not the loop."""
+        if self._closed:
+            return
+        self._closed = True
+        for jobs in self._jobs:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout_s)
+        for index, instance in enumerate(self._instances):
+            if self._threads[index].is_alive():
+                continue  # still executing: closing it under the worker would be unsafe
+            instance.close()
+
+    def _pick(self) -> int:
+        busy = self._busy
+        best = 0
+        for index in range(1, len(busy)):
+            if busy[index] < busy[best]:
+                best = index
+        return best
+
+    def _finished(self, index: int, job: _Job, outcome: ExecutionOutcome) -> None:
+        # Runs on the loop thread.
+        self._busy[index] -= 1
+        if self._busy[index] == 0:
+            self._free_count += 1
+        job.on_done(outcome)
+
+    def _work(self, index: int, instance: BackendInstance, jobs: queue.SimpleQueue[_Job | None]) -> None:
+        # The worker thread of one instance: runs its batches one after another until told to stop.
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            outcome = self._execute(index, instance, job)
+            # A closed loop raises RuntimeError: nobody is waiting for this batch any more.
+            with contextlib.suppress(RuntimeError):
+                job.loop.call_soon_threadsafe(self._finished, index, job, outcome)
+
+    def _execute(self, index: int, instance: BackendInstance, job: _Job) -> ExecutionOutcome:
+        requests = job.requests
+        timer = _BatchTimer(requests, self._clock)
+        start_ns = self._clock.now_ns()
+        raised = False
+        try:
+            results = instance.execute(requests, timer)
+            results = self._check_results(results, len(requests))
+        except Exception as exc:  # the backend failed the whole batch; the worker carries on
+            raised = True
+            # One error object per request: each is raised in its own caller's task.
+            results = [self._execution_error(exc) for _ in requests]
+        timer.finish(start_ns, job.rows)
+        return ExecutionOutcome(results, job.rows, raised, index)
+
+    def _check_results(self, results: BatchResult, expected: int) -> BatchResult:
+        if not isinstance(results, list) or len(results) != expected:
+            got = len(results) if isinstance(results, list) else type(results).__name__
+            raise ModelExecutionError(
+                f"model '{self.model_name}' returned {got} results for a batch of {expected} requests"
+            )
+        for slot, result in enumerate(results):
+            if isinstance(result, (dict, PackserveError)):
+                continue
+            if isinstance(result, BaseException):
+                results[slot] = self._execution_error(result)
+            else:
+                results[slot] = ModelExecutionError(
+                    f"model '{self.model_name}' returned {type(result).__name__} instead of outputs"
+                )
+        return results
+
+    def _execution_error(self, exc: BaseException) -> PackserveError:
+        if isinstance(exc, PackserveError):
+            try:
+                return type(exc)(*exc.args)
+            except Exception:  # an error class with its own constructor: share the instance
+                return exc
+        return ModelExecutionError(f"model '{self.model_name}' execution failed: {exc}")

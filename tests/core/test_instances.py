@@ -1,0 +1,117 @@
+"""InstancePool: one worker thread per instance, timing, error conversion, close."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+from core_fakes import DoublingInstance, make_request
+
+from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
+from packserve.core.clock import FakeClock
+from packserve.core.instances import ExecutionOutcome, InstancePool
+from packserve.core.request import InferRequest
+from packserve.errors import ModelExecutionError
+
+
+class OddInstance(BackendInstance):
+    """Returns what it is told to, to exercise the pool's checks of backend answers."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
+        return self.answer  # type: ignore[return-value]
+
+
+async def test_run_returns_results_and_fills_timing() -> None:
+    pool = InstancePool("simple", [DoublingInstance()], batching=True)
+    try:
+        requests = [make_request(rows=2, value=1.0), make_request(rows=3, value=2.0)]
+        results = await pool.run(requests)
+        assert [r["OUTPUT0"].shape for r in results] == [(2, 4), (3, 4)]  # type: ignore[index]
+        for request in requests:
+            t = request.timing
+            assert t.batch_size == 5
+            assert 0 < t.compute_start_ns <= t.compute_input_end_ns
+            assert t.compute_input_end_ns <= t.compute_infer_end_ns <= t.compute_end_ns
+        assert pool.free_count == 1
+    finally:
+        pool.close()
+
+
+async def test_phases_fall_back_when_the_backend_marks_none() -> None:
+    clock = FakeClock(1_000)
+    pool = InstancePool("simple", [DoublingInstance(mark_phases=False)], batching=True, clock=clock)
+    try:
+        request = make_request()
+        await pool.run([request])
+        t = request.timing
+        # All compute time counts as inference; the phases still add up.
+        assert t.compute_input_end_ns == t.compute_start_ns
+        assert t.compute_infer_end_ns == t.compute_end_ns
+        phases = t.compute_input_ns + t.compute_infer_ns + t.compute_output_ns
+        assert phases == t.compute_end_ns - t.compute_start_ns
+    finally:
+        pool.close()
+
+
+async def test_each_instance_has_its_own_thread_and_free_count_tracks_work() -> None:
+    gate = threading.Event()
+    instances = [DoublingInstance(gate), DoublingInstance(gate)]
+    pool = InstancePool("simple", instances, batching=True, names=["simple_0_0", "simple_0_1"])
+    try:
+        done: list[ExecutionOutcome] = []
+        pool.start([make_request()], done.append)
+        assert pool.free_count == 1
+        pool.start([make_request()], done.append)
+        assert pool.free_count == 0
+        for instance in instances:
+            assert await asyncio.to_thread(instance.started.acquire, True, 5)
+        gate.set()
+        while len(done) < 2:
+            await asyncio.sleep(0.005)
+        assert pool.free_count == 2
+        assert {o.instance_index for o in done} == {0, 1}
+        assert instances[0].threads == {"packserve-simple_0_0"}
+        assert instances[1].threads == {"packserve-simple_0_1"}
+    finally:
+        gate.set()
+        pool.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ([], "returned 0 results for a batch of 1 requests"),
+        ("nope", "returned str results"),
+        ([ValueError("bad pixel")], "execution failed: bad pixel"),
+        ([42], "returned int instead of outputs"),
+    ],
+)
+async def test_bad_backend_answers_become_execution_errors(answer: object, message: str) -> None:
+    pool = InstancePool("weird", [OddInstance(answer)])
+    try:
+        (result,) = await pool.run([make_request()])
+        assert isinstance(result, ModelExecutionError)
+        assert "model 'weird'" in str(result) and message in str(result)
+    finally:
+        pool.close()
+
+
+async def test_close_joins_workers_and_closes_instances() -> None:
+    instances = [DoublingInstance(), DoublingInstance()]
+    pool = InstancePool("simple", instances)
+    await pool.run([make_request()])
+    pool.close()
+    assert all(instance.closed for instance in instances)
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("packserve-simple_"))
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.start([make_request()], lambda outcome: None)
+
+
+def test_a_pool_needs_instances() -> None:
+    with pytest.raises(ValueError, match="at least one instance"):
+        InstancePool("empty", [])

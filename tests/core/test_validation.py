@@ -1,0 +1,116 @@
+"""Request validation against a model spec, and reshape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from core_fakes import make_spec
+
+from packserve.config.spec import TensorSpec
+from packserve.core.request import InferRequest, RequestedOutput
+from packserve.core.validation import tensor_datatype, validate_request
+from packserve.errors import InvalidArgumentError
+from packserve.types import DataType
+
+SPEC = make_spec(
+    max_batch_size=8,
+    inputs=[
+        TensorSpec("INPUT0", DataType.FP32, (-1, 16)),
+        TensorSpec("MASK", DataType.BOOL, (16,), optional=True),
+        TensorSpec("TEXT", DataType.BYTES, (1,)),
+    ],
+    outputs=[TensorSpec("PROBS", DataType.FP32, (10,)), TensorSpec("HALF", DataType.FP16, (10,))],
+)
+
+
+def request(
+    inputs: dict[str, Any] | None = None, outputs: list[RequestedOutput] | None = None, **named: Any
+) -> InferRequest:
+    return InferRequest(model_name="simple", inputs={**(inputs or {}), **named}, outputs=outputs)
+
+
+def good_inputs(batch: int = 2) -> dict[str, np.ndarray]:
+    text = np.array([[b"a"]] * batch, dtype=np.object_)
+    return {"INPUT0": np.zeros((batch, 3, 16), np.float32), "TEXT": text}
+
+
+def test_a_good_request_passes() -> None:
+    validate_request(SPEC, request(good_inputs()))
+    validate_request(SPEC, request(good_inputs(), MASK=np.zeros((2, 16), np.bool_)))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"EXTRA": np.zeros((2, 1), np.float32)}, "model 'simple' has no input 'EXTRA'"),
+        (
+            {"INPUT0": np.zeros((2, 3, 8), np.float32)},
+            r"input 'INPUT0': expected shape \[-1,-1,16\], got \[2,3,8\]",
+        ),
+        ({"INPUT0": np.zeros((3, 16), np.float32)}, r"expected shape \[-1,-1,16\], got \[3,16\]"),
+        ({"INPUT0": np.zeros((2, 3, 16), np.int32)}, "input 'INPUT0': expected datatype FP32, got INT32"),
+        ({"TEXT": np.zeros((2, 1), np.float32)}, "input 'TEXT': expected datatype BYTES, got FP32"),
+        ({"INPUT0": np.zeros((9, 3, 16), np.float32), "TEXT": np.array([[b"a"]] * 9, dtype=object)},
+         r"batch size 9 is outside 1..8"),
+        ({"INPUT0": np.zeros((0, 3, 16), np.float32), "TEXT": np.zeros((0, 1), dtype=object)},
+         r"batch size 0 is outside 1..8"),
+        (
+            {"TEXT": np.array([[b"a"]] * 3, dtype=object)},
+            "input 'TEXT': batch size 3 does not match input 'INPUT0'",
+        ),
+        ({"INPUT0": [[1.0]]}, "input 'INPUT0': expected a tensor, got list"),
+    ],
+)
+def test_bad_inputs_are_named(change: dict[str, np.ndarray], message: str) -> None:
+    inputs = good_inputs() | change
+    with pytest.raises(InvalidArgumentError, match=message):
+        validate_request(SPEC, request(inputs))
+
+
+def test_missing_required_input() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"model 'simple' is missing required input\(s\) 'TEXT'"):
+        validate_request(SPEC, request(INPUT0=np.zeros((1, 1, 16), np.float32)))
+
+
+def test_outputs_are_checked() -> None:
+    with pytest.raises(InvalidArgumentError, match="model 'simple' has no output 'NOPE'"):
+        validate_request(SPEC, request(good_inputs(), [RequestedOutput("NOPE")]))
+    with pytest.raises(InvalidArgumentError, match="unsupported type 'FP16'"):
+        validate_request(SPEC, request(good_inputs(), [RequestedOutput("HALF", class_count=3)]))
+    validate_request(SPEC, request(good_inputs(), [RequestedOutput("PROBS", class_count=3)]))
+
+
+def test_non_batching_model_has_no_batch_dimension() -> None:
+    spec = make_spec(max_batch_size=0)
+    validate_request(spec, request(INPUT0=np.zeros((4,), np.float32)))
+    with pytest.raises(InvalidArgumentError, match=r"expected shape \[4\], got \[1,4\]"):
+        validate_request(spec, request(INPUT0=np.zeros((1, 4), np.float32)))
+
+
+def test_reshape_keeps_the_batch_dimension() -> None:
+    spec = make_spec(inputs=[TensorSpec("INPUT0", DataType.FP32, (4,), reshape=(2, 2))])
+    req = request(INPUT0=np.arange(12, dtype=np.float32).reshape(3, 4))
+    validate_request(spec, req)
+    assert req.inputs["INPUT0"].shape == (3, 2, 2)
+    flat = make_spec(max_batch_size=0, inputs=[TensorSpec("INPUT0", DataType.FP32, (1, 4), reshape=(4,))])
+    req = request(INPUT0=np.zeros((1, 4), np.float32))
+    validate_request(flat, req)
+    assert req.inputs["INPUT0"].shape == (4,)
+
+
+def test_tensor_datatype_of_numpy_and_other_objects() -> None:
+    assert tensor_datatype(np.zeros(1, np.uint16)) is DataType.UINT16
+    assert tensor_datatype(np.array([b"x"], dtype=object)) is DataType.BYTES
+    assert tensor_datatype(np.zeros(1, np.complex64)) is None
+    assert tensor_datatype("text") is None
+
+
+def test_tensor_datatype_of_a_torch_tensor() -> None:
+    torch = pytest.importorskip("torch")
+    assert tensor_datatype(torch.zeros(2, dtype=torch.float16)) is DataType.FP16
+    spec = make_spec(inputs=[TensorSpec("INPUT0", DataType.FP32, (4,), reshape=(2, 2))])
+    req = request(INPUT0=torch.zeros((2, 4), dtype=torch.float32))
+    validate_request(spec, req)
+    assert tuple(req.inputs["INPUT0"].shape) == (2, 2, 2)
