@@ -51,7 +51,7 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     engine = await Engine.start(options.engine)
     metrics = MetricsServer(options.host, options.metrics_port)
     engine.add_observer(PrometheusObserver(metrics.registry))
-    http = HttpServer(engine, options.host, options.http_port, options.http_limits)
+    http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
     grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
     stop = asyncio.Event()
@@ -114,7 +114,10 @@ def serve_command(
         grpc_port=grpc_port,
         metrics_port=metrics_port,
         http_limits=HttpLimits(max_body_bytes=max_body_mib << 20),
-        grpc=GrpcOptions(max_message_bytes=grpc_max_message_mib << 20),
+        grpc=GrpcOptions(
+            max_receive_message_bytes=grpc_max_message_mib << 20,
+            max_send_message_bytes=grpc_max_message_mib << 20,
+        ),
         drain_timeout_s=drain_timeout,
     )
     _run(run_server(options))
