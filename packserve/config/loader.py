@@ -1,0 +1,64 @@
+"""The one entry point the model repository calls to turn a model folder into a loadable config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+from packserve.config.ensemble_graph import check_ensemble_dataflow
+from packserve.config.normalize import fill_name, normalize_config
+from packserve.config.parse import parse_config_json, parse_model_config
+from packserve.config.spec import ModelSpec
+from packserve.config.to_spec import build_model_spec, version_policy
+from packserve.config.validate import validate_config, validate_version_policy
+from packserve.config.versions import available_versions, select_versions
+from packserve.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: ModelConfig  # normalized; served as is by the model-config endpoints
+    spec: ModelSpec
+    versions: tuple[int, ...]  # selected by the version policy, ascending (newest last)
+
+
+def load_model_config(
+    model_dir: Path,
+    override_json: str | None = None,
+    *,
+    available_gpus: Sequence[int] | None = None,
+) -> LoadedConfig:
+    """parse -> select versions -> normalize (auto-complete from the newest selected version)
+    -> validate -> spec. Every failure is a ConfigError whose message is the reason to show in the
+    repository index.
+
+    `override_json` replaces the folder's config file, as the load API's `config` parameter does in
+    Triton. `available_gpus` defaults to the GPUs this process can see.
+    """
+    if not model_dir.is_dir():
+        raise ConfigError(f"model folder '{model_dir}' does not exist")
+    if override_json is None:
+        parsed = parse_model_config(model_dir)
+    else:
+        parsed = parse_config_json(override_json, source=f"config override for model '{model_dir.name}'")
+
+    # The version policy decides which folder auto-complete reads, so it is checked first.
+    named = ModelConfig()
+    named.CopyFrom(parsed)
+    fill_name(named, model_dir.name)
+    if named.HasField("version_policy"):
+        validate_version_policy(named)
+    try:
+        versions = select_versions(version_policy(named), available_versions(model_dir))
+    except ConfigError as exc:
+        raise ConfigError(f"model '{named.name}': {exc}") from exc
+
+    config = normalize_config(named, model_dir, model_dir / str(versions[-1]), available_gpus)
+    validate_config(config, model_dir, available_gpus)
+    spec = build_model_spec(config, model_dir)
+    if spec.is_ensemble:
+        check_ensemble_dataflow(spec)
+    return LoadedConfig(config=config, spec=spec, versions=tuple(versions))
