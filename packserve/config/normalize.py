@@ -18,6 +18,10 @@ from packserve.config.devices import visible_gpus
 from packserve.errors import ConfigError
 
 ENSEMBLE_PLATFORM = "ensemble"
+# packserve's per-region cascade model (packserve.core.region_map): run by the core, like an ensemble.
+REGION_MAP_PLATFORM = "region_map"
+# Models the core runs itself by calling other models: no backend, no instances, no model file.
+COMPOSITE_PLATFORMS = (ENSEMBLE_PLATFORM, REGION_MAP_PLATFORM)
 
 # Model files that identify a backend when the config names neither platform nor backend.
 _BACKEND_BY_MODEL_FILE = {
@@ -53,7 +57,7 @@ def normalize_config(
 
     fill_name(completed, model_dir.name)
     resolve_platform_and_backend(completed, version_dir)
-    if completed.platform != ENSEMBLE_PLATFORM:
+    if completed.platform not in COMPOSITE_PLATFORMS:
         backend_cls = backend_class(completed)
         fill_default_model_filename(completed, backend_cls)
         if version_dir is not None:
@@ -93,11 +97,10 @@ def guess_backend_from_files(version_dir: Path | None, default_model_filename: s
 def resolve_platform_and_backend(config: ModelConfig, version_dir: Path | None) -> None:
     """Make `platform` and `backend` agree: fill each from the other, or guess both from the files."""
     name = config.name
-    if config.platform == ENSEMBLE_PLATFORM:
+    if config.platform in COMPOSITE_PLATFORMS:
         if config.backend:
             raise ConfigError(
-                f"ensemble model '{name}' must have platform 'ensemble' and no backend, "
-                f"got backend '{config.backend}'"
+                f"{config.platform} model '{name}' must have no backend, got backend '{config.backend}'"
             )
         return
     if not config.platform and not config.backend:
@@ -113,7 +116,7 @@ def resolve_platform_and_backend(config: ModelConfig, version_dir: Path | None) 
     if config.platform and not config.backend:
         backend = backend_for_platform(config.platform)
         if backend is None:
-            known = ", ".join(sorted([*PLATFORMS, ENSEMBLE_PLATFORM]))
+            known = ", ".join(sorted([*PLATFORMS, *COMPOSITE_PLATFORMS]))
             raise ConfigError(
                 f"model '{name}' has unknown platform '{config.platform}' (known: {known}); "
                 "set 'backend' instead"

@@ -6,8 +6,8 @@ served back to clients; a `ModelSpec` is built from it once, after validation, a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from packserve.types import DataType
 

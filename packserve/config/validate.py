@@ -15,7 +15,7 @@ from tritonclient.grpc.model_config_pb2 import DataType as ConfigDataType
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup, ModelQueuePolicy
 
 from packserve.config.devices import visible_gpus
-from packserve.config.normalize import ENSEMBLE_PLATFORM
+from packserve.config.normalize import COMPOSITE_PLATFORMS, ENSEMBLE_PLATFORM
 from packserve.errors import ConfigError
 from packserve.types import DataType
 
@@ -42,9 +42,10 @@ def validate_identity(config: ModelConfig) -> None:
         raise ConfigError("model configuration must specify 'name'")
     if not config.platform and not config.backend:
         raise ConfigError(f"model '{config.name}' must specify 'platform' or 'backend'")
-    is_ensemble = config.platform == ENSEMBLE_PLATFORM
-    if is_ensemble and config.backend:
-        raise ConfigError(f"ensemble model '{config.name}' must not set a backend, got '{config.backend}'")
+    if config.platform in COMPOSITE_PLATFORMS and config.backend:
+        raise ConfigError(
+            f"{config.platform} model '{config.name}' must not set a backend, got '{config.backend}'"
+        )
     if config.max_batch_size < 0:
         raise ConfigError(
             f"model '{config.name}': 'max_batch_size' must be >= 0, got {config.max_batch_size}"
@@ -194,9 +195,9 @@ def validate_dynamic_batching(config: ModelConfig) -> None:
 
 def validate_instance_groups(config: ModelConfig, available_gpus: Sequence[int]) -> None:
     name = config.name
-    if config.platform == ENSEMBLE_PLATFORM:
+    if config.platform in COMPOSITE_PLATFORMS:
         if config.instance_group:
-            raise ConfigError(f"ensemble model '{name}' must not specify instance_group")
+            raise ConfigError(f"{config.platform} model '{name}' must not specify instance_group")
         return
     if not config.instance_group:
         raise ConfigError(f"model '{name}' must specify at least one instance_group")

@@ -11,6 +11,7 @@ Threading: everything here runs on the event loop; the steps' models execute on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from packserve.config.spec import EnsembleStepSpec, ModelSpec
@@ -74,10 +75,8 @@ class EnsembleScheduler:
 
     async def close(self, drain_timeout_s: float) -> None:
         self._closing = True
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
-        except asyncio.TimeoutError:
-            pass
 
     def _enter(self) -> None:
         self._pending += 1

@@ -22,19 +22,19 @@ Threading: scheduling runs on the event loop; cropping runs on the default threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.dispatch import Dispatcher
 from packserve.core.observer import InferenceObserver
 from packserve.core.request import InferRequest, RequestedOutput, Tensor
 from packserve.errors import ConfigError, InvalidArgumentError, PackserveError, ServerShuttingDownError
-
-REGION_MAP_PLATFORM = "region_map"
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ def crop_and_normalize(image: np.ndarray, boxes: np.ndarray, params: RegionMapPa
         out: np.ndarray = crops
     else:
         values = crops.astype(np.float32)
-        values = (values * params.scale - np.asarray(params.mean, np.float32)) / np.asarray(params.std, np.float32)
+        mean, std = np.asarray(params.mean, np.float32), np.asarray(params.std, np.float32)
+        values = (values * params.scale - mean) / std
         out = values.astype(np.float16) if params.dtype == "FP16" else values
     if params.layout == "NCHW":
         out = out.transpose(0, 3, 1, 2)
@@ -184,10 +185,8 @@ class RegionMapScheduler:
 
     async def close(self, drain_timeout_s: float) -> None:
         self._closing = True
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
-        except asyncio.TimeoutError:
-            pass
 
     async def submit(self, request: InferRequest) -> dict[str, Tensor]:
         if self._closing:
@@ -207,10 +206,12 @@ class RegionMapScheduler:
         params, timing = self._params, request.timing
         timing.queue_start_ns = timing.compute_start_ns = self._clock.now_ns()
         image = _host(request.inputs[params.image_input])
-        boxes = np.asarray(_host(request.inputs[params.boxes_input]), dtype=np.float32).reshape(-1, _box_width(request, params))
+        raw_boxes = _host(request.inputs[params.boxes_input])
+        boxes = np.asarray(raw_boxes, dtype=np.float32).reshape(-1, _box_width(request, params))
         wanted = [o.name for o in request.outputs] if request.outputs else list(params.output_map)
         if len(boxes) == 0:
-            timing.compute_input_end_ns = timing.compute_infer_end_ns = timing.compute_end_ns = self._clock.now_ns()
+            now = self._clock.now_ns()
+            timing.compute_input_end_ns = timing.compute_infer_end_ns = timing.compute_end_ns = now
             return {name: self._empty(name) for name in wanted}
         loop = asyncio.get_running_loop()
         crops = await loop.run_in_executor(None, crop_and_normalize, image, boxes, params)
@@ -258,8 +259,8 @@ def _box_width(request: InferRequest, params: RegionMapParams) -> int:
     width = int(shape[-1]) if len(shape) else 4
     if width not in (4, 8):
         raise InvalidArgumentError(
-            f"model '{request.model_name}' input '{params.boxes_input}': expected [N,4] boxes or [N,8] quads, "
-            f"got shape {list(shape)}"
+            f"model '{request.model_name}' input '{params.boxes_input}': expected [N,4] boxes "
+            f"or [N,8] quads, got shape {list(shape)}"
         )
     return width
 

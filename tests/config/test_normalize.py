@@ -86,7 +86,7 @@ def test_ensemble_stays_platform_only(model_folder: ModelFolder) -> None:
 
 def test_ensemble_with_backend_is_rejected() -> None:
     config = parse_config_text('name: "e" platform: "ensemble" backend: "python"')
-    with pytest.raises(ConfigError, match="ensemble model 'e' must have platform 'ensemble' and no backend"):
+    with pytest.raises(ConfigError, match="ensemble model 'e' must have no backend, got backend 'python'"):
         resolve_platform_and_backend(config, None)
 
 
@@ -209,3 +209,12 @@ def test_backend_import_failure_becomes_config_error(
     monkeypatch.setitem(registry.BACKENDS, "broken", "packserve.config.no_such_module:Model")
     with pytest.raises(ConfigError, match=r"model 'm': backend 'broken' is not available"):
         _normalize(model_folder("m"), 'backend: "broken"')
+
+
+def test_region_map_is_composite_like_an_ensemble() -> None:
+    config = parse_config_text('name: "r" platform: "region_map" backend: "onnxruntime"')
+    with pytest.raises(ConfigError, match="region_map model 'r' must have no backend"):
+        resolve_platform_and_backend(config, None)
+    plain = parse_config_text('name: "r" platform: "region_map"')
+    resolve_platform_and_backend(plain, None)
+    assert (plain.platform, plain.backend) == ("region_map", "")
