@@ -12,9 +12,11 @@ _TABLE: tuple[tuple[type[Exception], int, grpc.StatusCode], ...] = (
     (errors.QueueFullError, 503, grpc.StatusCode.UNAVAILABLE),
     (errors.RequestTimeoutError, 503, grpc.StatusCode.UNAVAILABLE),
     (errors.ServerShuttingDownError, 503, grpc.StatusCode.UNAVAILABLE),
-    (errors.ModelNotReadyError, 400, grpc.StatusCode.UNAVAILABLE),
+    # Triton 2.51 answers 404 "has no available versions" for a known model that is not loaded.
+    (errors.ModelNotReadyError, 404, grpc.StatusCode.UNAVAILABLE),
     (errors.UnavailableError, 503, grpc.StatusCode.UNAVAILABLE),
-    (errors.NotFoundError, 400, grpc.StatusCode.NOT_FOUND),
+    # Triton 2.51 answers 404 for an unknown model or version (metadata, config, infer).
+    (errors.NotFoundError, 404, grpc.StatusCode.NOT_FOUND),
     (errors.InvalidArgumentError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelLoadError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelExecutionError, 500, grpc.StatusCode.INTERNAL),
