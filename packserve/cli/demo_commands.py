@@ -80,9 +80,9 @@ def run_demo(options: DemoOptions, console: Console) -> None:
 
 
 def demo_command(
-    repository: Annotated[Path, typer.Option("--repository", help="where to build the demo repository")] = Path(
-        "examples/vision_stack/generated"
-    ),
+    repository: Annotated[
+        Path, typer.Option("--repository", help="where to build the demo repository")
+    ] = Path("examples/vision_stack/generated"),
     http_port: Annotated[int, typer.Option("--http-port", help="0 = a free port")] = 0,
     requests: Annotated[int, typer.Option("--requests", help="requests per concurrency level")] = 64,
     keep_serving: Annotated[bool, typer.Option("--keep-serving", help="leave the server running")] = False,

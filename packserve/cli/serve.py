@@ -75,7 +75,9 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
 
 
 def serve_command(
-    model_repository: Annotated[Path, typer.Option("--model-repository", help="Triton-format model repository")],
+    model_repository: Annotated[
+        Path, typer.Option("--model-repository", help="Triton-format model repository")
+    ],
     http_port: Annotated[int, typer.Option("--http-port")] = 8000,
     grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
     metrics_port: Annotated[int, typer.Option("--metrics-port")] = 8002,
@@ -84,12 +86,15 @@ def serve_command(
         str, typer.Option("--model-control-mode", help="none | explicit | poll")
     ] = "none",
     load_model: Annotated[
-        list[str] | None, typer.Option("--load-model", help="explicit mode: model to load at startup ('*' = all)")
+        list[str] | None,
+        typer.Option("--load-model", help="explicit mode: model to load at startup ('*' = all)"),
     ] = None,
     repository_poll_secs: Annotated[float, typer.Option("--repository-poll-secs")] = 15.0,
     max_body_mib: Annotated[int, typer.Option("--max-body-mib", help="largest HTTP request body")] = 64,
     grpc_max_message_mib: Annotated[int, typer.Option("--grpc-max-message-mib")] = 256,
-    drain_timeout: Annotated[float, typer.Option("--drain-timeout", help="seconds to finish in-flight requests")] = 30.0,
+    drain_timeout: Annotated[
+        float, typer.Option("--drain-timeout", help="seconds to finish in-flight requests")
+    ] = 30.0,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
 ) -> None:
     """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""

@@ -252,7 +252,9 @@ class Engine:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
         except asyncio.TimeoutError:
-            log.warning("%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s)
+            log.warning(
+                "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
+            )
         await self.repository.unload_all()
 
     async def _poll_forever(self) -> None:
@@ -266,7 +268,9 @@ class Engine:
     async def poll_once(self) -> None:
         """Poll mode: load new models, reload changed ones, unload removed ones."""
         present = set(self.repository.scan())
-        known = {e.name for e in self.repository.index() if e.state != "UNAVAILABLE" or e.reason != "unloaded"}
+        known = {
+            e.name for e in self.repository.index() if e.state != "UNAVAILABLE" or e.reason != "unloaded"
+        }
         for name in sorted(known - present):
             await self.repository.unload(name)
         changed: list[str] = []

@@ -47,7 +47,9 @@ class EngineApi(Protocol):
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]: ...
 
-    async def load_model(self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None) -> None:
+    async def load_model(
+        self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None
+    ) -> None:
         """(Re)load a model, optionally with a JSON config override; ModelLoadError with the
         reason if it fails (the model then shows UNAVAILABLE with that reason)."""
         ...

@@ -92,7 +92,9 @@ class EnsembleScheduler:
     async def _run(self, request: InferRequest) -> dict[str, Tensor]:
         timing = request.timing
         timing.queue_start_ns = timing.compute_start_ns = self._clock.now_ns()
-        wanted = [out.name for out in request.outputs] if request.outputs else [o.name for o in self._spec.outputs]
+        wanted = (
+            [out.name for out in request.outputs] if request.outputs else [o.name for o in self._spec.outputs]
+        )
         steps = self._spec.ensemble_steps
         todo = steps_needed(steps, wanted)
         # Ensemble tensors a step must hand on: those wanted by the client or read by a later step.

@@ -15,7 +15,9 @@ class ObserverFanout:
     def add(self, observer: InferenceObserver) -> None:
         self._observers.append(observer)
 
-    def request_finished(self, model: str, version: str, timing: RequestTiming, error_reason: str | None) -> None:
+    def request_finished(
+        self, model: str, version: str, timing: RequestTiming, error_reason: str | None
+    ) -> None:
         for observer in self._observers:
             observer.request_finished(model, version, timing, error_reason)
 

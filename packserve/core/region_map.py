@@ -10,6 +10,9 @@ as [N, ...] tensors (N = 0 gives empty tensors). Parameters (config `parameters`
     model_input    the target's image input                                 its first input
     output_map     "OUT=target_out,..." region-map output <- target output  same names
     image_input    region-map input holding the HxWx3 UINT8 image           "IMAGE"
+                   (a leading batch dimension of 1 is accepted)
+    image_meta_input  optional [6] canvas transform of the image model's "decoded" output; boxes
+                   arrive in original pixels and are mapped onto the canvas with it
     boxes_input    region-map input holding [N,4] xyxy boxes or [N,8] quads "BOXES"
     crop_size      "WxH" the target's input size                             required
     keep_ratio     "true": resize keeping aspect, pad right/bottom (text lines)
@@ -28,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.dispatch import Dispatcher
@@ -44,6 +46,7 @@ class RegionMapParams:
     output_map: dict[str, str]  # region-map output -> target output
     image_input: str
     boxes_input: str
+    image_meta_input: str  # "" = boxes are already in the image's pixels
     crop_width: int
     crop_height: int
     keep_ratio: bool
@@ -76,6 +79,7 @@ class RegionMapParams:
                 output_map={k.strip(): v.strip() for k, v in output_map.items()},
                 image_input=p.get("image_input", "IMAGE"),
                 boxes_input=p.get("boxes_input", "BOXES"),
+                image_meta_input=p.get("image_meta_input", ""),
                 crop_width=crop_width,
                 crop_height=crop_height,
                 keep_ratio=p.get("keep_ratio", "false").lower() == "true",
@@ -98,8 +102,8 @@ class RegionMapParams:
             raise ConfigError(f"{where}: color must be RGB|BGR and layout NCHW|NHWC")
         if params.dtype not in ("FP32", "FP16", "UINT8"):
             raise ConfigError(f"{where}: dtype must be FP32, FP16 or UINT8, got {params.dtype}")
-        for name in (params.image_input, params.boxes_input):
-            if spec.input(name) is None:
+        for name in (params.image_input, params.boxes_input, params.image_meta_input):
+            if name and spec.input(name) is None:
                 raise ConfigError(f"{where}: has no input '{name}'")
         for name in params.output_map:
             if spec.output(name) is None:
@@ -129,30 +133,72 @@ def validate_region_map(spec: ModelSpec, models: dict[str, ModelSpec]) -> None:
             )
 
 
+def expand_regions(boxes: np.ndarray, factor: float) -> np.ndarray:
+    """Grow boxes ([N,4] xyxy) or quadrilaterals ([N,8]) by `factor` around their centres."""
+    if factor == 1.0 or len(boxes) == 0:
+        return boxes
+    points = boxes.reshape(len(boxes), -1, 2)
+    centres = points.mean(axis=1, keepdims=True)
+    return ((points - centres) * factor + centres).reshape(boxes.shape).astype(np.float32)
+
+
+def region_sizes(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Natural (width, height) of each box or quadrilateral, in pixels."""
+    if boxes.shape[1] == 4:
+        return boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    quad = boxes.reshape(-1, 4, 2)
+    width = (
+        np.linalg.norm(quad[:, 1] - quad[:, 0], axis=1) + np.linalg.norm(quad[:, 2] - quad[:, 3], axis=1)
+    ) / 2
+    height = (
+        np.linalg.norm(quad[:, 3] - quad[:, 0], axis=1) + np.linalg.norm(quad[:, 2] - quad[:, 1], axis=1)
+    ) / 2
+    return width, height
+
+
+def crop_pixels(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -> np.ndarray:
+    """uint8 [N, H, W, 3] crops of every region at crop_size; with keep_ratio each crop keeps its
+    aspect ratio at the full height and is padded on the right (what text recognizers expect)."""
+    from packserve.backends.image.cpu_ops import crop_regions
+
+    size = (params.crop_width, params.crop_height)
+    pad = int(params.pad_value)
+    if not params.keep_ratio:
+        return crop_regions(image, boxes, size, pad_value=pad)
+    widths, heights = region_sizes(boxes)
+    scaled = np.ceil(params.crop_height * widths / np.maximum(heights, 1.0)).astype(int)
+    fitted = np.clip(scaled, 1, params.crop_width)
+    crops = np.full((len(boxes), params.crop_height, params.crop_width, image.shape[2]), pad, np.uint8)
+    for index, width in enumerate(fitted):
+        crops[index, :, :width] = crop_regions(
+            image, boxes[index : index + 1], (int(width), params.crop_height), pad_value=pad
+        )[0]
+    return crops
+
+
 def crop_and_normalize(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -> np.ndarray:
     """Crops of every box, resized to crop_size and normalized to the target's input layout."""
-    from packserve.backends.image.regions import crop_regions
-
-    crops = crop_regions(
-        image,
-        boxes,
-        (params.crop_width, params.crop_height),
-        keep_ratio=params.keep_ratio,
-        pad_value=params.pad_value,
-        expand=params.expand,
-    )  # [N, H, W, 3] uint8, RGB like the image
+    crops = crop_pixels(image, expand_regions(boxes, params.expand), params)  # RGB like the image
     if params.color == "BGR":
         crops = crops[..., ::-1]
     if params.dtype == "UINT8":
         out: np.ndarray = crops
     else:
-        values = crops.astype(np.float32)
         mean, std = np.asarray(params.mean, np.float32), np.asarray(params.std, np.float32)
-        values = (values * params.scale - mean) / std
+        values = (crops.astype(np.float32) * params.scale - mean) / std
         out = values.astype(np.float16) if params.dtype == "FP16" else values
     if params.layout == "NCHW":
         out = out.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(out)
+
+
+def to_canvas(boxes: np.ndarray, meta: np.ndarray) -> np.ndarray:
+    """Boxes in original pixels -> pixels of the decoded canvas, through the image model's [6]
+    meta (scale_x, scale_y, offset_x, offset_y, source_w, source_h): canvas = orig * scale + offset."""
+    out = boxes.astype(np.float32, copy=True)
+    out[:, 0::2] = out[:, 0::2] * meta[0] + meta[2]
+    out[:, 1::2] = out[:, 1::2] * meta[1] + meta[3]
+    return out
 
 
 class RegionMapScheduler:
@@ -205,9 +251,24 @@ class RegionMapScheduler:
     async def _run(self, request: InferRequest) -> dict[str, Tensor]:
         params, timing = self._params, request.timing
         timing.queue_start_ns = timing.compute_start_ns = self._clock.now_ns()
-        image = _host(request.inputs[params.image_input])
+        image = np.asarray(_host(request.inputs[params.image_input]))
+        if image.ndim == 4 and image.shape[0] == 1:  # a batching decoder's [1, H, W, C]
+            image = image[0]
+        if image.ndim != 3:
+            raise InvalidArgumentError(
+                f"model '{self._spec.name}' input '{params.image_input}': expected an HxWxC image, "
+                f"got shape {list(image.shape)}"
+            )
         raw_boxes = _host(request.inputs[params.boxes_input])
         boxes = np.asarray(raw_boxes, dtype=np.float32).reshape(-1, _box_width(request, params))
+        if params.image_meta_input:
+            meta = np.asarray(_host(request.inputs[params.image_meta_input]), np.float32).reshape(-1)
+            if meta.shape != (6,):
+                raise InvalidArgumentError(
+                    f"model '{self._spec.name}' input '{params.image_meta_input}': expected 6 values "
+                    f"(scale_x, scale_y, offset_x, offset_y, width, height), got {meta.size}"
+                )
+            boxes = to_canvas(boxes, meta)
         wanted = [o.name for o in request.outputs] if request.outputs else list(params.output_map)
         if len(boxes) == 0:
             now = self._clock.now_ns()
@@ -239,9 +300,7 @@ class RegionMapScheduler:
         except PackserveError as exc:
             raise type(exc)(f"in region_map '{self._spec.name}', model '{params.model}': {exc}") from exc
         timing.compute_infer_end_ns = self._clock.now_ns()
-        gathered = {
-            name: _concat([r.outputs[params.output_map[name]] for r in responses]) for name in wanted
-        }
+        gathered = {name: _concat([r.outputs[params.output_map[name]] for r in responses]) for name in wanted}
         timing.compute_end_ns = self._clock.now_ns()
         timing.batch_size = 1
         return gathered

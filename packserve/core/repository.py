@@ -116,7 +116,9 @@ class ModelRepository:
             if ready_only and entry.state != READY:
                 continue
             if entry.runtimes:
-                rows.extend(IndexEntry(name, str(v), entry.state, entry.reason) for v in sorted(entry.runtimes))
+                rows.extend(
+                    IndexEntry(name, str(v), entry.state, entry.reason) for v in sorted(entry.runtimes)
+                )
             else:
                 rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
@@ -127,7 +129,7 @@ class ModelRepository:
         configs: dict[str, LoadedConfig | PackserveError] = {}
         names = list(names)
         results = await asyncio.gather(*(self._read_config(name, None) for name in names))
-        configs = dict(zip(names, results))
+        configs = dict(zip(names, results, strict=True))
         plain = [n for n, c in configs.items() if not (isinstance(c, LoadedConfig) and is_composite(c.spec))]
         await asyncio.gather(*(self._load_with(name, configs[name]) for name in plain))
         composite = [n for n in names if n not in plain]

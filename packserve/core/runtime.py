@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
 from packserve.backends.registry import load_backend
+from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
 from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.core.region_map import REGION_MAP_PLATFORM, RegionMapScheduler
+from packserve.core.region_map import RegionMapScheduler
 from packserve.core.request import InferRequest, Tensor
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.errors import ModelLoadError, PackserveError
@@ -68,7 +69,9 @@ def is_composite(spec: ModelSpec) -> bool:
     return spec.is_ensemble or spec.platform == REGION_MAP_PLATFORM
 
 
-def build_composite_runtime(spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps) -> ModelRuntime:
+def build_composite_runtime(
+    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+) -> ModelRuntime:
     started = time.perf_counter()
     scheduler: Scheduler
     if spec.is_ensemble:
@@ -82,7 +85,9 @@ def build_composite_runtime(spec: ModelSpec, config: ModelConfig, version: int, 
     return ModelRuntime(spec, config, version, scheduler, time.perf_counter() - started)
 
 
-def build_backend_runtime(spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps) -> ModelRuntime:
+def build_backend_runtime(
+    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+) -> ModelRuntime:
     """Load weights and create instances. Runs on a loader thread; the scheduler is made later on the
     event loop by `attach_scheduler` because asyncio objects belong to the loop."""
     started = time.perf_counter()
@@ -121,10 +126,14 @@ def build_backend_runtime(spec: ModelSpec, config: ModelConfig, version: int, de
         backend_model.close()
         if isinstance(exc, PackserveError):
             raise
-        raise ModelLoadError(f"model '{spec.name}' version {version}: creating instances failed: {exc}") from exc
+        raise ModelLoadError(
+            f"model '{spec.name}' version {version}: creating instances failed: {exc}"
+        ) from exc
     pool = InstancePool(spec.name, instances, batching=spec.max_batch_size > 0, names=names, clock=deps.clock)
     # The scheduler slot is filled on the loop; a placeholder keeps the dataclass typed.
-    return ModelRuntime(spec, config, version, _NOT_ATTACHED, time.perf_counter() - started, backend_model, pool)
+    return ModelRuntime(
+        spec, config, version, _NOT_ATTACHED, time.perf_counter() - started, backend_model, pool
+    )
 
 
 def attach_scheduler(runtime: ModelRuntime, deps: RuntimeDeps) -> None:

@@ -1,0 +1,154 @@
+"""`packserve profile`, `packserve plan`, `packserve deploy k8s`: parse -> options -> one call.
+
+The planning package (OR-Tools, SimPy, matplotlib) is imported inside each command, so
+`packserve serve` and `--help` never pay for it. Every packserve error becomes a usage error
+(exit code 2) whose message says what cannot be met and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from packserve.errors import PackserveError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile)
+    app.command("plan")(plan)
+    deploy = typer.Typer(help="Write deployment manifests for a plan.", no_args_is_help=True)
+    deploy.command("k8s")(deploy_k8s)
+    deploy.command("apply-patch", hidden=True)(apply_patch)
+    app.add_typer(deploy, name="deploy")
+
+
+def _bad(exc: PackserveError, param: str | None = None) -> typer.BadParameter:
+    return typer.BadParameter(str(exc), param_hint=param)
+
+
+def profile(
+    model_repository: Annotated[Path, typer.Option(help="Triton-style model repository to profile.")],
+    out: Annotated[Path, typer.Option(help="Where to write the profile JSON.")] = Path("profile.json"),
+    models: Annotated[str, typer.Option(help="Comma-separated models; all when empty.")] = "",
+    device: Annotated[str, typer.Option(help="cpu or cuda:N")] = "cpu",
+    batch_sizes: Annotated[str, typer.Option(help="Request batch sizes, e.g. 1,2,4,8.")] = "1,2,4,8",
+    instances: Annotated[str, typer.Option(help="Instance counts, e.g. 1,2.")] = "1,2",
+    requests: Annotated[int, typer.Option(help="Requests measured per point.")] = 100,
+    plots: Annotated[Path | None, typer.Option(help="Folder for latency/throughput PNG plots.")] = None,
+) -> None:
+    """Measure latency, throughput and memory per model through the real serving path."""
+    from rich.progress import Progress
+
+    from packserve.planning.commands import ProfileCommand, profile_command
+    from packserve.planning.profiler import ProfileOptions
+    from packserve.planning.units import parse_int_list
+
+    try:
+        options = ProfileOptions(
+            model_repository=model_repository,
+            models=tuple(m.strip() for m in models.split(",") if m.strip()),
+            device=device,
+            batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
+            instances=parse_int_list(instances, "--instances"),
+            requests_per_point=requests,
+        )
+        with Progress(transient=True) as progress:
+            task = progress.add_task("profiling", total=None)
+
+            def advance(label: str) -> None:
+                progress.update(task, advance=1, description=label)
+
+            result = profile_command(ProfileCommand(options, out, plots), advance)
+    except PackserveError as exc:
+        raise _bad(exc) from None
+    typer.echo(f"profiled {len(result.models)} models on {result.device_name} -> {out}")
+
+
+def plan(
+    profile: Annotated[Path, typer.Option(help="Profile JSON written by `packserve profile`.")],
+    load: Annotated[str, typer.Option(help="Average load: 25M/day, 300/s, 2k/min.")],
+    p99: Annotated[str, typer.Option(help="End-to-end p99 target: 100ms, 0.2s.")],
+    gpu_memory: Annotated[str, typer.Option(help="Memory of one device: 16GiB, 40GB.")],
+    peak_factor: Annotated[float, typer.Option(help="Peak load as a multiple of the average.")] = 3.0,
+    mix: Annotated[list[str] | None, typer.Option(help="PIPELINE=SHARE, repeatable.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for plan.json, report and plots.")] = Path("plan"),
+    simulate: Annotated[bool, typer.Option(help="Check the plan by simulation.")] = True,
+    simulation_seconds: Annotated[float | None, typer.Option(help="Simulated seconds per scenario.")] = None,
+) -> None:
+    """Plan pods, replicas and per-model settings for a load and latency target."""
+    from packserve.planning.commands import PlanCommand, plan_command
+    from packserve.planning.planner import PlanOptions
+    from packserve.planning.units import parse_duration_ms, parse_load, parse_memory_bytes, parse_mix
+
+    try:
+        options = PlanOptions(
+            requests_per_s=_parsed(parse_load, load, "--load"),
+            p99_ms=_parsed(parse_duration_ms, p99, "--p99"),
+            memory_bytes=_parsed(parse_memory_bytes, gpu_memory, "--gpu-memory"),
+            peak_factor=peak_factor,
+            mix=_parsed(parse_mix, mix, "--mix") if mix else None,
+        )
+        outcome = plan_command(PlanCommand(profile, options, out, simulate, simulation_seconds))
+    except PackserveError as exc:
+        raise _bad(exc) from None
+    before = sum(p.replicas for p in outcome.plan.baseline)
+    after = sum(p.replicas for p in outcome.plan.pods)
+    typer.echo(f"devices at peak: {after} packed (one model per device: {before}) -> {out / 'report.md'}")
+    for scenario in outcome.scenarios:
+        worst = max(scenario.p99_ms.values())
+        verdict = "meets" if scenario.meets_slo else "MISSES"
+        typer.echo(f"simulated {scenario.arrivals}: worst pipeline p99 {worst:.1f} ms, {verdict} the target")
+
+
+def _parsed(parser: Any, value: Any, param: str) -> Any:
+    try:
+        return parser(value)
+    except PackserveError as exc:
+        raise _bad(exc, param) from None
+
+
+def deploy_k8s(
+    plan_file: Annotated[Path, typer.Option("--plan", help="plan.json written by `packserve plan`.")],
+    image: Annotated[str, typer.Option(help="packserve container image.")],
+    out: Annotated[Path, typer.Option(help="Folder for the YAML manifests.")] = Path("k8s"),
+    namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "default",
+    repository_volume: Annotated[str | None, typer.Option(help="PVC holding the model repository.")] = None,
+    repository_image: Annotated[
+        str | None, typer.Option(help="Image with the repository at /models.")
+    ] = None,
+    kserve: Annotated[
+        bool, typer.Option(help="Also write a KServe ClusterServingRuntime + InferenceService.")
+    ] = False,
+) -> None:
+    """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceMonitor) for a plan."""
+    from packserve.planning.commands import deploy_k8s_command
+    from packserve.planning.k8s import DeployOptions
+
+    options = DeployOptions(
+        image=image,
+        namespace=namespace,
+        repository_volume=repository_volume,
+        repository_image=repository_image,
+        kserve=kserve,
+    )
+    try:
+        written = deploy_k8s_command(plan_file, options, out)
+    except PackserveError as exc:
+        raise _bad(exc) from None
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def apply_patch(
+    repository: Annotated[Path, typer.Option(help="Model repository to rewrite in place.")],
+    patch: Annotated[Path, typer.Option(help="JSON: model -> config fields.")],
+) -> None:
+    """Merge planned config fields into each model's config.pbtxt (run by the pods' init container)."""
+    from packserve.planning.commands import apply_patch_command
+
+    try:
+        written = apply_patch_command(repository, patch)
+    except PackserveError as exc:
+        raise _bad(exc) from None
+    typer.echo(f"patched {len(written)} model configs")

@@ -1,0 +1,1 @@
+"""The `vision_stack` demo: real pretrained vision models packed into one served pipeline."""
