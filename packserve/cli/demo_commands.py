@@ -22,6 +22,7 @@ class DemoOptions:
     http_port: int
     grpc_port: int
     metrics_port: int
+    concurrency: str
     requests: int
     keep_serving: bool
 
@@ -51,7 +52,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> 
 
 def run_demo(options: DemoOptions, console: Console) -> None:
     from packserve.demo.build import build_vision_stack
-    from packserve.demo.client import run_client
+    from packserve.demo.client import main as run_client
 
     console.rule("1. Build the demo model repository")
     repository = build_vision_stack(options.repository, progress=True)
@@ -69,7 +70,13 @@ def run_demo(options: DemoOptions, console: Console) -> None:
     try:
         wait_ready(url, server, timeout_s=300)
         console.rule("3. Send images through the vision_stack pipeline")
-        run_client(f"127.0.0.1:{options.http_port}", requests=options.requests, console=console)
+        run_client(
+            [
+                "--url", f"127.0.0.1:{options.http_port}",
+                "--concurrency", options.concurrency,
+                "--requests", str(options.requests),
+            ]
+        )  # fmt: skip
         if options.keep_serving:
             console.print(f"Serving on {url} (gRPC :{options.grpc_port}); Ctrl-C stops.")
             server.wait()
@@ -84,7 +91,8 @@ def demo_command(
         Path, typer.Option("--repository", help="where to build the demo repository")
     ] = Path("examples/vision_stack/generated"),
     http_port: Annotated[int, typer.Option("--http-port", help="0 = a free port")] = 0,
-    requests: Annotated[int, typer.Option("--requests", help="requests per concurrency level")] = 64,
+    concurrency: Annotated[str, typer.Option("--concurrency", help="concurrencies to measure")] = "1,4,8",
+    requests: Annotated[int, typer.Option("--requests", help="requests per concurrent client")] = 4,
     keep_serving: Annotated[bool, typer.Option("--keep-serving", help="leave the server running")] = False,
 ) -> None:
     """Build the demo vision stack, serve it, and print what it finds in sample images."""
@@ -93,6 +101,7 @@ def demo_command(
         http_port=http_port or free_port(),
         grpc_port=free_port(),
         metrics_port=free_port(),
+        concurrency=concurrency,
         requests=requests,
         keep_serving=keep_serving,
     )

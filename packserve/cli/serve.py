@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +29,8 @@ class ServeOptions:
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
-    http_limits: HttpLimits = HttpLimits()
-    grpc: GrpcOptions = GrpcOptions()
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    grpc: GrpcOptions = field(default_factory=GrpcOptions)
     drain_timeout_s: float = 30.0
 
 
