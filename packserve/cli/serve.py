@@ -48,9 +48,8 @@ def print_model_table(index: list[IndexEntry], console: Console) -> None:
 async def run_server(options: ServeOptions, console: Console | None = None) -> None:
     """Start the engine and the three front ends; return after SIGTERM/SIGINT has drained them."""
     console = console or Console(stderr=True)
-    engine = await Engine.start(options.engine)
     metrics = MetricsServer(options.host, options.metrics_port)
-    engine.add_observer(PrometheusObserver(metrics.registry))
+    engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
     http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
     grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)

@@ -73,7 +73,12 @@ class EngineOptions:
 
 
 class Engine:
-    def __init__(self, options: EngineOptions, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        options: EngineOptions,
+        clock: Clock | None = None,
+        observers: Sequence[InferenceObserver] = (),
+    ) -> None:
         if options.model_control_mode not in MODEL_CONTROL_MODES:
             raise ValueError(
                 f"model control mode '{options.model_control_mode}' is not one of {MODEL_CONTROL_MODES}"
@@ -81,7 +86,7 @@ class Engine:
         self.options = options
         self._clock = clock or MonotonicClock()
         self.statistics = StatisticsCollector()
-        self._observers = ObserverFanout([self.statistics])
+        self._observers = ObserverFanout([self.statistics, *observers])
         deps = RuntimeDeps(
             repository=options.model_repository,
             observer=self._observers,
@@ -97,9 +102,15 @@ class Engine:
         self._poll_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, options: EngineOptions, clock: Clock | None = None) -> Engine:
-        """Create the engine and load the startup models (failures are recorded, not raised)."""
-        engine = cls(options, clock)
+    async def start(
+        cls,
+        options: EngineOptions,
+        clock: Clock | None = None,
+        observers: Sequence[InferenceObserver] = (),
+    ) -> Engine:
+        """Create the engine and load the startup models (failures are recorded, not raised).
+        `observers` hear every event from the first load on (metrics need the load times)."""
+        engine = cls(options, clock, observers)
         await engine._load_startup_models()
         if options.model_control_mode == "poll":
             engine._poll_task = asyncio.create_task(engine._poll_forever())

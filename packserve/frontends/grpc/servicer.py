@@ -1,0 +1,179 @@
+"""`inference.GRPCInferenceService` on top of the engine.
+
+Every handler runs on the event loop (grpc.aio). Errors leave through one place, `_abort`, which maps
+them with the shared status table; an unexpected exception is logged and becomes INTERNAL, and the
+server keeps serving. Shared-memory, trace and log RPCs are left UNIMPLEMENTED (the server does not
+list those extensions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from packserve.core.engine_api import EngineApi
+from packserve.errors import InvalidArgumentError, PackserveError
+from packserve.frontends.grpc import codec, messages
+from packserve.frontends.status import grpc_status
+
+logger = logging.getLogger(__name__)
+
+_CONFIG_OVERRIDE = "config"
+_FILE_PREFIX = "file:"
+_UNLOAD_DEPENDENTS = "unload_dependents"
+# Asked for by streaming clients (perf_analyzer among them) to learn which response ends a request.
+_ENABLE_FINAL_FLAG = "triton_enable_empty_final_response"
+_FINAL_FLAG = "triton_final_response"
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
+    if not isinstance(error, PackserveError):
+        logger.exception("unexpected error in a gRPC handler", exc_info=error)
+    await context.abort(grpc_status(error), _message(error))
+    raise AssertionError("context.abort returned")  # abort always raises; this keeps mypy honest
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, PackserveError):
+        return str(error)
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, engine: EngineApi) -> None:
+        self._engine = engine
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerLiveResponse(live=self._engine.is_live())
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerReadyResponse(ready=self._engine.is_ready())
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ModelReadyResponse(ready=self._engine.model_ready(request.name, request.version))
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return messages.server_metadata(self._engine.server_metadata())
+        except Exception as error:
+            await _abort(context, error)
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return messages.model_metadata(self._engine.model_metadata(request.name, request.version))
+        except Exception as error:
+            await _abort(context, error)
+
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            response = service_pb2.ModelConfigResponse()
+            response.config.CopyFrom(self._engine.model_config(request.name, request.version))
+            return response
+        except Exception as error:
+            await _abort(context, error)
+
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return messages.model_statistics(self._engine.model_statistics(request.name, request.version))
+        except Exception as error:
+            await _abort(context, error)
+
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return messages.repository_index(self._engine.repository_index(ready_only=request.ready))
+        except Exception as error:
+            await _abort(context, error)
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            config_json: str | None = None
+            files: dict[str, bytes] = {}
+            for key, parameter in request.parameters.items():
+                value = codec.parameter_value(parameter)
+                if key == _CONFIG_OVERRIDE:
+                    config_json = value if isinstance(value, str) else bytes(value).decode("utf-8")
+                elif key.startswith(_FILE_PREFIX):
+                    # Triton's key is "file:<path in the version directory>"; the engine gets the path.
+                    content = value if isinstance(value, bytes) else str(value).encode()
+                    files[key[len(_FILE_PREFIX) :]] = content
+            if files and config_json is None:
+                # As Triton: uploaded files replace the model's own, so they need a config beside them.
+                raise InvalidArgumentError(
+                    f"load of '{request.model_name}': 'file:' parameters need a 'config' parameter"
+                )
+            await self._engine.load_model(request.model_name, config_json, files or None)
+            return service_pb2.RepositoryModelLoadResponse()
+        except Exception as error:
+            await _abort(context, error)
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            unload_dependents = False
+            if _UNLOAD_DEPENDENTS in request.parameters:
+                unload_dependents = bool(codec.parameter_value(request.parameters[_UNLOAD_DEPENDENTS]))
+            await self._engine.unload_model(request.model_name, unload_dependents)
+            return service_pb2.RepositoryModelUnloadResponse()
+        except Exception as error:
+            await _abort(context, error)
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            response = await self._engine.infer(codec.decode_infer_request(request))
+            return codec.encode_infer_response(response)
+        except Exception as error:
+            await _abort(context, error)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+        """Requests on one stream run concurrently; each answer is written when it is ready, so
+        answers may come back in another order than asked (clients match them by `id`). A failed
+        request answers with `error_message` and the stream stays open."""
+        answers: asyncio.Queue[service_pb2.ModelStreamInferResponse | None] = asyncio.Queue()
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def answer(message: Any) -> None:
+            answers.put_nowait(await self._stream_answer(message))
+
+        async def read_requests() -> None:
+            try:
+                async for message in request_iterator:
+                    task = asyncio.create_task(answer(message))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                while in_flight:
+                    await asyncio.wait(set(in_flight))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read_requests())
+        try:
+            while (item := await answers.get()) is not None:
+                yield item
+            await reader  # surfaces a failure of the request stream itself
+        finally:
+            reader.cancel()
+            for task in list(in_flight):
+                task.cancel()
+
+    async def _stream_answer(self, message: Any) -> service_pb2.ModelStreamInferResponse:
+        try:
+            result = await self._engine.infer(codec.decode_infer_request(message))
+            response = codec.encode_infer_response(result)
+        except Exception as error:
+            if not isinstance(error, PackserveError):
+                logger.exception("unexpected error in a gRPC stream request", exc_info=error)
+            header = service_pb2.ModelInferResponse(
+                model_name=message.model_name, model_version=message.model_version, id=message.id
+            )
+            return service_pb2.ModelStreamInferResponse(error_message=_message(error), infer_response=header)
+        parameters = message.parameters
+        if _ENABLE_FINAL_FLAG in parameters and codec.parameter_value(parameters[_ENABLE_FINAL_FLAG]):
+            # Not a decoupled model: this one response is also the last for its request.
+            response.parameters[_FINAL_FLAG].bool_param = True
+        return service_pb2.ModelStreamInferResponse(infer_response=response)
