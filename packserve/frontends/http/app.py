@@ -1,0 +1,191 @@
+"""The ASGI application: route by splitting the path once, read the body under limits, call one
+handler, send one reply. No framework: this is the hot path of every HTTP request.
+
+Runs on the event loop (uvicorn with httptools + uvloop); one call per HTTP request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from packserve.core.engine_api import EngineApi
+from packserve.errors import PackserveError
+from packserve.frontends.http import body as body_io
+from packserve.frontends.http import handlers
+from packserve.frontends.http.handlers import Reply
+from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.status import http_status
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger(__name__)
+
+_GET = "GET"
+_POST = "POST"
+_MODEL_GETS = {
+    "": handlers.model_metadata,
+    "ready": handlers.model_ready,
+    "config": handlers.model_config,
+    "stats": handlers.model_statistics,
+}
+
+
+class _RouteError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+_NOT_FOUND = _RouteError(404, "Not Found")
+_METHOD_NOT_ALLOWED = _RouteError(405, "Method Not Allowed")
+
+
+def _error_reply(status: int, message: str) -> Reply:
+    return Reply(status, orjson.dumps({"error": message}))
+
+
+class HttpApp:
+    """`create_http_app` returns one of these; it is an ASGI 3 callable."""
+
+    def __init__(self, engine: EngineApi, limits: HttpLimits) -> None:
+        self._engine = engine
+        self._limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            try:
+                reply = await self._dispatch(scope, receive)
+            except body_io.ClientDisconnected:
+                return
+            await _send_reply(send, reply)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
+        try:
+            return await self._route(scope, receive)
+        except PackserveError as exc:
+            return _error_reply(http_status(exc), str(exc))
+        except _RouteError as exc:
+            return _error_reply(exc.status, str(exc))
+        except body_io.ClientDisconnected:
+            raise
+        except Exception as exc:  # the server keeps serving whatever a handler does
+            logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
+            return _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _route(self, scope: Scope, receive: Receive) -> Reply:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        if not parts or parts[0] != "v2":
+            raise _NOT_FOUND
+        count = len(parts)
+        engine = self._engine
+        if count == 1:
+            _expect(method, _GET)
+            return handlers.server_metadata(engine)
+        section = parts[1]
+        if section == "models":
+            if count == 3 and parts[2] == "stats":
+                _expect(method, _GET)
+                return handlers.model_statistics(engine, "", "")
+            if count < 3:
+                raise _NOT_FOUND
+            model = parts[2]
+            version = ""
+            rest = parts[3:]
+            if rest and rest[0] == "versions":
+                if len(rest) < 2:
+                    raise _NOT_FOUND
+                version = rest[1]
+                rest = rest[2:]
+            if len(rest) > 1:
+                raise _NOT_FOUND
+            action = rest[0] if rest else ""
+            if action == "infer":
+                _expect(method, _POST)
+                body, header_length = await self._read(scope, receive)
+                return await handlers.infer(engine, model, version, body, header_length, self._limits)
+            handler = _MODEL_GETS.get(action)
+            if handler is None:
+                raise _NOT_FOUND
+            _expect(method, _GET)
+            return handler(engine, model, version)
+        if section == "health" and count == 3:
+            _expect(method, _GET)
+            if parts[2] == "live":
+                return handlers.live(engine)
+            if parts[2] == "ready":
+                return handlers.ready(engine)
+            raise _NOT_FOUND
+        if section == "repository":
+            if count == 3 and parts[2] == "index":
+                _expect(method, _POST)
+                body, _ = await self._read(scope, receive)
+                return handlers.repository_index(engine, body)
+            if count == 5 and parts[2] == "models" and parts[4] in ("load", "unload"):
+                _expect(method, _POST)
+                body, _ = await self._read(scope, receive)
+                if parts[4] == "load":
+                    return await handlers.load_model(engine, parts[3], body)
+                return await handlers.unload_model(engine, parts[3], body)
+        raise _NOT_FOUND
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, bytes | None]:
+        """The decoded body and the Inference-Header-Content-Length header, if any."""
+        content_length: bytes | None = None
+        encoding: bytes | None = None
+        header_length: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                content_length = value
+            elif name == b"content-encoding":
+                encoding = value
+            elif name == b"inference-header-content-length":
+                header_length = value
+        limits = self._limits
+        body_io.check_declared_length(content_length, limits)
+        body = await body_io.read_body(receive, limits)
+        if encoding is not None:
+            name = encoding.decode("latin-1").strip().lower()
+            if name and name != "identity":
+                body = body_io.inflate(body, name, limits)
+        return body, header_length
+
+
+def _expect(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _METHOD_NOT_ALLOWED
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    headers = [(b"content-type", reply.content_type), (b"content-length", str(len(reply.body)).encode())]
+    if reply.header_length is not None:
+        headers.append((b"inference-header-content-length", str(reply.header_length).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # The engine's lifetime belongs to the CLI, not to the HTTP server: acknowledge and return.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_http_app(engine: EngineApi, limits: HttpLimits | None = None) -> ASGIApp:
+    """The KServe v2 / Triton HTTP protocol over `engine` as an ASGI 3 application."""
+    return HttpApp(engine, limits or HttpLimits())

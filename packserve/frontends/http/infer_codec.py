@@ -1,0 +1,265 @@
+"""Decode a KServe v2 HTTP infer request into an `InferRequest` once; encode the `InferResponse`.
+
+Runs on the event loop inside one request's ASGI call. The decoded request owns numpy views over
+the request body; after `Engine.infer` takes it, this module never touches it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from packserve.core.request import InferRequest, InferResponse, RequestedOutput
+from packserve.errors import InvalidArgumentError
+from packserve.frontends.http import tensor_data
+from packserve.frontends.http.limits import HttpLimits
+from packserve.types import DataType
+
+# Request-level parameters the front end consumes itself rather than passing on to the engine.
+_BINARY_OUTPUT = "binary_data_output"
+_PRIORITY = "priority"
+_TIMEOUT = "timeout"
+_SHARED_MEMORY = frozenset(("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"))
+
+
+@dataclass(slots=True)
+class DecodedInfer:
+    request: InferRequest
+    # Output name -> send as binary? None means "every output", with `binary_default` deciding.
+    binary_outputs: dict[str, bool]
+    binary_default: bool
+
+
+def decode_infer(
+    model: str, version: str, body: bytes, header_length: bytes | None, limits: HttpLimits
+) -> DecodedInfer:
+    view = memoryview(body)
+    json_end = len(body) if header_length is None else _header_length(header_length, len(body))
+    header = _parse_json(body, json_end, limits.max_json_depth)
+    if not isinstance(header, dict):
+        raise InvalidArgumentError("infer request body must be a JSON object")
+
+    parameters = _parameters(header.get("parameters"), "request")
+    binary_default = _flag(parameters.pop(_BINARY_OUTPUT, False), _BINARY_OUTPUT)
+    priority = _non_negative_int(parameters.pop(_PRIORITY, 0), _PRIORITY)
+    timeout_us = _non_negative_int(parameters.pop(_TIMEOUT, 0), _TIMEOUT)
+    request_id = header.get("id", "")
+    if not isinstance(request_id, str):
+        raise InvalidArgumentError("'id' must be a string")
+
+    inputs = _decode_inputs(header.get("inputs"), view, json_end, limits)
+    outputs, binary_outputs = _decode_outputs(header.get("outputs"), binary_default)
+    request = InferRequest(
+        model_name=model,
+        inputs=inputs,
+        model_version=version,
+        outputs=outputs,
+        id=request_id,
+        priority=priority,
+        timeout_us=timeout_us,
+        parameters=parameters,
+    )
+    return DecodedInfer(request, binary_outputs, binary_default)
+
+
+def _header_length(raw: bytes, body_length: int) -> int:
+    try:
+        length = int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid Inference-Header-Content-Length {raw!r}") from None
+    if length < 0 or length > body_length:
+        raise InvalidArgumentError(
+            f"Inference-Header-Content-Length {length} is outside the {body_length}-byte body"
+        )
+    return length
+
+
+def _parse_json(body: bytes, end: int, max_depth: int) -> Any:
+    try:
+        parsed = orjson.loads(memoryview(body)[:end] if end != len(body) else body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"failed to parse the request JSON: {exc}") from None
+    # Fast path: with no more opening brackets than the limit, no nesting can exceed it.
+    if body.count(b"[", 0, end) + body.count(b"{", 0, end) > max_depth:
+        _check_depth(parsed, max_depth)
+    return parsed
+
+
+def _check_depth(root: Any, max_depth: int) -> None:
+    """Refuse JSON nested deeper than max_depth. orjson already stops at 1024 levels; this walks
+    the (small) structure iteratively, skipping the bulk of tensor `data` lists, which numpy bounds
+    and `tensor_from_json` checks along their first elements."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise InvalidArgumentError(f"request JSON is nested deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "data" and isinstance(value, list):
+                    continue
+                if isinstance(value, (dict, list)):
+                    stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node if isinstance(item, (dict, list)))
+
+
+def _parameters(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError(f"{where} 'parameters' must be a JSON object")
+    for key, value in raw.items():
+        if not isinstance(value, (bool, int, float, str)):
+            raise InvalidArgumentError(
+                f"{where} parameter '{key}' must be a bool, number or string, got {type(value).__name__}"
+            )
+    return dict(raw)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"parameter '{name}' must be a bool, got {value!r}")
+    return value
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidArgumentError(f"parameter '{name}' must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _decode_inputs(raw: Any, body: memoryview, offset: int, limits: HttpLimits) -> dict[str, Any]:
+    if not isinstance(raw, list):
+        raise InvalidArgumentError("infer request must have an 'inputs' list")
+    if len(raw) > limits.max_inputs_per_request:
+        raise InvalidArgumentError(
+            f"infer request has {len(raw)} inputs, more than the limit of {limits.max_inputs_per_request}"
+        )
+    inputs: dict[str, Any] = {}
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise InvalidArgumentError("each entry of 'inputs' must be a JSON object")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError("each input needs a non-empty string 'name'")
+        if name in inputs:
+            raise InvalidArgumentError(f"input '{name}' appears more than once")
+        datatype = _datatype(name, entry.get("datatype"))
+        shape, count = tensor_data.element_count(name, entry.get("shape"), limits.max_elements_per_tensor)
+        params = _parameters(entry.get("parameters"), f"input '{name}'")
+        if params and not _SHARED_MEMORY.isdisjoint(params):
+            raise InvalidArgumentError(f"input '{name}': shared memory is not supported by this server")
+        size = params.get("binary_data_size")
+        if size is not None:
+            if "data" in entry:
+                raise InvalidArgumentError(f"input '{name}' has both 'data' and 'binary_data_size'")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidArgumentError(f"input '{name}': binary_data_size must be a non-negative integer")
+            if offset + size > len(body):
+                raise InvalidArgumentError(
+                    f"input '{name}': binary_data_size {size} reaches past the end of the body "
+                    f"({len(body) - offset} bytes of binary data remain)"
+                )
+            chunk = body[offset : offset + size]
+            offset += size
+            inputs[name] = tensor_data.tensor_from_binary(name, datatype, shape, count, chunk)
+        elif "data" in entry:
+            inputs[name] = tensor_data.tensor_from_json(
+                name, datatype, shape, count, entry["data"], limits.max_json_depth
+            )
+        else:
+            raise InvalidArgumentError(f"input '{name}' has neither 'data' nor 'binary_data_size'")
+    if offset != len(body):
+        raise InvalidArgumentError(
+            f"{len(body) - offset} bytes of binary data follow the inputs' binary_data_size total"
+        )
+    return inputs
+
+
+def _datatype(name: str, raw: Any) -> DataType:
+    try:
+        return DataType.from_wire(raw)
+    except (KeyError, TypeError):
+        raise InvalidArgumentError(f"input '{name}': unknown datatype {raw!r}") from None
+
+
+def _decode_outputs(raw: Any, binary_default: bool) -> tuple[list[RequestedOutput] | None, dict[str, bool]]:
+    if raw is None:
+        return None, {}
+    if not isinstance(raw, list):
+        raise InvalidArgumentError("'outputs' must be a list")
+    outputs: list[RequestedOutput] = []
+    binary: dict[str, bool] = {}
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise InvalidArgumentError("each entry of 'outputs' must be an object with a string 'name'")
+        name = entry["name"]
+        params = _parameters(entry.get("parameters"), f"output '{name}'")
+        if params and not _SHARED_MEMORY.isdisjoint(params):
+            raise InvalidArgumentError(f"output '{name}': shared memory is not supported by this server")
+        class_count = _non_negative_int(params.get("classification", 0), "classification")
+        binary[name] = _flag(params.get("binary_data", binary_default), "binary_data")
+        outputs.append(RequestedOutput(name=name, class_count=class_count))
+    return outputs, binary
+
+
+# ---------------------------------------------------------------------------------------- encode
+
+
+@dataclass(slots=True)
+class EncodedResponse:
+    body: bytes
+    header_length: int | None  # set when binary data follows the JSON header
+
+
+def encode_infer(response: InferResponse, decoded: DecodedInfer) -> EncodedResponse:
+    outputs_json: list[dict[str, Any]] = []
+    binary_parts: list[Any] = []
+    for name, tensor in response.outputs.items():
+        array = tensor_data.to_numpy(tensor)
+        datatype = DataType.from_numpy(array.dtype)
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": tensor_data.WIRE_NAME[datatype],
+            "shape": list(array.shape),
+        }
+        as_binary = decoded.binary_outputs.get(name, decoded.binary_default)
+        if datatype is DataType.BYTES:
+            elements = tensor_data.bytes_elements(array)
+            text = None if as_binary else tensor_data.json_bytes_data(elements)
+            if text is None:  # asked for binary, or not UTF-8 and so not representable in JSON
+                payload = tensor_data.serialize_bytes(elements)
+                entry["parameters"] = {"binary_data_size": len(payload)}
+                binary_parts.append(payload)
+            else:
+                entry["data"] = text
+        elif as_binary:
+            contiguous = np.ascontiguousarray(array)
+            entry["parameters"] = {"binary_data_size": contiguous.nbytes}
+            binary_parts.append(contiguous.data.cast("B") if contiguous.nbytes else b"")
+        else:
+            entry["data"] = np.ascontiguousarray(array).reshape(-1)
+        outputs_json.append(entry)
+    head: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version}
+    if response.id:
+        head["id"] = response.id
+    if response.parameters:
+        head["parameters"] = response.parameters
+    head["outputs"] = outputs_json
+    header = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY, default=_json_fallback)
+    if not binary_parts:
+        return EncodedResponse(header, None)
+    return EncodedResponse(b"".join([header, *binary_parts]), len(header))
+
+
+def _json_fallback(value: Any) -> Any:
+    # orjson serializes numpy arrays natively except a few dtypes (e.g. non-contiguous); lists work.
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
