@@ -15,7 +15,7 @@ import orjson
 from packserve.core.engine_api import EngineApi
 from packserve.errors import PackserveError
 from packserve.frontends.http import body as body_io
-from packserve.frontends.http import handlers
+from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.handlers import Reply
 from packserve.frontends.http.limits import HttpLimits
 from packserve.frontends.status import http_status
@@ -120,6 +120,13 @@ class HttpApp:
                 raise _NOT_FOUND
             _expect(method, _GET)
             return handler(engine, model, version)
+        if section == "pipelines" and count in (3, 5):
+            _expect(method, _POST)
+            version = parts[4] if count == 5 and parts[3] == "versions" else ""
+            if count == 5 and parts[3] != "versions":
+                raise _NOT_FOUND
+            body, _ = await self._read(scope, receive)
+            return Reply(200, await pipeline_route.infer_raw_image(engine, parts[2], version, body))
         if section == "health" and count == 3:
             _expect(method, _GET)
             if parts[2] == "live":

@@ -1,0 +1,376 @@
+"""Config `parameters` of an image model -> one frozen `ImagePlan` (parse and validate, once, at load).
+
+The schema is documented in packserve/backends/image/__init__.py and docs/image-ops.md. Every error
+is a ConfigError naming the model, the parameter, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from packserve.errors import ConfigError
+from packserve.types import DataType
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from packserve.config.spec import ModelSpec, TensorSpec
+
+DECODE_OPS = ("letterbox", "resize", "center_crop", "shorter_side", "decoded")
+INTERPOLATIONS = ("nearest", "linear", "cubic", "area")
+OUTPUT_DTYPES = (DataType.FP32, DataType.FP16, DataType.UINT8)
+GLOBAL_KEYS = (
+    "mode",
+    "max_pixels",
+    "exif_orientation",
+    "dct_scaling",
+    "color",
+    "threads",
+    "image_input",
+    "boxes_input",
+    "image_meta_input",
+    "image_color",
+)
+OUTPUT_KEYS = (
+    "op",
+    "layout",
+    "color",
+    "interpolation",
+    "pad_value",
+    "align",
+    "resize_shorter",
+    "shorter",
+    "scale",
+    "mean",
+    "std",
+)
+META_SUFFIX = "_meta"
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_CROP_RATIO = 0.875  # ImageNet convention: resize to 256, crop 224
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    exif_orientation: bool = True
+    dct_scaling: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Normalization:
+    """`out = (pixel * scale - mean[c]) / std[c]`, on 0..255 pixels; identity for UINT8 outputs."""
+
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def gain_and_bias(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per channel `out = pixel * gain + bias`, the one fused multiply-add."""
+        gain = tuple(self.scale / s for s in self.std)
+        bias = tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
+        return gain, bias
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """One output tensor: op + size + normalization + layout + dtype (+ its optional meta output)."""
+
+    name: str
+    op: str  # one of DECODE_OPS, or "crop" in crop_boxes mode
+    width: int
+    height: int
+    layout: str  # "NCHW" | "NHWC" ("decoded" is always HWC)
+    color: str  # "RGB" | "BGR"
+    dtype: DataType
+    interpolation: str
+    pad_value: int
+    center: bool  # letterbox: center the image (else top-left)
+    resize_shorter: int  # center_crop only
+    shorter: int  # shorter_side only
+    normalization: Normalization | None  # None: raw 0..255 pixels (UINT8)
+    meta_name: str | None  # "<name>_meta" when the config declares it
+
+
+@dataclass(frozen=True, slots=True)
+class CropInputs:
+    image: str
+    boxes: str
+    image_meta: str | None
+    image_color: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    model: str
+    mode: str  # "decode" | "crop_boxes"
+    batching: bool
+    input_name: str  # the BYTES input (decode mode)
+    decode: DecodeOptions
+    pipelines: tuple[Pipeline, ...]
+    crop: CropInputs | None
+    threads: int
+
+
+def _bad(model: str, key: str, expected: str, got: object) -> ConfigError:
+    return ConfigError(f"image model '{model}': parameter '{key}' must be {expected}, got {got!r}")
+
+
+def _choice(model: str, key: str, value: str, allowed: tuple[str, ...]) -> str:
+    normalized = value.strip().lower()
+    for option in allowed:
+        if option.lower() == normalized:
+            return option
+    raise _bad(model, key, "one of " + "/".join(allowed), value)
+
+
+def _int(model: str, key: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise _bad(model, key, "an integer", value) from None
+    if not low <= number <= high:
+        raise _bad(model, key, f"an integer in [{low}, {high}]", value)
+    return number
+
+
+def _bool(model: str, key: str, value: str) -> bool:
+    normalized = value.strip().lower()
+    if normalized in ("1", "true", "yes", "on"):
+        return True
+    if normalized in ("0", "false", "no", "off"):
+        return False
+    raise _bad(model, key, "true or false", value)
+
+
+def _number(model: str, key: str, text: str) -> float:
+    try:
+        return float(Fraction(text.strip()))  # accepts "0.5", "1/255", "2e-3"
+    except (ValueError, ZeroDivisionError):
+        raise _bad(model, key, "a number such as 0.5 or 1/255", text) from None
+
+
+def _triple(model: str, key: str, value: str, positive: bool) -> tuple[float, float, float]:
+    numbers = [_number(model, key, part) for part in value.split(",")]
+    if len(numbers) == 1:
+        numbers *= 3
+    if len(numbers) != 3:
+        raise _bad(model, key, "1 or 3 comma-separated numbers", value)
+    if positive and any(n <= 0 for n in numbers):
+        raise _bad(model, key, "positive numbers", value)
+    return numbers[0], numbers[1], numbers[2]
+
+
+def _canvas(model: str, output: TensorSpec, layout: str, leading: int) -> tuple[int, int]:
+    """(width, height) read from the output dims; `leading` dims (the crop count) come first."""
+    channels_last = layout in ("NHWC", "HWC")
+    dims = output.dims[leading:]
+    if len(output.dims) == 3 + leading:
+        height, width, channels = dims if channels_last else (dims[1], dims[2], dims[0])
+        if channels == 3 and height > 0 and width > 0:
+            return int(width), int(height)
+    expected = ("[-1, " if leading else "[") + ("H, W, 3]" if channels_last else "3, H, W]")
+    raise ConfigError(
+        f"image model '{model}': output '{output.name}' ({layout}) must have dims {expected} "
+        f"with fixed H and W, got {list(output.dims)}"
+    )
+
+
+def _pipeline(
+    model: str, output: TensorSpec, keys: Mapping[str, str], defaults: Mapping[str, str], mode: str
+) -> Pipeline:
+    name = output.name
+
+    def key(k: str) -> str:
+        return f"{name}.{k}"
+
+    if mode == "crop_boxes":
+        op = _choice(model, key("op"), keys.get("op", "crop"), ("crop",))
+    else:
+        if "op" not in keys:
+            raise ConfigError(
+                f"image model '{model}': output '{name}' needs parameter '{name}.op' "
+                f"(one of {'/'.join(DECODE_OPS)}) or must be named '<output>{META_SUFFIX}'"
+            )
+        op = _choice(model, key("op"), keys["op"], DECODE_OPS)
+    if output.datatype not in OUTPUT_DTYPES:
+        raise ConfigError(
+            f"image model '{model}': output '{name}' must be FP32, FP16 or UINT8, "
+            f"got {output.datatype.wire_name}"
+        )
+    if op == "decoded":
+        if output.datatype is not DataType.UINT8 or "layout" in keys:
+            raise ConfigError(
+                f"image model '{model}': output '{name}' (op decoded) is a UINT8 [H, W, 3] "
+                f"image; got {output.datatype.wire_name} and layout {keys.get('layout', 'HWC')}"
+            )
+        layout = "HWC"
+    else:
+        layout = _choice(model, key("layout"), keys.get("layout", "NCHW"), ("NCHW", "NHWC"))
+    width, height = _canvas(model, output, layout, 1 if mode == "crop_boxes" else 0)
+    normalization = None
+    if output.datatype is DataType.UINT8:
+        extra = [k for k in ("scale", "mean", "std") if k in keys]
+        if extra:
+            raise ConfigError(
+                f"image model '{model}': output '{name}' is UINT8 (raw pixels) and takes no "
+                f"normalization, got parameters {[key(k) for k in extra]}"
+            )
+    else:
+        normalization = Normalization(
+            scale=_number(model, key("scale"), keys.get("scale", "1/255")),
+            mean=_triple(model, key("mean"), keys.get("mean", "0"), positive=False),
+            std=_triple(model, key("std"), keys.get("std", "1"), positive=True),
+        )
+    shorter = 0
+    if op == "shorter_side":
+        if "shorter" not in keys:
+            raise ConfigError(
+                f"image model '{model}': output '{name}' (op shorter_side) needs '{key('shorter')}'"
+            )
+        shorter = _int(model, key("shorter"), keys["shorter"], 1, 1 << 16)
+    default_shorter = str(round(min(width, height) / DEFAULT_CROP_RATIO))
+    return Pipeline(
+        name=name,
+        op=op,
+        width=width,
+        height=height,
+        layout=layout,
+        color=_choice(model, key("color"), keys.get("color", defaults.get("color", "RGB")), ("RGB", "BGR")),
+        dtype=output.datatype,
+        interpolation=_choice(
+            model, key("interpolation"), keys.get("interpolation", "linear"), INTERPOLATIONS
+        ),
+        pad_value=_int(
+            model, key("pad_value"), keys.get("pad_value", "114" if op == "letterbox" else "0"), 0, 255
+        ),
+        center=_choice(model, key("align"), keys.get("align", "center"), ("center", "top_left")) == "center",
+        resize_shorter=_int(
+            model, key("resize_shorter"), keys.get("resize_shorter", default_shorter), 1, 1 << 16
+        ),
+        shorter=shorter,
+        normalization=normalization,
+        meta_name=None,
+    )
+
+
+def _split_parameters(model: str, spec: ModelSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    output_names = {o.name for o in spec.outputs}
+    global_keys: dict[str, str] = {}
+    per_output: dict[str, dict[str, str]] = {}
+    for full_key, value in spec.parameters.items():
+        target, dot, sub = full_key.rpartition(".")
+        if not dot:
+            if full_key not in GLOBAL_KEYS:
+                raise ConfigError(
+                    f"image model '{model}': unknown parameter '{full_key}' "
+                    f"(known: {', '.join(GLOBAL_KEYS)}, or '<output>.<{'|'.join(OUTPUT_KEYS)}>')"
+                )
+            global_keys[full_key] = value
+        elif target not in output_names or sub not in OUTPUT_KEYS:
+            raise ConfigError(
+                f"image model '{model}': parameter '{full_key}' names no output option "
+                f"(outputs: {sorted(output_names)}; options: {', '.join(OUTPUT_KEYS)})"
+            )
+        else:
+            per_output.setdefault(target, {})[sub] = value
+    return global_keys, per_output
+
+
+def _tensor(model: str, spec: ModelSpec, name: str, what: str) -> TensorSpec:
+    tensor = spec.input(name)
+    if tensor is None:
+        raise ConfigError(
+            f"image model '{model}': crop_boxes mode needs a {what} input named '{name}' "
+            f"(inputs: {[t.name for t in spec.inputs]})"
+        )
+    return tensor
+
+
+def _crop_inputs(model: str, spec: ModelSpec, keys: Mapping[str, str]) -> CropInputs:
+    image = _tensor(model, spec, keys.get("image_input", "IMAGE"), "UINT8 [H, W, 3] image")
+    boxes = _tensor(model, spec, keys.get("boxes_input", "BOXES"), "FP32 [-1, 4] or [-1, 8] boxes")
+    if image.datatype is not DataType.UINT8 or len(image.dims) != 3 or image.dims[2] not in (3, -1):
+        raise ConfigError(
+            f"image model '{model}': input '{image.name}' must be UINT8 [H, W, 3], "
+            f"got {image.datatype.wire_name} {list(image.dims)}"
+        )
+    if boxes.datatype is not DataType.FP32 or len(boxes.dims) != 2 or boxes.dims[1] not in (4, 8, -1):
+        raise ConfigError(
+            f"image model '{model}': input '{boxes.name}' must be FP32 [-1, 4] or [-1, 8], "
+            f"got {boxes.datatype.wire_name} {list(boxes.dims)}"
+        )
+    meta = spec.input(keys.get("image_meta_input", "IMAGE_META"))
+    if meta is not None and (meta.datatype is not DataType.FP32 or list(meta.dims) != [6]):
+        raise ConfigError(
+            f"image model '{model}': input '{meta.name}' must be FP32 [6], "
+            f"got {meta.datatype.wire_name} {list(meta.dims)}"
+        )
+    extra = {t.name for t in spec.inputs} - {image.name, boxes.name} - ({meta.name} if meta else set())
+    if extra:
+        raise ConfigError(f"image model '{model}': unexpected inputs {sorted(extra)} in crop_boxes mode")
+    color = _choice(model, "image_color", keys.get("image_color", "RGB"), ("RGB", "BGR"))
+    return CropInputs(image.name, boxes.name, meta.name if meta else None, color)
+
+
+def _decode_input(model: str, spec: ModelSpec) -> str:
+    if (
+        len(spec.inputs) != 1
+        or spec.inputs[0].datatype is not DataType.BYTES
+        or list(spec.inputs[0].dims) != [1]
+    ):
+        got = [(t.name, t.datatype.wire_name, list(t.dims)) for t in spec.inputs]
+        raise ConfigError(
+            f"image model '{model}': decode mode needs exactly one BYTES input with dims [1] "
+            f"(one encoded image per batch row), got {got}"
+        )
+    return spec.inputs[0].name
+
+
+def parse_plan(spec: ModelSpec) -> ImagePlan:
+    """Validate an image model's config into an ImagePlan; ConfigError on anything wrong."""
+    model = spec.name
+    keys, per_output = _split_parameters(model, spec)
+    mode = _choice(model, "mode", keys.get("mode", "decode"), ("decode", "crop_boxes"))
+    names = {o.name for o in spec.outputs}
+    pipelines: dict[str, Pipeline] = {}
+    meta_for: dict[str, str] = {}
+    for output in spec.outputs:
+        base = output.name[: -len(META_SUFFIX)]
+        if output.name.endswith(META_SUFFIX) and base in names and output.name not in per_output:
+            if mode == "crop_boxes" or output.datatype is not DataType.FP32 or list(output.dims) != [6]:
+                raise ConfigError(
+                    f"image model '{model}': meta output '{output.name}' must be FP32 [6] "
+                    f"(decode mode only), got {output.datatype.wire_name} {list(output.dims)}"
+                )
+            meta_for[base] = output.name
+            continue
+        pipelines[output.name] = _pipeline(model, output, per_output.get(output.name, {}), keys, mode)
+    if not pipelines:
+        raise ConfigError(f"image model '{model}': no image output configured")
+    for base, meta_name in meta_for.items():
+        if base not in pipelines:
+            raise ConfigError(f"image model '{model}': meta output '{meta_name}' has no pipeline '{base}'")
+        pipelines[base] = _with_meta(pipelines[base], meta_name)
+    cpu = os.cpu_count() or 1
+    return ImagePlan(
+        model=model,
+        mode=mode,
+        batching=spec.max_batch_size > 0,
+        input_name=_decode_input(model, spec) if mode == "decode" else "",
+        decode=DecodeOptions(
+            max_pixels=_int(model, "max_pixels", keys.get("max_pixels", str(DEFAULT_MAX_PIXELS)), 1, 1 << 40),
+            exif_orientation=_bool(model, "exif_orientation", keys.get("exif_orientation", "true")),
+            dct_scaling=_bool(model, "dct_scaling", keys.get("dct_scaling", "true")),
+        ),
+        pipelines=tuple(pipelines.values()),
+        crop=_crop_inputs(model, spec, keys) if mode == "crop_boxes" else None,
+        threads=_int(model, "threads", keys.get("threads", str(min(4, cpu))), 1, 256),
+    )
+
+
+def _with_meta(pipeline: Pipeline, meta_name: str) -> Pipeline:
+    return dataclasses.replace(pipeline, meta_name=meta_name)
