@@ -173,8 +173,8 @@ class Engine:
         return [self.statistics.snapshot(r.spec.name, r.version_str) for r in runtimes]
 
     def _ready_runtimes(self, name: str) -> list[ModelRuntime]:
-        entry = self.repository.entry(name)
-        return [entry.runtimes[v] for v in sorted(entry.runtimes)]
+        entry = self.repository.find(name)
+        return [entry.runtimes[v] for v in sorted(entry.runtimes)] if entry is not None else []
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return self.repository.index(ready_only)

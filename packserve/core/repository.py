@@ -78,6 +78,10 @@ class ModelRepository:
             entry = self._entries[name] = ModelEntry(name)
         return entry
 
+    def find(self, name: str) -> ModelEntry | None:
+        """The entry of a model seen before, without creating one for an unknown name."""
+        return self._entries.get(name)
+
     def names(self) -> list[str]:
         return sorted(set(self._entries) | set(self.scan()))
 
