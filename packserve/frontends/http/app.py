@@ -1,13 +1,13 @@
 """The ASGI application: route by splitting the path once, read the body under limits, call one
 handler, send one reply. No framework: this is the hot path of every HTTP request.
 
-Runs on the event loop (uvicorn with httptools + uvloop); one call per HTTP request.
+Runs on the event loop (packserve.frontends.http.protocol, or any ASGI server); one call per HTTP request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -25,6 +25,9 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Header names lower-case, as ASGI and httptools give them.
+Headers = Sequence[tuple[bytes, bytes]]
+ReadBody = Callable[[], Awaitable[bytes]]
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +65,26 @@ class HttpApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            limits = self._limits
             try:
-                reply = await self._dispatch(scope, receive)
+                reply = await self.handle(
+                    scope["method"],
+                    scope["path"],
+                    scope["headers"],
+                    lambda: body_io.read_body(receive, limits),
+                )
             except body_io.ClientDisconnected:
                 return
             await _send_reply(send, reply)
         elif kind == "lifespan":
             await _lifespan(receive, send)
 
-    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
+    async def handle(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
+        """Answer one request. `read_body` returns the raw body, already checked against
+        max_body_bytes while it arrived. Every error becomes a reply; nothing escapes but
+        ClientDisconnected."""
         try:
-            return await self._route(scope, receive)
+            return await self._route(method, path, headers, read_body)
         except PackserveError as exc:
             return _error_reply(http_status(exc), str(exc))
         except _RouteError as exc:
@@ -80,12 +92,11 @@ class HttpApp:
         except body_io.ClientDisconnected:
             raise
         except Exception as exc:  # the server keeps serving whatever a handler does
-            logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
+            logger.exception("unexpected error serving %s %s", method, path)
             return _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    async def _route(self, scope: Scope, receive: Receive) -> Reply:
-        parts = scope["path"].strip("/").split("/")
-        method = scope["method"]
+    async def _route(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
+        parts = path.strip("/").split("/")
         if not parts or parts[0] != "v2":
             raise _NOT_FOUND
         count = len(parts)
@@ -113,7 +124,7 @@ class HttpApp:
             action = rest[0] if rest else ""
             if action == "infer":
                 _expect(method, _POST)
-                body, header_length = await self._read(scope, receive)
+                body, header_length = await self._read(headers, read_body)
                 return await handlers.infer(engine, model, version, body, header_length, self._limits)
             handler = _MODEL_GETS.get(action)
             if handler is None:
@@ -125,7 +136,7 @@ class HttpApp:
             version = parts[4] if count == 5 and parts[3] == "versions" else ""
             if count == 5 and parts[3] != "versions":
                 raise _NOT_FOUND
-            body, _ = await self._read(scope, receive)
+            body, _ = await self._read(headers, read_body)
             return Reply(200, await pipeline_route.infer_raw_image(engine, parts[2], version, body))
         if section == "health" and count == 3:
             _expect(method, _GET)
@@ -137,22 +148,22 @@ class HttpApp:
         if section == "repository":
             if count == 3 and parts[2] == "index":
                 _expect(method, _POST)
-                body, _ = await self._read(scope, receive)
+                body, _ = await self._read(headers, read_body)
                 return handlers.repository_index(engine, body)
             if count == 5 and parts[2] == "models" and parts[4] in ("load", "unload"):
                 _expect(method, _POST)
-                body, _ = await self._read(scope, receive)
+                body, _ = await self._read(headers, read_body)
                 if parts[4] == "load":
                     return await handlers.load_model(engine, parts[3], body)
                 return await handlers.unload_model(engine, parts[3], body)
         raise _NOT_FOUND
 
-    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, bytes | None]:
+    async def _read(self, headers: Headers, read_body: ReadBody) -> tuple[bytes, bytes | None]:
         """The decoded body and the Inference-Header-Content-Length header, if any."""
         content_length: bytes | None = None
         encoding: bytes | None = None
         header_length: bytes | None = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"content-length":
                 content_length = value
             elif name == b"content-encoding":
@@ -161,11 +172,11 @@ class HttpApp:
                 header_length = value
         limits = self._limits
         body_io.check_declared_length(content_length, limits)
-        body = await body_io.read_body(receive, limits)
+        body = await read_body()
         if encoding is not None:
-            name = encoding.decode("latin-1").strip().lower()
-            if name and name != "identity":
-                body = body_io.inflate(body, name, limits)
+            coding = encoding.decode("latin-1").strip().lower()
+            if coding and coding != "identity":
+                body = body_io.inflate(body, coding, limits)
         return body, header_length
 
 

@@ -42,7 +42,7 @@ class AsgiResult:
 
 
 class AsgiCaller:
-    """Calls the ASGI app in-process, the way uvicorn would, without sockets."""
+    """Calls the ASGI app in-process, the way an ASGI server would, without sockets."""
 
     def __init__(self, engine: Any, limits: HttpLimits) -> None:
         self.app = create_http_app(engine, limits)
@@ -89,6 +89,12 @@ def limits() -> HttpLimits:
 
 
 @pytest.fixture
+def asgi_caller() -> type[AsgiCaller]:
+    """The caller class, for tests that need their own limits."""
+    return AsgiCaller
+
+
+@pytest.fixture
 def call(engine: Any, limits: HttpLimits) -> AsgiCaller:
     return AsgiCaller(engine, limits)
 
@@ -115,6 +121,6 @@ class LiveServer:
 
 @pytest.fixture
 def live_server() -> Iterator[LiveServer]:
-    """A real uvicorn server on a free port, on its own loop in a thread (sync clients block)."""
+    """A real packserve HTTP server on a free port, on its own loop in a thread (sync clients block)."""
     with LiveServer(fakes.FakeEngine(), HttpLimits(max_body_bytes=1024 * 1024)) as server:
         yield server

@@ -118,10 +118,9 @@ async def test_bad_json_requests(call, body, needle):
     assert needle in result.json()["error"]
 
 
-async def test_too_many_inputs(engine):
-    from conftest import AsgiCaller
+async def test_too_many_inputs(engine, asgi_caller):
 
-    call = AsgiCaller(engine, HttpLimits(max_inputs_per_request=2))
+    call = asgi_caller(engine, HttpLimits(max_inputs_per_request=2))
     inputs = [{"name": f"X{i}", "datatype": "INT8", "shape": [1], "data": [1]} for i in range(3)]
     result = await call("POST", INFER, orjson.dumps({"inputs": inputs}))
     assert result.status == 400
@@ -254,20 +253,18 @@ async def test_fuzzed_bodies_never_crash(call):
 # ------------------------------------------------------------------------------ body limits, gzip
 
 
-async def test_body_over_declared_limit_is_413_without_reading(engine):
-    from conftest import AsgiCaller
+async def test_body_over_declared_limit_is_413_without_reading(engine, asgi_caller):
 
-    call = AsgiCaller(engine, HttpLimits(max_body_bytes=100))
+    call = asgi_caller(engine, HttpLimits(max_body_bytes=100))
     result = await call("POST", INFER, b"", {"Content-Length": "101"})
     assert result.status == 413
     result = await call("POST", INFER, b"", {"Content-Length": "twelve"})
     assert result.status == 400
 
 
-async def test_streamed_body_counted_against_limit(engine):
-    from conftest import AsgiCaller
+async def test_streamed_body_counted_against_limit(engine, asgi_caller):
 
-    call = AsgiCaller(engine, HttpLimits(max_body_bytes=100))
+    call = asgi_caller(engine, HttpLimits(max_body_bytes=100))
     result = await call("POST", INFER, b" " * 150, chunk_size=40)
     assert result.status == 413
     assert "100" in result.json()["error"]
@@ -307,10 +304,9 @@ async def test_bad_compressed_bodies(call, body, encoding, needle):
     assert needle in result.json()["error"]
 
 
-async def test_decompression_bomb_stops_at_inflate_limit(engine):
-    from conftest import AsgiCaller
+async def test_decompression_bomb_stops_at_inflate_limit(engine, asgi_caller):
 
-    call = AsgiCaller(engine, HttpLimits(max_inflated_bytes=1024 * 1024))
+    call = asgi_caller(engine, HttpLimits(max_inflated_bytes=1024 * 1024))
     bomb = gzip.compress(b"\x00" * (50 * 1024 * 1024))  # ~50 KiB on the wire
     result = await call("POST", INFER, bomb, {"Content-Encoding": "gzip"})
     assert result.status == 413

@@ -1,4 +1,4 @@
-"""The real uvicorn server with the official tritonclient, and a graceful stop."""
+"""The real HTTP server with the official tritonclient, and a graceful stop."""
 
 from __future__ import annotations
 
