@@ -1,0 +1,100 @@
+"""Check a plan by simulation: the plan's pods and settings, the profile's service times, the
+peak load, under Poisson and bursty (MMPP) arrivals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packserve.errors import InvalidArgumentError
+from packserve.planning.plan_schema import Plan
+from packserve.planning.profile_schema import Profile
+from packserve.planning.simulator import (
+    Arrivals,
+    SimModel,
+    SimOptions,
+    SimPod,
+    SimResult,
+    interpolated_service,
+    simulate,
+)
+from packserve.planning.workload import Pipeline
+
+# Enough requests for a stable p99 without making `packserve plan` slow on a big fleet.
+_TARGET_REQUESTS = 20_000
+_MIN_DURATION_S = 10.0
+_MAX_DURATION_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSummary:
+    arrivals: str
+    duration_s: float
+    requests: int
+    p50_ms: dict[str, float]  # per pipeline
+    p99_ms: dict[str, float]
+    utilisation: dict[str, float]  # per pod type
+    rejected: int
+    meets_slo: bool
+
+
+def sim_pods(plan: Plan, profile: Profile) -> tuple[SimPod, ...]:
+    pods = []
+    for pod in plan.pods:
+        models = []
+        for setting in pod.models:
+            measured = profile.model(setting.name)
+            same_instances = {
+                p.batch_size: p.occupancy_ms for p in measured.points if p.instances == setting.instances
+            }
+            if not same_instances:
+                raise InvalidArgumentError(
+                    f"model '{setting.name}' has no measurement with {setting.instances} instances"
+                )
+            models.append(
+                SimModel(
+                    name=setting.name,
+                    max_batch_size=setting.batch_size if setting.batching else 1,
+                    max_queue_delay_us=setting.max_queue_delay_us if setting.batching else 0,
+                    instances=setting.instances,
+                    service_s=interpolated_service(same_instances),
+                    preferred_batch_sizes=(setting.batch_size,) if setting.batching else (),
+                )
+            )
+        pods.append(SimPod(pod.name, pod.replicas, tuple(models)))
+    return tuple(pods)
+
+
+def check_plan(
+    plan: Plan, profile: Profile, pipelines: list[Pipeline], seed: int = 0, duration_s: float | None = None
+) -> list[tuple[ScenarioSummary, SimResult]]:
+    peak = plan.requests_per_s * plan.peak_factor
+    if duration_s is None:
+        duration_s = min(_MAX_DURATION_S, max(_MIN_DURATION_S, _TARGET_REQUESTS / peak))
+    pods = sim_pods(plan, profile)
+    results = []
+    for arrivals in (Arrivals("poisson"), Arrivals("mmpp")):
+        options = SimOptions(
+            requests_per_s=peak,
+            duration_s=duration_s,
+            warmup_s=duration_s * 0.1,
+            arrivals=arrivals,
+            seed=seed,
+        )
+        result = simulate(pods, pipelines, options)
+        p99 = {name: result.percentile_ms(name, 99) for name in result.latencies_ms}
+        results.append(
+            (
+                ScenarioSummary(
+                    arrivals=arrivals.kind,
+                    duration_s=duration_s,
+                    requests=sum(len(v) for v in result.latencies_ms.values()),
+                    p50_ms={name: result.percentile_ms(name, 50) for name in result.latencies_ms},
+                    p99_ms=p99,
+                    utilisation=result.utilisation,
+                    rejected=result.rejected,
+                    meets_slo=all(v <= plan.p99_ms for v in p99.values()),
+                ),
+                result,
+            )
+        )
+    return results

@@ -1,0 +1,197 @@
+"""The plan file: pod types, replicas and per-model settings, with the model-config patch it implies.
+
+Frozen dataclasses with explicit to/from JSON; `packserve deploy k8s` reads what `packserve plan`
+wrote. The config patch uses Triton's JSON field names so it can be merged into a config.pbtxt or
+sent as a load-API config override.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packserve.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    name: str
+    batch_size: int  # max_batch_size and preferred batch size
+    instances: int
+    max_queue_delay_us: int
+    rate_per_s: float  # calls per second per pod at peak
+    batch_latency_ms: float
+    occupancy_ms: float
+    memory_bytes: int
+    budget_ms: float  # this stage's share of the pipeline SLO
+    predicted_p99_ms: float
+    utilisation: float
+    batching: bool = True  # False for max_batch_size 0 models: only the instance count changes
+
+    def config_patch(self, device_kind: str) -> dict[str, Any]:
+        """Fields to set in the model's config (Triton JSON names)."""
+        if not self.batching:
+            return {"instance_group": [{"count": self.instances, "kind": device_kind}]}
+        return {
+            "max_batch_size": self.batch_size,
+            "instance_group": [{"count": self.instances, "kind": device_kind}],
+            "dynamic_batching": {
+                "preferred_batch_size": [self.batch_size],
+                "max_queue_delay_microseconds": self.max_queue_delay_us,
+            },
+        }
+
+    def config_pbtxt(self, device_kind: str) -> str:
+        if not self.batching:
+            return f"instance_group [ {{ count: {self.instances} kind: {device_kind} }} ]\n"
+        return (
+            f"max_batch_size: {self.batch_size}\n"
+            f"instance_group [ {{ count: {self.instances} kind: {device_kind} }} ]\n"
+            "dynamic_batching {\n"
+            f"  preferred_batch_size: [ {self.batch_size} ]\n"
+            f"  max_queue_delay_microseconds: {self.max_queue_delay_us}\n"
+            "}\n"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    name: str
+    models: tuple[ModelPlan, ...]
+    replicas: int
+    duty_cycle_ms: float
+    utilisation: float  # predicted busy fraction of the device at peak
+    memory_bytes: int
+
+    @property
+    def predicted_p99_ms(self) -> float:
+        return max(m.predicted_p99_ms for m in self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    profile_device: str
+    requests_per_s: float
+    peak_factor: float
+    p99_ms: float
+    memory_bytes: int
+    memory_reserve: float
+    mix: dict[str, float]
+    pods: tuple[PodPlan, ...]
+    baseline: tuple[PodPlan, ...]  # one model per device, for comparison
+    pipeline_p99_ms: dict[str, float]
+    max_utilisation: float = 0.8  # the device busy fraction the plan allowed at peak
+
+    @property
+    def device_kind(self) -> str:
+        return "KIND_CPU" if self.profile_device.lower().startswith("cpu") else "KIND_GPU"
+
+    def config_patches(self) -> dict[str, dict[str, Any]]:
+        return {m.name: m.config_patch(self.device_kind) for pod in self.pods for m in pod.models}
+
+    def pod_of(self, model: str) -> PodPlan:
+        for pod in self.pods:
+            if any(m.name == model for m in pod.models):
+                return pod
+        raise InvalidArgumentError(f"model '{model}' is not in the plan")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile_device": self.profile_device,
+            "requests_per_s": self.requests_per_s,
+            "peak_factor": self.peak_factor,
+            "p99_ms": self.p99_ms,
+            "memory_bytes": self.memory_bytes,
+            "memory_reserve": self.memory_reserve,
+            "mix": dict(self.mix),
+            "pods": [_pod_json(p) for p in self.pods],
+            "baseline": [_pod_json(p) for p in self.baseline],
+            "pipeline_p99_ms": dict(self.pipeline_p99_ms),
+            "max_utilisation": self.max_utilisation,
+            "config_patches": self.config_patches(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            profile_device=str(data["profile_device"]),
+            requests_per_s=float(data["requests_per_s"]),
+            peak_factor=float(data["peak_factor"]),
+            p99_ms=float(data["p99_ms"]),
+            memory_bytes=int(data["memory_bytes"]),
+            memory_reserve=float(data.get("memory_reserve", 0.0)),
+            mix={str(k): float(v) for k, v in data.get("mix", {}).items()},
+            pods=tuple(_pod_from(p) for p in data["pods"]),
+            baseline=tuple(_pod_from(p) for p in data.get("baseline", ())),
+            pipeline_p99_ms={str(k): float(v) for k, v in data.get("pipeline_p99_ms", {}).items()},
+            max_utilisation=float(data.get("max_utilisation", 0.8)),
+        )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        try:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError as exc:
+            raise InvalidArgumentError(f"plan file '{path}' does not exist") from exc
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"plan file '{path}' is malformed: {exc!r}") from exc
+
+
+def _pod_json(pod: PodPlan) -> dict[str, Any]:
+    return {
+        "name": pod.name,
+        "replicas": pod.replicas,
+        "duty_cycle_ms": pod.duty_cycle_ms,
+        "utilisation": pod.utilisation,
+        "memory_bytes": pod.memory_bytes,
+        "models": [
+            {
+                "name": m.name,
+                "batch_size": m.batch_size,
+                "instances": m.instances,
+                "max_queue_delay_us": m.max_queue_delay_us,
+                "rate_per_s": m.rate_per_s,
+                "batch_latency_ms": m.batch_latency_ms,
+                "occupancy_ms": m.occupancy_ms,
+                "memory_bytes": m.memory_bytes,
+                "budget_ms": m.budget_ms,
+                "predicted_p99_ms": m.predicted_p99_ms,
+                "utilisation": m.utilisation,
+                "batching": m.batching,
+            }
+            for m in pod.models
+        ],
+    }
+
+
+def _pod_from(data: dict[str, Any]) -> PodPlan:
+    models = tuple(
+        ModelPlan(
+            name=str(m["name"]),
+            batch_size=int(m["batch_size"]),
+            instances=int(m["instances"]),
+            max_queue_delay_us=int(m["max_queue_delay_us"]),
+            rate_per_s=float(m["rate_per_s"]),
+            batch_latency_ms=float(m["batch_latency_ms"]),
+            occupancy_ms=float(m["occupancy_ms"]),
+            memory_bytes=int(m["memory_bytes"]),
+            budget_ms=float(m["budget_ms"]),
+            predicted_p99_ms=float(m["predicted_p99_ms"]),
+            utilisation=float(m["utilisation"]),
+            batching=bool(m.get("batching", True)),
+        )
+        for m in data["models"]
+    )
+    return PodPlan(
+        name=str(data["name"]),
+        models=models,
+        replicas=int(data["replicas"]),
+        duty_cycle_ms=float(data["duty_cycle_ms"]),
+        utilisation=float(data["utilisation"]),
+        memory_bytes=int(data["memory_bytes"]),
+    )

@@ -1,0 +1,213 @@
+"""The capacity planner: profile + load + SLO -> pod types, replicas and per-model settings.
+
+Pure: reads a `Profile`, returns a `Plan`. Every way it can fail raises `InvalidArgumentError`
+saying what cannot be met and why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from packserve.errors import InvalidArgumentError
+from packserve.planning.duty_cycle import Option, options_of
+from packserve.planning.placement import (
+    PricedGroup,
+    candidate_groups,
+    choose_partition,
+    components,
+    replicas_for,
+)
+from packserve.planning.plan_schema import ModelPlan, Plan, PodPlan
+from packserve.planning.profile_schema import Profile
+from packserve.planning.units import format_bytes
+from packserve.planning.workload import Pipeline, build_pipelines, latency_budgets_ms, rates_per_model
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    requests_per_s: float  # average load over all pipelines
+    p99_ms: float  # end-to-end latency target of every pipeline
+    memory_bytes: int  # device memory of one pod
+    peak_factor: float = 3.0  # peak load = average x this
+    mix: Mapping[str, float] | None = None  # pipeline -> share; None = equal over entry points
+    memory_reserve: float = 0.1  # fraction of memory kept free for the runtime and activations
+    batch_quantile: float = 0.99  # fraction of duty cycles whose arrivals must fit one batch
+    max_utilisation: float = 0.8  # busy fraction of a device at peak, mean batches
+
+
+def plan(profile: Profile, options: PlanOptions) -> Plan:
+    _check_options(options)
+    pipelines = build_pipelines(profile, options.mix)
+    peak = options.requests_per_s * options.peak_factor
+    rates = rates_per_model(pipelines, peak)
+    model_options = _measured_options(profile, rates)
+    budgets = latency_budgets_ms(pipelines, options.p99_ms)
+    memory_limit = int(options.memory_bytes * (1 - options.memory_reserve))
+    _check_each_model_alone(model_options, budgets, memory_limit, options)
+
+    models = sorted(rates)
+    min_memory = {m: min(o.memory_bytes for o in model_options[m]) for m in models}
+    units = components([tuple(p.calls()) for p in pipelines])
+    _check_units_fit(units, min_memory, memory_limit)
+    priced: list[PricedGroup] = []
+    for group in candidate_groups(units, min_memory, memory_limit):
+        found = replicas_for(
+            group,
+            model_options,
+            rates,
+            budgets,
+            memory_limit,
+            options.batch_quantile,
+            options.max_utilisation,
+        )
+        if found is not None:
+            priced.append(found)
+    # The baseline prices each model alone, as one deployment per model would run it.
+    priced_alone = {g.models: g for g in priced if len(g.models) == 1}
+    for model in models:
+        if (model,) not in priced_alone:
+            alone = replicas_for(
+                (model,), model_options, rates, budgets, memory_limit, options.batch_quantile
+            )
+            if alone is not None:
+                priced_alone[(model,)] = alone
+    chosen = choose_partition(models, priced)
+    if not chosen:
+        raise InvalidArgumentError(
+            f"no placement of {', '.join(models)} meets p99 {options.p99_ms:g} ms within "
+            f"{format_bytes(memory_limit)} per device"
+        )
+    baseline = list(priced_alone.values())
+    batching = {m: profile.model(m).max_batch_size > 0 for m in models}
+    return Plan(
+        profile_device=profile.device_name or profile.device,
+        requests_per_s=options.requests_per_s,
+        peak_factor=options.peak_factor,
+        p99_ms=options.p99_ms,
+        memory_bytes=options.memory_bytes,
+        memory_reserve=options.memory_reserve,
+        mix={p.name: p.share for p in pipelines},
+        pods=tuple(
+            _pod_plan(i, g, budgets, batching) for i, g in enumerate(sorted(chosen, key=lambda g: g.models))
+        ),
+        baseline=tuple(
+            _pod_plan(i, g, budgets, batching) for i, g in enumerate(sorted(baseline, key=lambda g: g.models))
+        ),
+        pipeline_p99_ms=_pipeline_p99(pipelines, chosen),
+        max_utilisation=options.max_utilisation,
+    )
+
+
+def _check_options(options: PlanOptions) -> None:
+    if options.requests_per_s <= 0:
+        raise InvalidArgumentError(
+            f"load must be above zero requests per second, got {options.requests_per_s}"
+        )
+    if options.peak_factor < 1:
+        raise InvalidArgumentError(f"--peak-factor must be at least 1, got {options.peak_factor:g}")
+    if options.p99_ms <= 0:
+        raise InvalidArgumentError(f"--p99 must be above zero, got {options.p99_ms:g} ms")
+    if not 0 <= options.memory_reserve < 1:
+        raise InvalidArgumentError(f"memory reserve must be in [0, 1), got {options.memory_reserve}")
+    if not 0 < options.max_utilisation <= 1:
+        raise InvalidArgumentError(f"max utilisation must be in (0, 1], got {options.max_utilisation}")
+    if not 0.5 <= options.batch_quantile < 1:
+        raise InvalidArgumentError(f"batch quantile must be in [0.5, 1), got {options.batch_quantile}")
+
+
+def _measured_options(profile: Profile, rates: Mapping[str, float]) -> dict[str, list[Option]]:
+    found: dict[str, list[Option]] = {}
+    for name in rates:
+        measured = options_of(profile.model(name))
+        if not measured:
+            raise InvalidArgumentError(
+                f"model '{name}' has no usable measurement in the profile (no throughput)"
+            )
+        found[name] = measured
+    return found
+
+
+def _check_each_model_alone(
+    model_options: Mapping[str, list[Option]],
+    budgets: Mapping[str, float],
+    memory_limit: int,
+    options: PlanOptions,
+) -> None:
+    for name, measured in model_options.items():
+        smallest = min(o.memory_bytes for o in measured)
+        if smallest > memory_limit:
+            raise InvalidArgumentError(
+                f"model '{name}' needs {format_bytes(smallest)} but a device offers "
+                f"{format_bytes(memory_limit)} after a {options.memory_reserve:.0%} reserve "
+                f"(--gpu-memory {format_bytes(options.memory_bytes)})"
+            )
+        fastest = min(o.latency_ms for o in measured)
+        if fastest > budgets[name]:
+            raise InvalidArgumentError(
+                f"p99 {options.p99_ms:g} ms cannot be met: model '{name}' takes {fastest:.2f} ms per batch "
+                f"at best but its share of the latency budget is {budgets[name]:.2f} ms"
+            )
+
+
+def _check_units_fit(units: list[tuple[str, ...]], min_memory: Mapping[str, int], memory_limit: int) -> None:
+    for unit in units:
+        need = sum(min_memory[m] for m in unit)
+        if need > memory_limit:
+            raise InvalidArgumentError(
+                f"models {', '.join(unit)} serve one pipeline and must share a pod, but together need "
+                f"{format_bytes(need)} while a device offers {format_bytes(memory_limit)}"
+            )
+
+
+def _pod_plan(
+    index: int, group: PricedGroup, budgets: Mapping[str, float], batching: Mapping[str, bool]
+) -> PodPlan:
+    setting = group.setting
+    models = tuple(
+        ModelPlan(
+            name=m.model,
+            batch_size=m.option.batch_size,
+            instances=m.option.instances,
+            max_queue_delay_us=m.max_queue_delay_us,
+            rate_per_s=m.rate_per_s,
+            batch_latency_ms=m.option.latency_ms,
+            occupancy_ms=m.option.occupancy_ms,
+            memory_bytes=m.option.memory_bytes,
+            budget_ms=budgets[m.model],
+            predicted_p99_ms=m.predicted_p99_ms,
+            utilisation=m.utilisation,
+            batching=batching[m.model],
+        )
+        for m in setting.models
+    )
+    return PodPlan(
+        name=f"pod-{index}" if len(group.models) > 1 else f"pod-{group.models[0]}",
+        models=models,
+        replicas=group.replicas,
+        duty_cycle_ms=setting.duty_cycle_ms,
+        utilisation=setting.utilisation,
+        memory_bytes=setting.memory_bytes,
+    )
+
+
+def _pipeline_p99(pipelines: list[Pipeline], groups: list[PricedGroup]) -> dict[str, float]:
+    """Worst-case end-to-end latency per pipeline: critical path of per-stage predicted p99s."""
+    stage = {m.model: m.predicted_p99_ms for g in groups for m in g.setting.models}
+    result: dict[str, float] = {}
+    for pipeline in pipelines:
+        finish: list[float] = []
+        for step in pipeline.steps:
+            finish.append(max((finish[i] for i in step.after), default=0.0) + stage[step.model])
+        result[pipeline.name] = max(finish, default=0.0)
+    return result
+
+
+def gpus(pods: tuple[PodPlan, ...]) -> int:
+    return sum(p.replicas for p in pods)
+
+
+def mean_utilisation(pods: tuple[PodPlan, ...]) -> float:
+    total = gpus(pods)
+    return math.fsum(p.utilisation * p.replicas for p in pods) / total if total else 0.0

@@ -1,0 +1,248 @@
+"""`packserve profile`: measure models through the real serving path.
+
+The core engine runs in-process; for each model and instance count the profiler reloads the model
+with that many instances (and no batching delay, so a request of b rows runs as one batch of b),
+keeps `instances` requests in flight (closed loop) at each batch size, and reads the timings back
+from the server's own statistics - the same per-request timing record metrics and clients see.
+Ensembles are measured end to end with their composing models as configured.
+
+Threading: everything runs on one asyncio event loop; the engine's instance threads do the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from packserve.core.engine import Engine, EngineOptions
+from packserve.core.request import InferRequest
+from packserve.core.views import ModelStatistics
+from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
+from packserve.planning.config_patch import patched_config_json
+from packserve.planning.inputs import make_inputs
+from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+
+ProgressCallback = Callable[[str], None]  # called once per finished measurement, with its label
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileOptions:
+    model_repository: Path
+    models: tuple[str, ...] = ()  # () = every model in the repository
+    device: str = "cpu"  # "cpu" or "cuda:N"
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    instances: tuple[int, ...] = (1, 2)
+    requests_per_point: int = 100
+    min_seconds_per_point: float = 0.5
+    warmup_requests: int = 3
+
+
+def count_points(options: ProfileOptions, max_batch: dict[str, int], ensembles: set[str]) -> int:
+    total = 0
+    for name, limit in max_batch.items():
+        sizes = len(_sizes(options.batch_sizes, limit))
+        total += sizes if name in ensembles else sizes * len(options.instances)
+    return total
+
+
+def _sizes(wanted: tuple[int, ...], max_batch_size: int) -> list[int]:
+    return [b for b in wanted if b <= max(1, max_batch_size)] or [1]
+
+
+class _Memory:
+    """Memory in use by this process on the profiled device."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._process = psutil.Process(os.getpid())
+
+    def used_bytes(self) -> int:
+        if self.device.startswith("cuda"):
+            import torch  # only on the GPU path; optional dependency
+
+            torch.cuda.synchronize(self.device)
+            return int(torch.cuda.memory_allocated(self.device))
+        gc.collect()
+        return int(self._process.memory_info().rss)
+
+    def device_name(self) -> str:
+        if self.device.startswith("cuda"):
+            import torch
+
+            return str(torch.cuda.get_device_name(self.device))
+        return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+async def run_profile(options: ProfileOptions, on_point: ProgressCallback | None = None) -> Profile:
+    _check(options)
+    wanted = options.models or ("*",)
+    engine = await Engine.start(EngineOptions(options.model_repository, "explicit", load_models=wanted))
+    try:
+        names = [
+            e.name for e in engine.repository_index() if options.models == () or e.name in options.models
+        ]
+        for name in options.models:
+            if name not in names:
+                raise InvalidArgumentError(
+                    f"model '{name}' is not in the repository {options.model_repository}"
+                )
+        failed = [e for e in engine.repository_index() if e.name in names and e.state != "READY"]
+        if failed:
+            raise InvalidArgumentError(f"model '{failed[0].name}' did not load: {failed[0].reason}")
+        memory = _Memory(options.device)
+        ordered = sorted(names, key=lambda n: (engine.model_spec(n).is_ensemble, n))
+        models = [await _profile_model(engine, name, options, memory, on_point) for name in ordered]
+        return Profile(
+            device=options.device,
+            device_name=memory.device_name(),
+            models=tuple(models),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            notes=f"packserve profile, {options.requests_per_point} requests per point",
+        )
+    finally:
+        await engine.shutdown(drain_timeout_s=5.0)
+
+
+def _check(options: ProfileOptions) -> None:
+    if not options.model_repository.is_dir():
+        raise InvalidArgumentError(f"model repository '{options.model_repository}' is not a folder")
+    if options.device != "cpu" and not options.device.startswith("cuda:"):
+        raise InvalidArgumentError(f"device '{options.device}' must be cpu or cuda:N")
+    if options.requests_per_point < 1 or not options.batch_sizes or not options.instances:
+        raise InvalidArgumentError(
+            "profile needs at least one request, batch size and instance count per point"
+        )
+
+
+async def _profile_model(
+    engine: Engine, name: str, options: ProfileOptions, memory: _Memory, on_point: ProgressCallback | None
+) -> ModelProfile:
+    spec = engine.model_spec(name)
+    original = engine.model_config_json(name)
+    sizes = _sizes(options.batch_sizes, spec.max_batch_size)
+    points: list[ProfilePoint] = []
+    if spec.is_ensemble:
+        for batch in sizes:
+            # An ensemble holds no weights of its own; its models' memory is counted with them.
+            points.append(await _measure(engine, name, batch, 1, options, 0))
+            _report(on_point, name, batch, 1)
+    else:
+        for instances in options.instances:
+            await engine.unload_model(name)
+            before = memory.used_bytes()
+            await engine.load_model(name, config_json=json.dumps(_profiling_config(original, instances)))
+            await _drive(engine, name, sizes[-1], instances, options.warmup_requests)
+            loaded = max(0, memory.used_bytes() - before)
+            for batch in sizes:
+                points.append(await _measure(engine, name, batch, instances, options, loaded))
+                _report(on_point, name, batch, instances)
+        # Leave the model as configured for the ensembles measured after it.
+        await engine.load_model(name, config_json=json.dumps(original))
+    steps = tuple(
+        EnsembleStep(s.model_name, tuple(s.input_map.values()), tuple(s.output_map.values()))
+        for s in spec.ensemble_steps
+    )
+    image_ms = None
+    if spec.backend == "image":
+        single = [p for p in points if p.batch_size == 1]
+        image_ms = min(p.compute_ms for p in single) if single else None
+    return ModelProfile(
+        name, spec.platform, spec.backend, spec.max_batch_size, tuple(points), steps, image_ms
+    )
+
+
+def _report(on_point: ProgressCallback | None, name: str, batch: int, instances: int) -> None:
+    if on_point is not None:
+        on_point(f"{name} batch {batch} x{instances}")
+
+
+def _profiling_config(original: dict[str, Any], instances: int) -> dict[str, Any]:
+    kind = "KIND_CPU"
+    groups = original.get("instance_group") or []
+    if groups:
+        kind = str(groups[0].get("kind", kind))
+    patch: dict[str, Any] = {"instance_group": [{"count": instances, "kind": kind}]}
+    if original.get("dynamic_batching") is not None:
+        # No waiting: a request of b rows runs at once, as one batch of b.
+        patch["dynamic_batching"] = {"max_queue_delay_microseconds": 0}
+    return patched_config_json(original, patch)
+
+
+async def _drive(engine: Engine, name: str, batch: int, concurrency: int, count: int) -> list[float]:
+    """Closed loop: `concurrency` clients each send the next request when the last one returns."""
+    spec = engine.model_spec(name)
+    batching = spec.max_batch_size > 0
+    inputs = make_inputs(engine.model_metadata(name), batch, batching)
+    latencies_ms: list[float] = []
+    remaining = count
+
+    async def client() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter_ns()
+            await engine.infer(InferRequest(model_name=name, inputs=dict(inputs)))
+            latencies_ms.append((time.perf_counter_ns() - start) / NS_PER_MS)
+
+    try:
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    except PackserveError as exc:
+        raise InvalidArgumentError(f"model '{name}' failed at batch size {batch}: {exc}") from exc
+    return latencies_ms
+
+
+async def _measure(
+    engine: Engine, name: str, batch: int, instances: int, options: ProfileOptions, memory_bytes: int
+) -> ProfilePoint:
+    await _drive(engine, name, batch, instances, options.warmup_requests)
+    before = _stats(engine, name)
+    start = time.perf_counter()
+    latencies: list[float] = []
+    while (
+        len(latencies) < options.requests_per_point
+        or time.perf_counter() - start < options.min_seconds_per_point
+    ):
+        latencies += await _drive(
+            engine, name, batch, instances, max(instances, options.requests_per_point // 4)
+        )
+    elapsed = time.perf_counter() - start
+    after = _stats(engine, name)
+    count = max(1, after.inference_stats.success.count - before.inference_stats.success.count)
+
+    def mean_ms(field: str) -> float:
+        delta = getattr(after.inference_stats, field).ns - getattr(before.inference_stats, field).ns
+        return delta / count / NS_PER_MS
+
+    return ProfilePoint(
+        batch_size=batch,
+        instances=instances,
+        concurrency=instances,
+        throughput_per_s=len(latencies) * batch / elapsed,
+        latency_p50_ms=float(np.percentile(latencies, 50)),
+        latency_p99_ms=float(np.percentile(latencies, 99)),
+        queue_ms=mean_ms("queue"),
+        compute_input_ms=mean_ms("compute_input"),
+        compute_infer_ms=mean_ms("compute_infer"),
+        compute_output_ms=mean_ms("compute_output"),
+        memory_bytes=memory_bytes,
+    )
+
+
+def _stats(engine: Engine, name: str) -> ModelStatistics:
+    try:
+        return engine.model_statistics(name)[-1]
+    except NotFoundError as exc:
+        raise InvalidArgumentError(f"model '{name}' has no statistics: {exc}") from exc

@@ -1,0 +1,91 @@
+"""The plan report in markdown: fleet before and after, per-pod settings, simulation check."""
+
+from __future__ import annotations
+
+from packserve.planning.plan_check import ScenarioSummary
+from packserve.planning.plan_schema import Plan
+from packserve.planning.planner import gpus, mean_utilisation
+from packserve.planning.units import format_bytes
+
+
+def markdown_report(plan: Plan, scenarios: list[ScenarioSummary], plots: list[str]) -> str:
+    peak = plan.requests_per_s * plan.peak_factor
+    before, after = gpus(plan.baseline), gpus(plan.pods)
+    lines = [
+        "# packserve capacity plan",
+        "",
+        f"- device: {plan.profile_device}, {format_bytes(plan.memory_bytes)} memory "
+        f"({plan.memory_reserve:.0%} kept free)",
+        f"- load: {plan.requests_per_s:,.1f} requests/s average, "
+        f"peak x{plan.peak_factor:g} = {peak:,.1f} requests/s",
+        f"- target: p99 <= {plan.p99_ms:g} ms end to end; devices planned to at most "
+        f"{plan.max_utilisation:.0%} busy at peak",
+        "- mix: " + ", ".join(f"{name} {share:.0%}" for name, share in plan.mix.items()),
+        "",
+        "## Devices",
+        "",
+        "| fleet | devices | mean utilisation at peak |",
+        "| --- | ---: | ---: |",
+        f"| one model per device | {before} | {mean_utilisation(plan.baseline):.0%} |",
+        f"| packed plan | {after} | {mean_utilisation(plan.pods):.0%} |",
+        "",
+        "## Pod types",
+        "",
+        "| pod | replicas | models | duty cycle (ms) | memory | utilisation | predicted p99 (ms) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for pod in plan.pods:
+        lines.append(
+            f"| {pod.name} | {pod.replicas} | {', '.join(m.name for m in pod.models)} | "
+            f"{pod.duty_cycle_ms:.1f} | "
+            f"{format_bytes(pod.memory_bytes)} | {pod.utilisation:.0%} | {pod.predicted_p99_ms:.1f} |"
+        )
+    lines += [
+        "",
+        "## Model settings (per pod)",
+        "",
+        "| model | pod | max batch | instances | max queue delay (us) | calls/s per pod | batch latency (ms) "
+        "| budget (ms) | predicted p99 (ms) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for pod in plan.pods:
+        for m in pod.models:
+            lines.append(
+                f"| {m.name} | {pod.name} | {m.batch_size} | {m.instances} | {m.max_queue_delay_us} | "
+                f"{m.rate_per_s:,.1f} | {m.batch_latency_ms:.2f} | {m.budget_ms:.1f} | "
+                f"{m.predicted_p99_ms:.1f} |"
+            )
+    lines += [
+        "",
+        "## Pipelines (predicted worst case)",
+        "",
+        "| pipeline | predicted p99 (ms) |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {name} | {value:.1f} |" for name, value in plan.pipeline_p99_ms.items()]
+    if scenarios:
+        lines += [
+            "",
+            "## Simulation at peak (real batcher, profiled service times)",
+            "",
+            "| arrivals | requests | pipeline | p50 (ms) | p99 (ms) | meets target |",
+            "| --- | ---: | --- | ---: | ---: | --- |",
+        ]
+        for s in scenarios:
+            for name in s.p99_ms:
+                lines.append(
+                    f"| {s.arrivals} | {s.requests} | {name} | {s.p50_ms[name]:.1f} | {s.p99_ms[name]:.1f} | "
+                    f"{'yes' if s.p99_ms[name] <= plan.p99_ms else 'NO'} |"
+                )
+        lines += ["", "| arrivals | pod | simulated utilisation |", "| --- | --- | ---: |"]
+        for s in scenarios:
+            lines += [f"| {s.arrivals} | {pod} | {value:.0%} |" for pod, value in s.utilisation.items()]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    lines += [
+        "",
+        "The config patch (`config_patches` in plan.json, `config_patch.pbtxt` here) sets each model's",
+        "max batch size, instance count and max queue delay; `packserve deploy k8s` applies it in the pods.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""From a traffic mix over pipelines to work per model: calls per request, rates and latency budgets.
+
+A pipeline is an ensemble (expanded, nested ensembles included, to the models that do the work)
+or a plain model called directly. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from packserve.errors import InvalidArgumentError
+from packserve.planning.profile_schema import ModelProfile, Profile
+
+
+@dataclass(frozen=True, slots=True)
+class LeafStep:
+    """One call to a model that does work; `after` are indices of steps whose outputs it reads."""
+
+    model: str
+    after: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    name: str
+    share: float  # fraction of all requests
+    steps: tuple[LeafStep, ...]  # topologically ordered
+
+    def calls(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.model] = counts.get(step.model, 0) + 1
+        return counts
+
+
+def expand_pipeline(profile: Profile, name: str, share: float) -> Pipeline:
+    return Pipeline(name=name, share=share, steps=tuple(_expand(profile, profile.model(name), (), ())))
+
+
+def _expand(
+    profile: Profile, model: ModelProfile, after: tuple[int, ...], seen: tuple[str, ...]
+) -> list[LeafStep]:
+    """Leaf steps of `model`, each also waiting for `after` (offsets applied by the caller)."""
+    if model.name in seen:
+        raise InvalidArgumentError(f"ensemble '{model.name}' contains itself through {' -> '.join(seen)}")
+    if not model.is_ensemble:
+        return [LeafStep(model.name, after)]
+    producers: dict[str, int] = {}
+    for index, step in enumerate(model.steps):
+        for tensor in step.outputs:
+            producers[tensor] = index
+    order = _topological_order(model, producers)
+    leaves: list[LeafStep] = []
+    # Ensemble step index -> indices (in `leaves`) of the leaf steps it expanded to.
+    expanded: dict[int, tuple[int, ...]] = {}
+    for index in order:
+        step = model.steps[index]
+        waits = set(after)
+        for tensor in step.inputs:
+            if tensor in producers:
+                waits.update(expanded[producers[tensor]])
+        offset = len(leaves)
+        inner = _expand(profile, profile.model(step.model), (), (*seen, model.name))
+        for leaf in inner:
+            shifted = tuple(offset + i for i in leaf.after)
+            # Inner steps with no inner predecessor wait for what the ensemble step waits for.
+            leaves.append(LeafStep(leaf.model, shifted if shifted else tuple(sorted(waits))))
+        expanded[index] = tuple(range(offset, len(leaves)))
+    return leaves
+
+
+def _topological_order(model: ModelProfile, producers: Mapping[str, int]) -> list[int]:
+    pending = {i: {producers[t] for t in s.inputs if t in producers} for i, s in enumerate(model.steps)}
+    order: list[int] = []
+    while pending:
+        ready = sorted(i for i, deps in pending.items() if not deps - set(order))
+        if not ready:
+            raise InvalidArgumentError(f"ensemble '{model.name}' has a cycle between its steps")
+        order.extend(ready)
+        for index in ready:
+            del pending[index]
+    return order
+
+
+def default_pipelines(profile: Profile) -> list[str]:
+    """Top-level entry points: ensembles no other ensemble calls, and models no ensemble calls."""
+    called = {step.model for m in profile.models for step in m.steps}
+    return [m.name for m in profile.models if m.name not in called]
+
+
+def build_pipelines(profile: Profile, mix: Mapping[str, float] | None) -> list[Pipeline]:
+    if not profile.models:
+        raise InvalidArgumentError("the profile holds no models")
+    if not mix:
+        names = default_pipelines(profile)
+        mix = {name: 1.0 / len(names) for name in names}
+    for name in mix:
+        profile.model(name)  # raises naming the profiled models
+    return [expand_pipeline(profile, name, share) for name, share in mix.items()]
+
+
+def rates_per_model(pipelines: list[Pipeline], requests_per_s: float) -> dict[str, float]:
+    """Calls per second each leaf model receives at the given pipeline request rate."""
+    rates: dict[str, float] = {}
+    for pipeline in pipelines:
+        for model, count in pipeline.calls().items():
+            rates[model] = rates.get(model, 0.0) + requests_per_s * pipeline.share * count
+    return rates
+
+
+def critical_path_ms(pipeline: Pipeline, weight_ms: Mapping[str, float]) -> float:
+    finish: list[float] = []
+    for step in pipeline.steps:
+        start = max((finish[i] for i in step.after), default=0.0)
+        finish.append(start + weight_ms[step.model])
+    return max(finish, default=0.0)
+
+
+def latency_budgets_ms(pipelines: list[Pipeline], slo_ms: float) -> dict[str, float]:
+    """Split each pipeline's SLO equally over the stages of its longest chain; a model in several
+    pipelines keeps its tightest budget.
+
+    Equal shares, not shares proportional to latency: models in one pod share a duty cycle, and a
+    stage's worst case is that cycle plus its batch latency, so the cycle - not the model - takes
+    most of each share; a fast stage given a thin slice would cap the cycle for every model.
+    """
+    budgets: dict[str, float] = {}
+    for pipeline in pipelines:
+        depth = critical_path_ms(pipeline, {step.model: 1.0 for step in pipeline.steps})
+        share = slo_ms / depth if depth > 0 else slo_ms
+        for model in pipeline.calls():
+            budgets[model] = min(budgets.get(model, share), share)
+    return budgets

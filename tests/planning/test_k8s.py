@@ -1,0 +1,103 @@
+"""Manifests: core resources pass `kubernetes-validate --strict`; CRD resources are checked by shape."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from planning_synthetic import LinearModel, linear_profile
+
+from packserve.errors import InvalidArgumentError
+from packserve.planning.commands import deploy_k8s_command
+from packserve.planning.k8s import QUEUE_METRIC, DeployOptions, build_manifests, is_core
+from packserve.planning.planner import PlanOptions, plan
+
+K8S_VERSION = "1.30.0"
+
+
+@pytest.fixture(scope="module")
+def two_pod_plan():  # type: ignore[no-untyped-def]
+    models = [LinearModel(n, 2, 0.5, 6000) for n in "abc"]
+    return plan(linear_profile(models), PlanOptions(300, 100, 16 * 1024**3))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        DeployOptions(image="registry.example/packserve:0.1", repository_volume="models-pvc", kserve=True),
+        DeployOptions(image="registry.example/packserve:0.1", repository_image="registry.example/models:1"),
+    ],
+)
+def test_core_manifests_validate_strictly(two_pod_plan, options: DeployOptions) -> None:  # type: ignore[no-untyped-def]
+    manifests = build_manifests(two_pod_plan, options)
+    core = [m for m in manifests if is_core(m)]
+    kinds = sorted({m["kind"] for m in core})
+    assert kinds == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
+    for manifest in core:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    deployments = [m for m in core if m["kind"] == "Deployment"]
+    assert len(deployments) == len(two_pod_plan.pods)
+    for deployment, pod in zip(deployments, two_pod_plan.pods, strict=True):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert deployment["spec"]["replicas"] == pod.replicas
+        assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+        assert container["args"][:4] == ["packserve", "serve", "--model-repository", "/models"]
+        assert [p["containerPort"] for p in container["ports"]] == [8000, 8001, 8002]
+    hpa = next(m for m in core if m["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == QUEUE_METRIC
+
+
+def test_custom_resources_have_the_right_shape(two_pod_plan) -> None:  # type: ignore[no-untyped-def]
+    options = DeployOptions(image="img:1", repository_volume="pvc", kserve=True)
+    custom = [m for m in build_manifests(two_pod_plan, options) if not is_core(m)]
+    monitors = [m for m in custom if m["kind"] == "ServiceMonitor"]
+    assert len(monitors) == len(two_pod_plan.pods)
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+        assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "packserve"
+    runtime = next(m for m in custom if m["kind"] == "ClusterServingRuntime")
+    assert "v2" in runtime["spec"]["protocolVersions"]
+    services = [m for m in custom if m["kind"] == "InferenceService"]
+    assert all(s["spec"]["predictor"]["model"]["storageUri"] == "pvc://pvc" for s in services)
+
+
+def test_written_yaml_passes_the_cli_validator(two_pod_plan, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan_file = tmp_path / "plan.json"
+    two_pod_plan.save(plan_file)
+    written = deploy_k8s_command(
+        plan_file, DeployOptions(image="img:1", repository_volume="pvc"), tmp_path / "k8s"
+    )
+    core_file = written[0]
+    assert all(is_core(m) for m in yaml.safe_load_all(core_file.read_text()))
+    validator = shutil.which("kubernetes-validate") or str(
+        Path(sys.executable).with_name("kubernetes-validate")
+    )
+    run = subprocess.run(
+        [validator, "--strict", "-k", K8S_VERSION, str(core_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (DeployOptions(image="i"), "exactly one"),
+        (DeployOptions(image="i", repository_volume="p", repository_image="m"), "exactly one"),
+        (DeployOptions(image="i", repository_volume="p", namespace="Bad_NS"), "namespace"),
+        (DeployOptions(image="i", repository_image="m", kserve=True), "KServe"),
+    ],
+)
+def test_bad_deploy_options_say_why(two_pod_plan, options: DeployOptions, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidArgumentError, match=message):
+        build_manifests(two_pod_plan, options)
