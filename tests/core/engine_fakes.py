@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from packserve.backends import registry
-from packserve.backends.base import BackendInstance, BackendModel, BatchResult, ExecutionTimer, InstanceContext
+from packserve.backends.base import (
+    BackendInstance,
+    BackendModel,
+    BatchResult,
+    ExecutionTimer,
+    InstanceContext,
+)
 from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
 

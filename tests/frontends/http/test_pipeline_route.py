@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import requests
 
-from packserve.backends.base import BackendInstance, BackendModel, BatchResult, ExecutionTimer, InstanceContext
 from packserve.backends import registry
+from packserve.backends.base import (
+    BackendInstance,
+    BackendModel,
+    BatchResult,
+    ExecutionTimer,
+    InstanceContext,
+)
 from packserve.core.engine import Engine, EngineOptions
 from packserve.frontends.http import HttpServer
 
