@@ -79,7 +79,7 @@ class BackendModel(abc.ABC):
     def __init__(self, context: ModelContext) -> None:
         self.context = context
 
-    @classmethod
+    @classmethod  # noqa: B027 - optional hook: most backends need no auto-complete
     def complete_config(cls, config: ModelConfig, version_dir: Path) -> None:
         """Fill what the config leaves out (inputs, outputs, max_batch_size) from the model file,
         as Triton's auto-complete does. Mutates `config`; raise ConfigError when it cannot."""
