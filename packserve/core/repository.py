@@ -160,9 +160,8 @@ class ModelRepository:
     async def unload(self, name: str) -> None:
         entry = self._entries.get(name)
         if entry is None:
-            if (self.root / name).is_dir():
-                return
-            raise NotFoundError(f"failed to unload '{name}': model is not found")
+            # Nothing loaded under that name: unloading is already done, as Triton answers.
+            return
         async with entry.lock:
             runtimes, entry.runtimes = entry.runtimes, {}
             entry.state, entry.reason = UNLOADING, ""
