@@ -1,0 +1,146 @@
+"""region_map: crops of every box go as batch rows to the target model and come back per request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from packserve.backends import registry
+from packserve.backends.base import (
+    BackendInstance,
+    BackendModel,
+    BatchResult,
+    ExecutionTimer,
+    InstanceContext,
+)
+from packserve.core.engine import Engine, EngineOptions
+from packserve.core.region_map import expand_regions, region_sizes
+from packserve.core.request import InferRequest
+from packserve.errors import InvalidArgumentError
+
+BATCH_SIZES: list[int] = []
+
+
+class MeanModel(BackendModel):
+    """The target: mean pixel value of each crop (NHWC float rows)."""
+
+    default_model_filename = "model.txt"
+
+    def create_instance(self, instance: InstanceContext) -> BackendInstance:
+        return _MeanInstance()
+
+
+class _MeanInstance(BackendInstance):
+    def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
+        BATCH_SIZES.append(sum(len(r.inputs["CROP"]) for r in requests))
+        return [{"MEAN": r.inputs["CROP"].mean(axis=(1, 2, 3)).reshape(-1, 1)} for r in requests]
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    registry.BACKENDS["crop_mean"] = f"{__name__}:MeanModel"
+    registry._loaded["crop_mean"] = MeanModel
+    (tmp_path / "mean" / "1").mkdir(parents=True)
+    (tmp_path / "mean" / "1" / "model.txt").write_text("x")
+    (tmp_path / "mean" / "config.pbtxt").write_text(
+        """
+backend: "crop_mean"
+max_batch_size: 4
+input [ { name: "CROP" data_type: TYPE_FP32 dims: [ 4, 4, 3 ] } ]
+output [ { name: "MEAN" data_type: TYPE_FP32 dims: [ 1 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 20000 }
+"""
+    )
+    (tmp_path / "regions" / "1").mkdir(parents=True)
+    (tmp_path / "regions" / "config.pbtxt").write_text(
+        """
+platform: "region_map"
+max_batch_size: 0
+input [ { name: "IMAGE" data_type: TYPE_UINT8 dims: [ -1, -1, 3 ] },
+        { name: "BOXES" data_type: TYPE_FP32 dims: [ -1, 4 ] } ]
+output [ { name: "MEANS" data_type: TYPE_FP32 dims: [ -1, 1 ] } ]
+parameters { key: "model" value { string_value: "mean" } }
+parameters { key: "output_map" value { string_value: "MEANS=MEAN" } }
+parameters { key: "crop_size" value { string_value: "4x4" } }
+parameters { key: "layout" value { string_value: "NHWC" } }
+"""
+    )
+    return tmp_path
+
+
+def quadrant_image() -> np.ndarray:
+    """40x40 image whose four 20x20 quadrants are filled with 10, 20, 30, 40."""
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[:20, :20], image[:20, 20:], image[20:, :20], image[20:, 20:] = 10, 20, 30, 40
+    return image
+
+
+QUADRANTS = np.array([[0, 0, 20, 20], [20, 0, 40, 20], [0, 20, 20, 40], [20, 20, 40, 40]], np.float32)
+
+
+async def test_every_region_runs_through_the_target_in_batches(repository: Path) -> None:
+    engine = await Engine.start(EngineOptions(model_repository=repository))
+    try:
+        assert engine.model_ready("regions"), engine.repository_index()
+        boxes = np.concatenate([QUADRANTS, QUADRANTS[::-1]])  # 8 regions: two chunks of 4
+        response = await engine.infer(InferRequest("regions", {"IMAGE": quadrant_image(), "BOXES": boxes}))
+        np.testing.assert_allclose(
+            response.outputs["MEANS"].ravel(), [10, 20, 30, 40, 40, 30, 20, 10], atol=0.5
+        )
+        assert max(BATCH_SIZES) <= 4
+
+        empty = await engine.infer(
+            InferRequest("regions", {"IMAGE": quadrant_image(), "BOXES": np.zeros((0, 4), np.float32)})
+        )
+        assert empty.outputs["MEANS"].shape == (0, 1)
+
+        # Crops of concurrent requests share the target's batches.
+        BATCH_SIZES.clear()
+        one = QUADRANTS[:1]
+        await asyncio.gather(
+            *(
+                engine.infer(InferRequest("regions", {"IMAGE": quadrant_image(), "BOXES": one}))
+                for _ in range(4)
+            )
+        )
+        assert max(BATCH_SIZES) > 1
+    finally:
+        await engine.shutdown()
+
+
+async def test_bad_boxes_fail_that_request_only(repository: Path) -> None:
+    engine = await Engine.start(EngineOptions(model_repository=repository))
+    try:
+        with pytest.raises(InvalidArgumentError, match="BOXES"):
+            await engine.infer(
+                InferRequest("regions", {"IMAGE": quadrant_image(), "BOXES": np.zeros((2, 3), np.float32)})
+            )
+        ok = await engine.infer(InferRequest("regions", {"IMAGE": quadrant_image(), "BOXES": QUADRANTS[:1]}))
+        assert ok.outputs["MEANS"].shape == (1, 1)
+    finally:
+        await engine.shutdown()
+
+
+async def test_region_map_with_unknown_target_is_unavailable(repository: Path) -> None:
+    (repository / "mean" / "config.pbtxt").unlink()
+    for path in sorted((repository / "mean").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (repository / "mean").rmdir()
+    engine = await Engine.start(EngineOptions(model_repository=repository))
+    try:
+        entry = next(e for e in engine.repository_index() if e.name == "regions")
+        assert entry.state == "UNAVAILABLE" and "mean" in entry.reason
+    finally:
+        await engine.shutdown()
+
+
+def test_region_geometry() -> None:
+    boxes = np.array([[10, 10, 20, 30]], np.float32)
+    np.testing.assert_allclose(expand_regions(boxes, 2.0), [[5, 0, 25, 40]])
+    quad = np.array([[0, 0, 8, 0, 8, 2, 0, 2]], np.float32)
+    widths, heights = region_sizes(quad)
+    assert (widths[0], heights[0]) == (8, 2)
