@@ -57,9 +57,23 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await metrics.start()
-    await grpc_server.start()
-    await http.start()
+    listeners = (
+        ("metrics", options.metrics_port, metrics.start),
+        ("gRPC", options.grpc_port, grpc_server.start),
+        ("HTTP", options.http_port, http.start),
+    )
+    try:
+        for what, port, start in listeners:
+            try:
+                await start()
+            except OSError as exc:
+                raise OSError(f"{what} port {options.host}:{port}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        # A taken port is an operator's mistake: say which, unload, exit non-zero without a traceback.
+        console.print(f"[red]packserve: cannot listen on the {exc}[/red]")
+        await asyncio.gather(http.stop(0), grpc_server.stop(0), metrics.stop())
+        await engine.shutdown(0)
+        raise SystemExit(1) from None
     console.print(
         f"packserve: HTTP on {options.host}:{http.port}, gRPC on {options.host}:{grpc_server.port}, "
         f"metrics on {options.host}:{metrics.port}"
