@@ -47,7 +47,8 @@ def print_model_table(index: list[IndexEntry], console: Console) -> None:
 
 async def run_server(options: ServeOptions, console: Console | None = None) -> None:
     """Start the engine and the three front ends; return after SIGTERM/SIGINT has drained them."""
-    console = console or Console(stderr=True)
+    # soft_wrap: log lines stay whole (greppable) when stderr is a file, not a terminal.
+    console = console or Console(stderr=True, soft_wrap=True)
     metrics = MetricsServer(options.host, options.metrics_port)
     engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
     http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
