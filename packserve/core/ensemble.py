@@ -11,15 +11,12 @@ Threading: everything here runs on the event loop; the steps' models execute on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 
-from packserve.config.spec import EnsembleStepSpec, ModelSpec
-from packserve.core.clock import Clock, MonotonicClock
-from packserve.core.dispatch import Dispatcher
-from packserve.core.observer import InferenceObserver
+from packserve.config.spec import EnsembleStepSpec
+from packserve.core.composite import CompositeScheduler
 from packserve.core.request import InferRequest, RequestedOutput, Tensor
-from packserve.errors import PackserveError, ServerShuttingDownError
+from packserve.errors import PackserveError
 
 
 def steps_needed(steps: Iterable[EnsembleStepSpec], wanted: Iterable[str]) -> list[int]:
@@ -37,57 +34,8 @@ def steps_needed(steps: Iterable[EnsembleStepSpec], wanted: Iterable[str]) -> li
     return sorted(needed)
 
 
-class EnsembleScheduler:
-    """The scheduler of a `platform: "ensemble"` model (same shape as the core's other schedulers)."""
-
-    def __init__(
-        self,
-        spec: ModelSpec,
-        version: str,
-        dispatcher: Dispatcher,
-        observer: InferenceObserver,
-        clock: Clock | None = None,
-        max_pending: int = 4096,
-    ) -> None:
-        self._spec = spec
-        self._version = version
-        self._dispatcher = dispatcher
-        self._observer = observer
-        self._clock = clock or MonotonicClock()
-        self._max_pending = max_pending
-        self._pending = 0
-        self._closing = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    async def submit(self, request: InferRequest) -> dict[str, Tensor]:
-        if self._closing:
-            raise ServerShuttingDownError(f"ensemble '{self._spec.name}' is unloading")
-        self._enter()
-        try:
-            return await self._run(request)
-        finally:
-            self._leave()
-
-    async def close(self, drain_timeout_s: float) -> None:
-        self._closing = True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
-
-    def _enter(self) -> None:
-        self._pending += 1
-        self._idle.clear()
-        self._observer.queue_size_changed(self._spec.name, self._version, self._pending)
-
-    def _leave(self) -> None:
-        self._pending -= 1
-        if self._pending == 0:
-            self._idle.set()
-        self._observer.queue_size_changed(self._spec.name, self._version, self._pending)
+class EnsembleScheduler(CompositeScheduler):
+    """The scheduler of a `platform: "ensemble"` model."""
 
     async def _run(self, request: InferRequest) -> dict[str, Tensor]:
         timing = request.timing

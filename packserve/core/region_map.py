@@ -25,18 +25,18 @@ Threading: scheduling runs on the event loop; cropping runs on the default threa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from packserve.config.spec import ModelSpec
-from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.clock import Clock
+from packserve.core.composite import CompositeScheduler
 from packserve.core.dispatch import Dispatcher
 from packserve.core.observer import InferenceObserver
 from packserve.core.request import InferRequest, RequestedOutput, Tensor
-from packserve.errors import ConfigError, InvalidArgumentError, PackserveError, ServerShuttingDownError
+from packserve.errors import ConfigError, InvalidArgumentError, PackserveError
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def to_canvas(boxes: np.ndarray, meta: np.ndarray) -> np.ndarray:
     return out
 
 
-class RegionMapScheduler:
+class RegionMapScheduler(CompositeScheduler):
     """The scheduler of a region map model: one request in, one chunked target request per
     max_batch_size crops out, outputs gathered in box order."""
 
@@ -214,39 +214,8 @@ class RegionMapScheduler:
         clock: Clock | None = None,
         max_pending: int = 4096,
     ) -> None:
-        self._spec = spec
+        super().__init__(spec, version, dispatcher, observer, clock, max_pending)
         self._params = RegionMapParams.from_spec(spec)
-        self._version = version
-        self._dispatcher = dispatcher
-        self._observer = observer
-        self._clock = clock or MonotonicClock()
-        self._pending = 0
-        self._closing = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    async def close(self, drain_timeout_s: float) -> None:
-        self._closing = True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
-
-    async def submit(self, request: InferRequest) -> dict[str, Tensor]:
-        if self._closing:
-            raise ServerShuttingDownError(f"model '{self._spec.name}' is unloading")
-        self._pending += 1
-        self._idle.clear()
-        self._observer.queue_size_changed(self._spec.name, self._version, self._pending)
-        try:
-            return await self._run(request)
-        finally:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
-            self._observer.queue_size_changed(self._spec.name, self._version, self._pending)
 
     async def _run(self, request: InferRequest) -> dict[str, Tensor]:
         params, timing = self._params, request.timing
