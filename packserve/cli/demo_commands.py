@@ -65,10 +65,17 @@ def run_demo(options: DemoOptions, console: Console) -> None:
         "--metrics-port", str(options.metrics_port),
     ]  # fmt: skip
     console.print(" ".join(command))
-    server = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # The server's log goes to a file so the demo's own output stays readable.
+    log_path = repository.parent / "packserve-server.log"
+    console.print(f"server log: {log_path}")
+    log_file = log_path.open("wb")
+    server = subprocess.Popen(
+        command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{options.http_port}"
     try:
         wait_ready(url, server, timeout_s=300)
+        _print_models(url, console)
         console.rule("3. Send images through the vision_stack pipeline")
         run_client(
             [
@@ -84,6 +91,21 @@ def run_demo(options: DemoOptions, console: Console) -> None:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
+        log_file.close()
+
+
+def _print_models(url: str, console: Console) -> None:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/v2/repository/index", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        index = json.loads(reply.read())
+    ready = sorted(entry["name"] for entry in index if entry.get("state") == "READY")
+    broken = [f"{e['name']} ({e.get('reason', '')})" for e in index if e.get("state") != "READY"]
+    console.print(f"{len(ready)} models ready in one process: {', '.join(ready)}")
+    if broken:
+        console.print(f"[red]not ready: {'; '.join(broken)}[/red]")
 
 
 def demo_command(
