@@ -24,6 +24,17 @@ FACE_PRIORS = 2 * ((DETECT_SIZE // 8) ** 2 + (DETECT_SIZE // 16) ** 2 + (DETECT_
 REC_WIDTH = 320  # text-line crop width; the recognizer emits one step per 8 pixels
 REC_CLASSES = 6625  # blank + 6623 characters + space
 ONE_255 = "0.00392156862745098"  # 1/255 written out: the region_map parser takes plain floats
+# Execution instances per model where one is not enough. The text detector is ~60% of an image's
+# compute; with one instance (one intra-op thread) it can use one core only, which caps the whole
+# pipeline. Two instances share one ONNX Runtime session (no second copy of the weights); measured
+# on 2 CPU cores at concurrency 8: 3.7 -> 5.2 images/s (bench/vision_stack.py).
+INSTANCES: dict[str, int] = {"text_det": 2}
+# Batch caps for the two 640x640 detectors. On CPU cores a batch of such a net costs as much per
+# image as one image alone or more (cache-bound convolutions): at concurrency 32 batches of ~8 cost
+# 387 ms per image against ~200-300 ms at 1-2, and capping at 2 raised the served pipeline from 4.6
+# to 6.1 images/s (bench/vision_stack.py). On a GPU, batching is the main lever: `packserve plan`
+# writes the per-device settings as a config patch.
+MAX_BATCH: dict[str, int] = {"retinaface": 2, "text_det": 2}
 
 
 def _add_tensors(repeated: Any, tensors: Sequence[Tensor]) -> None:
@@ -61,9 +72,10 @@ def batching(config: pb.ModelConfig, instances: int = 1) -> pb.ModelConfig:
 
 
 def onnx_model(name: str, inputs: Sequence[Tensor], outputs: Sequence[Tensor]) -> pb.ModelConfig:
-    config = base_config(name, inputs, outputs, max_batch_size=BATCH, platform="onnxruntime_onnx")
+    max_batch = MAX_BATCH.get(name, BATCH)
+    config = base_config(name, inputs, outputs, max_batch_size=max_batch, platform="onnxruntime_onnx")
     config.default_model_filename = "model.onnx"
-    return batching(config)
+    return batching(config, INSTANCES.get(name, 1))
 
 
 def postprocess_model(
