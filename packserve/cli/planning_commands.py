@@ -37,6 +37,9 @@ def profile(
     instances: Annotated[str, typer.Option(help="Instance counts, e.g. 1,2.")] = "1,2",
     requests: Annotated[int, typer.Option(help="Requests measured per point.")] = 100,
     plots: Annotated[Path | None, typer.Option(help="Folder for latency/throughput PNG plots.")] = None,
+    sample_image: Annotated[
+        Path | None, typer.Option(help="Image file sent for image (BYTES) inputs; a synthetic JPEG if unset.")
+    ] = None,
 ) -> None:
     """Measure latency, throughput and memory per model through the real serving path."""
     from rich.progress import Progress
@@ -53,6 +56,7 @@ def profile(
             batch_sizes=parse_int_list(batch_sizes, "--batch-sizes"),
             instances=parse_int_list(instances, "--instances"),
             requests_per_point=requests,
+            sample_image=sample_image,
         )
         with Progress(transient=True) as progress:
             task = progress.add_task("profiling", total=None)
@@ -70,7 +74,14 @@ def plan(
     profile: Annotated[Path, typer.Option(help="Profile JSON written by `packserve profile`.")],
     load: Annotated[str, typer.Option(help="Average load: 25M/day, 300/s, 2k/min.")],
     p99: Annotated[str, typer.Option(help="End-to-end p99 target: 100ms, 0.2s.")],
-    gpu_memory: Annotated[str, typer.Option(help="Memory of one device: 16GiB, 40GB.")],
+    gpu_memory: Annotated[
+        str,
+        typer.Option(
+            "--gpu-memory",
+            "--memory",
+            help="Memory of one device: 16GiB, 40GB (GPU memory, or a CPU pod's RAM).",
+        ),
+    ],
     peak_factor: Annotated[float, typer.Option(help="Peak load as a multiple of the average.")] = 3.0,
     mix: Annotated[list[str] | None, typer.Option(help="PIPELINE=SHARE, repeatable.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for plan.json, report and plots.")] = Path("plan"),

@@ -120,7 +120,7 @@ class Engine:
         names = self.repository.scan()
         if self.options.model_control_mode == "explicit":
             wanted = self.options.load_models
-            names = names if "*" in wanted else [n for n in wanted]
+            names = names if "*" in wanted else list(wanted)
         await self.repository.load_all(names)
 
     # ---- health and metadata -------------------------------------------------------------
@@ -298,8 +298,3 @@ def _to_host(tensor: Tensor) -> Any:
     if hasattr(tensor, "detach") and hasattr(tensor, "cpu"):
         return tensor.detach().cpu().numpy()
     return tensor
-
-
-def startup_table(index: Sequence[IndexEntry]) -> list[tuple[str, str, str]]:
-    """(model, version, state or reason) rows for the startup table."""
-    return [(e.name, e.version or "-", e.state + (f": {e.reason}" if e.reason else "")) for e in index]

@@ -20,10 +20,10 @@ from packserve.core.region_map import validate_region_map
 from packserve.core.runtime import (
     ModelRuntime,
     RuntimeDeps,
-    attach_scheduler,
-    build_backend_runtime,
+    backend_runtime,
     build_composite_runtime,
     is_composite,
+    load_backend_instances,
 )
 from packserve.core.views import IndexEntry
 from packserve.errors import ModelLoadError, ModelNotReadyError, NotFoundError, PackserveError
@@ -229,9 +229,10 @@ class ModelRepository:
         built: dict[int, ModelRuntime] = {}
         try:
             for version in loaded.versions:
-                runtime = await asyncio.to_thread(build_backend_runtime, spec, loaded.config, version, deps)
-                attach_scheduler(runtime, deps)
-                built[version] = runtime
+                instances = await asyncio.to_thread(
+                    load_backend_instances, spec, loaded.config, version, deps
+                )
+                built[version] = backend_runtime(spec, loaded.config, version, instances, deps)
         except BaseException:
             await self._close_runtimes(built.values())
             raise

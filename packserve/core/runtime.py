@@ -1,7 +1,8 @@
 """A loaded model version: its spec, its backend objects and its one scheduler.
 
-Building one (`build_runtime`) runs on a loader thread for backend models (reading weights is
-slow and must not block the event loop); composite models (ensemble, region map) need no thread.
+Loading a backend model's weights and instances (`load_backend_instances`) runs on a loader
+thread, since reading weights is slow and must not block the event loop; its scheduler is made on
+the loop (`backend_runtime`). Composite models (ensemble, region map) need no thread.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
-from packserve.core.request import InferRequest, Tensor
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.errors import ModelLoadError, PackserveError
 
@@ -85,11 +85,20 @@ def build_composite_runtime(
     return ModelRuntime(spec, config, version, scheduler, time.perf_counter() - started)
 
 
-def build_backend_runtime(
+@dataclass(frozen=True)
+class LoadedBackend:
+    """A backend model with its instances running, before it has a scheduler."""
+
+    backend_model: BackendModel
+    pool: InstancePool
+    load_seconds: float
+
+
+def load_backend_instances(
     spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
-) -> ModelRuntime:
-    """Load weights and create instances. Runs on a loader thread; the scheduler is made later on the
-    event loop by `attach_scheduler` because asyncio objects belong to the loop."""
+) -> LoadedBackend:
+    """Load weights and create instances. Runs on a loader thread; `backend_runtime` then makes the
+    scheduler on the event loop, because asyncio objects belong to the loop."""
     started = time.perf_counter()
     model_dir = deps.repository / spec.name
     context = ModelContext(
@@ -130,27 +139,14 @@ def build_backend_runtime(
             f"model '{spec.name}' version {version}: creating instances failed: {exc}"
         ) from exc
     pool = InstancePool(spec.name, instances, batching=spec.max_batch_size > 0, names=names, clock=deps.clock)
-    # The scheduler slot is filled on the loop; a placeholder keeps the dataclass typed.
+    return LoadedBackend(backend_model, pool, time.perf_counter() - started)
+
+
+def backend_runtime(
+    spec: ModelSpec, config: ModelConfig, version: int, loaded: LoadedBackend, deps: RuntimeDeps
+) -> ModelRuntime:
+    """The runtime of a loaded backend model, with its one scheduler. Call it on the event loop."""
+    scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, deps.max_pending)
     return ModelRuntime(
-        spec, config, version, _NOT_ATTACHED, time.perf_counter() - started, backend_model, pool
+        spec, config, version, scheduler, loaded.load_seconds, loaded.backend_model, loaded.pool
     )
-
-
-def attach_scheduler(runtime: ModelRuntime, deps: RuntimeDeps) -> None:
-    assert runtime.pool is not None
-    runtime.scheduler = create_scheduler(
-        runtime.spec, runtime.version_str, runtime.pool, deps.observer, deps.clock, deps.max_pending
-    )
-
-
-class _NotAttached:
-    pending = 0
-
-    async def submit(self, request: InferRequest) -> dict[str, Tensor]:
-        raise ModelLoadError(f"model '{request.model_name}' has no scheduler yet")
-
-    async def close(self, drain_timeout_s: float) -> None:
-        return None
-
-
-_NOT_ATTACHED = _NotAttached()

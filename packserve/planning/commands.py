@@ -96,7 +96,7 @@ def plan_command(command: PlanCommand) -> PlanOutcome:
 def _pbtxt_patch(result: Plan) -> str:
     parts = []
     for pod in result.pods:
-        for model in pod.models:
+        for model in (m for m in pod.models if m.tunable):
             parts.append(f"# {model.name} (pod {pod.name})\n{model.config_pbtxt(result.device_kind)}")
     return "\n".join(parts)
 

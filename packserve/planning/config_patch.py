@@ -56,10 +56,13 @@ def apply_to_repository(repository: Path, patches: Mapping[str, Mapping[str, Any
 
 
 def load_patches(path: Path) -> dict[str, dict[str, Any]]:
+    """{model: config fields} from a patch file (a ConfigMap's config-patch.json) or a plan.json."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidArgumentError(f"patch file '{path}' cannot be read as JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("config_patches"), dict):
+        data = data["config_patches"]  # a plan.json written by `packserve plan`
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise InvalidArgumentError(f"patch file '{path}' must map model names to config fields")
     return data

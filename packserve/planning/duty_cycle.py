@@ -59,20 +59,29 @@ class GroupSetting:
         return sum(m.option.memory_bytes for m in self.models)
 
 
-def options_of(model: ModelProfile) -> list[Option]:
+def options_of(model: ModelProfile, cpu_scale: float = 0.0) -> list[Option]:
+    """The measured options of a model. On a GPU a batch occupies the device for b / throughput.
+    On a CPU (`cpu_scale` > 0) a batch occupies a core for its CPU time, times `cpu_scale`, as
+    measured with the most instances profiled at that batch size - every core busy, as in serving,
+    where one core's work slows the others (shared caches and memory bandwidth, or SMT siblings of
+    a virtual machine: on the 2-core test machine a text detector cost 146 ms of CPU alone and 189
+    ms with the other core busy). Its latency is that time too when the measured wall time is
+    shorter (it cannot run faster than its own CPU work on one core per instance)."""
+    busiest: dict[int, tuple[int, float]] = {}
+    for point in model.points:
+        if point.cpu_ms > 0 and point.instances >= busiest.get(point.batch_size, (0, 0.0))[0]:
+            busiest[point.batch_size] = (point.instances, point.cpu_ms)
     options = []
     for point in model.points:
         if point.throughput_per_s <= 0:
             continue
         latency = point.compute_ms if point.compute_ms > 0 else point.occupancy_ms * point.instances
+        occupancy = point.occupancy_ms
+        if cpu_scale > 0 and point.cpu_ms > 0:
+            occupancy = busiest[point.batch_size][1] * cpu_scale
+            latency = max(latency, occupancy / point.instances)
         options.append(
-            Option(
-                point.batch_size,
-                point.instances,
-                point.occupancy_ms,
-                max(latency, point.occupancy_ms),
-                point.memory_bytes,
-            )
+            Option(point.batch_size, point.instances, occupancy, max(latency, occupancy), point.memory_bytes)
         )
     return options
 
@@ -129,12 +138,15 @@ def _cycle_bound_ms(option: Option, rate_per_s: float, budget_ms: float, quantil
 
 
 def expected_occupancy_ms(option: Option, same_model: Sequence[Option], rows: float) -> float:
-    """Device time of a batch of `rows` (the mean arrivals of one cycle) on `option`'s instance
-    count, interpolated between measured batch sizes; fixed costs make small batches dearer."""
+    """Mean device time per cycle for `rows` mean arrivals on `option`'s instance count,
+    interpolated between measured batch sizes; fixed costs make small batches dearer."""
     measured = sorted((o.batch_size, o.occupancy_ms) for o in same_model if o.instances == option.instances)
     sizes = [float(b) for b, _ in measured]
     times = [t for _, t in measured]
-    return float(np.interp(max(1.0, rows), sizes, times))
+    if rows < 1.0:
+        # Fewer than one arrival per cycle: a batch of one runs only in the cycles that have one.
+        return rows * float(np.interp(1.0, sizes, times))
+    return float(np.interp(rows, sizes, times))
 
 
 def plan_group(
@@ -144,14 +156,17 @@ def plan_group(
     memory_limit: int,
     quantile: float = 0.99,
     max_utilisation: float = 0.8,
+    capacity: float = 1.0,
 ) -> GroupSetting | None:
     """The best feasible setting for models sharing one device at these per-device rates, or None.
 
     Within a cycle d each model runs one batch of its mean arrivals; those batches must fit in
-    `max_utilisation` x d (headroom for Poisson bursts), while the batch cap (the `quantile` of
-    arrivals) and d + batch latency <= budget bound d from above. Longer cycles amortise fixed
-    costs, so only the cycle lengths where a bound binds need trying. Among feasible cycles it keeps
-    the one with the most latency margin (smallest worst ratio of predicted latency to budget).
+    `max_utilisation` x `capacity` x d (headroom for Poisson bursts; `capacity` is how many batches
+    the device runs at once: 1 for a GPU, its cores for a CPU, where occupancy is CPU time), while
+    the batch cap (the `quantile` of arrivals) and d + batch latency <= budget bound d from above.
+    Longer cycles amortise fixed costs, so only the cycle lengths where a bound binds need trying.
+    Among feasible cycles it keeps the one with the most latency margin (smallest worst ratio of
+    predicted latency to budget).
     """
     names = sorted(options)
     bounds = {
@@ -172,9 +187,11 @@ def plan_group(
         if any(not c for c in costed.values()):
             continue
         chosen = _choose_within_memory(costed, memory_limit)
-        if chosen is None or sum(o.occupancy_ms for o in chosen.values()) > max_utilisation * cycle:
+        if chosen is None or sum(o.occupancy_ms for o in chosen.values()) > (
+            max_utilisation * capacity * cycle
+        ):
             continue
-        setting = _describe(cycle, chosen, rates_per_s)
+        setting = _describe(cycle, chosen, rates_per_s, capacity)
         worst = max(s.predicted_p99_ms / budgets_ms[s.model] for s in setting.models)
         if best is None or worst < best[0]:
             best = (worst, setting)
@@ -219,7 +236,7 @@ def _pareto(options: list[Option]) -> list[Option]:
 
 
 def _describe(
-    cycle_ms: float, chosen: Mapping[str, Option], rates_per_s: Mapping[str, float]
+    cycle_ms: float, chosen: Mapping[str, Option], rates_per_s: Mapping[str, float], capacity: float
 ) -> GroupSetting:
     # Triton-style batchers run freely rather than in Nexus's coordinated turns: a batch leaves when
     # its oldest request waited max_queue_delay and an instance is free. Waiting one cycle less the
@@ -231,7 +248,7 @@ def _describe(
             rate_per_s=rates_per_s[name],
             max_queue_delay_us=max(0, round((cycle_ms - option.occupancy_ms) * 1000)),
             predicted_p99_ms=cycle_ms + option.latency_ms,
-            utilisation=option.occupancy_ms / cycle_ms,
+            utilisation=option.occupancy_ms / (cycle_ms * capacity),
         )
         for name, option in sorted(chosen.items())
     )

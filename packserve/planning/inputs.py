@@ -43,11 +43,11 @@ def natural_jpeg(width: int = 640, height: int = 480, seed: int = 0, quality: in
 
 
 def make_inputs(
-    metadata: ModelMetadata, batch_size: int, batching: bool, seed: int = 0
+    metadata: ModelMetadata, batch_size: int, batching: bool, seed: int = 0, jpeg: bytes | None = None
 ) -> dict[str, np.ndarray]:
-    """One request's inputs: `batch_size` rows for batching models, the declared shape otherwise."""
+    """One request's inputs: `batch_size` rows for batching models, the declared shape otherwise.
+    BYTES inputs carry `jpeg` (a synthetic photo when None)."""
     rng = np.random.default_rng(seed)
-    jpeg: bytes | None = None
     inputs: dict[str, np.ndarray] = {}
     for tensor in metadata.inputs:
         dims = list(tensor.shape[1:] if batching else tensor.shape)

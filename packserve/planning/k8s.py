@@ -95,7 +95,7 @@ def _selector(app: str) -> dict[str, str]:
 
 
 def _config_map(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> Manifest:
-    patches = {m.name: m.config_patch(plan.device_kind) for m in pod.models}
+    patches = {m.name: m.config_patch(plan.device_kind) for m in pod.models if m.tunable}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -112,13 +112,21 @@ def _probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
     }
 
 
+def _cores(pod: PodPlan) -> str:
+    return str(max(1, round(pod.capacity)))
+
+
 def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> Manifest:
     gpu = plan.device_kind == "KIND_GPU"
     memory_mib = max(512, int(pod.memory_bytes * 1.5 / 1024**2))
+    # A CPU pod gets the cores the plan counted on (the profiled machine's), no more, no less.
+    cpu = "2" if gpu else _cores(pod)
     resources: dict[str, Any] = {
-        "requests": {"cpu": "2", "memory": f"{memory_mib}Mi"},
+        "requests": {"cpu": cpu, "memory": f"{memory_mib}Mi"},
         "limits": {"memory": f"{memory_mib * 2}Mi"},
     }
+    if not gpu:
+        resources["limits"]["cpu"] = cpu
     if gpu:
         resources["limits"]["nvidia.com/gpu"] = 1
     models = ",".join(m.name for m in pod.models)
@@ -132,7 +140,7 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
             _REPOSITORY,
             "--model-control-mode",
             "explicit",
-            *(arg for m in pod.models for arg in ("--load-model", m.name)),
+            *(arg for name in pod.load_models() for arg in ("--load-model", name)),
             "--http-port",
             str(HTTP_PORT),
             "--grpc-port",
@@ -316,7 +324,9 @@ def kserve_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
     services: list[Manifest] = []
     for pod in plan.pods:
         app = _app_name(options.name, pod)
-        limits: dict[str, Any] = {"nvidia.com/gpu": 1} if plan.device_kind == "KIND_GPU" else {"cpu": "2"}
+        limits: dict[str, Any] = (
+            {"nvidia.com/gpu": 1} if plan.device_kind == "KIND_GPU" else {"cpu": _cores(pod)}
+        )
         services.append(
             {
                 "apiVersion": "serving.kserve.io/v1beta1",

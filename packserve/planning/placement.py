@@ -38,19 +38,27 @@ def replicas_for(
     memory_limit: int,
     quantile: float,
     max_utilisation: float = 0.8,
+    capacity: float = 1.0,
 ) -> PricedGroup | None:
-    """Fewest pods for this group; None when no number of pods meets the budgets (or memory)."""
+    """Fewest pods for this group; None when no number of pods meets the budgets (or memory).
+    `capacity`: batches one pod runs at once (1 for a GPU, its cores for a CPU)."""
     subset = {m: options[m] for m in models}
 
     def attempt(replicas: int) -> GroupSetting | None:
         per_pod = {m: rates_per_s[m] / replicas for m in models}
         return plan_group(
-            subset, per_pod, {m: budgets_ms[m] for m in models}, memory_limit, quantile, max_utilisation
+            subset,
+            per_pod,
+            {m: budgets_ms[m] for m in models},
+            memory_limit,
+            quantile,
+            max_utilisation,
+            capacity,
         )
 
     # No pod can run more than its device time allows: sum of rate x best per-row occupancy.
     busy = sum(rates_per_s[m] * min(o.occupancy_ms / o.batch_size for o in options[m]) / 1000 for m in models)
-    low = max(1, math.ceil(busy / max_utilisation - 1e-9))
+    low = max(1, math.ceil(busy / (max_utilisation * capacity) - 1e-9))
     setting = attempt(low)
     if setting is not None:
         return PricedGroup(tuple(models), low, setting)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from packserve.errors import InvalidArgumentError
+from packserve.planning.duty_cycle import options_of
 from packserve.planning.plan_schema import Plan
 from packserve.planning.profile_schema import Profile
 from packserve.planning.simulator import (
@@ -37,14 +38,20 @@ class ScenarioSummary:
     meets_slo: bool
 
 
+# Models the core runs (region_map) have no instance limit: concurrent calls share the device only.
+_UNLIMITED_INSTANCES = 64
+
+
 def sim_pods(plan: Plan, profile: Profile) -> tuple[SimPod, ...]:
+    """A batch holds one of the pod's `capacity` slots (a GPU, or one core of a CPU pod) for the
+    device time the planner charged it: b / throughput on a GPU, scaled CPU time on a CPU."""
     pods = []
     for pod in plan.pods:
         models = []
         for setting in pod.models:
-            measured = profile.model(setting.name)
+            measured = options_of(profile.model(setting.name), plan.cpu_scale)
             same_instances = {
-                p.batch_size: p.occupancy_ms for p in measured.points if p.instances == setting.instances
+                o.batch_size: o.occupancy_ms for o in measured if o.instances == setting.instances
             }
             if not same_instances:
                 raise InvalidArgumentError(
@@ -55,12 +62,14 @@ def sim_pods(plan: Plan, profile: Profile) -> tuple[SimPod, ...]:
                     name=setting.name,
                     max_batch_size=setting.batch_size if setting.batching else 1,
                     max_queue_delay_us=setting.max_queue_delay_us if setting.batching else 0,
-                    instances=setting.instances,
+                    instances=setting.instances if setting.tunable else _UNLIMITED_INSTANCES,
                     service_s=interpolated_service(same_instances),
                     preferred_batch_sizes=(setting.batch_size,) if setting.batching else (),
                 )
             )
-        pods.append(SimPod(pod.name, pod.replicas, tuple(models)))
+        pods.append(
+            SimPod(pod.name, pod.replicas, tuple(models), pod.capacity, shared=plan.device_kind == "KIND_CPU")
+        )
     return tuple(pods)
 
 

@@ -29,9 +29,12 @@ class ModelPlan:
     predicted_p99_ms: float
     utilisation: float
     batching: bool = True  # False for max_batch_size 0 models: only the instance count changes
+    tunable: bool = True  # False for models the core runs (region_map): nothing to set in config
 
     def config_patch(self, device_kind: str) -> dict[str, Any]:
         """Fields to set in the model's config (Triton JSON names)."""
+        if not self.tunable:
+            return {}
         if not self.batching:
             return {"instance_group": [{"count": self.instances, "kind": device_kind}]}
         return {
@@ -44,6 +47,8 @@ class ModelPlan:
         }
 
     def config_pbtxt(self, device_kind: str) -> str:
+        if not self.tunable:
+            return ""
         if not self.batching:
             return f"instance_group [ {{ count: {self.instances} kind: {device_kind} }} ]\n"
         return (
@@ -64,6 +69,17 @@ class PodPlan:
     duty_cycle_ms: float
     utilisation: float  # predicted busy fraction of the device at peak
     memory_bytes: int
+    capacity: float = 1.0  # batches the device runs at once: 1 on a GPU, cores on a CPU pod
+    # Saturation throughput of one pod in its pipelines' mix, from the profile (requests/s).
+    max_requests_per_s: float = 0.0
+    cost_ms_per_request: float = 0.0  # device time (CPU time on a CPU pod) one mean request costs
+    # Models the pod loads besides `models`: its pipelines' ensembles and the models per-region
+    # steps call (their cost is counted in the step that calls them).
+    also_loads: tuple[str, ...] = ()
+
+    def load_models(self) -> tuple[str, ...]:
+        """Every model the pod's server must load."""
+        return tuple(sorted({m.name for m in self.models} | set(self.also_loads)))
 
     @property
     def predicted_p99_ms(self) -> float:
@@ -83,13 +99,20 @@ class Plan:
     baseline: tuple[PodPlan, ...]  # one model per device, for comparison
     pipeline_p99_ms: dict[str, float]
     max_utilisation: float = 0.8  # the device busy fraction the plan allowed at peak
+    # CPU profiles: pipeline CPU per request measured end to end over its models' CPU measured alone.
+    cpu_scale: float = 0.0
+    device: str = ""  # the profiled device: "cpu" or "cuda:N" ("" in plans written before it existed)
 
     @property
     def device_kind(self) -> str:
+        if self.device:
+            return "KIND_CPU" if self.device == "cpu" else "KIND_GPU"
         return "KIND_CPU" if self.profile_device.lower().startswith("cpu") else "KIND_GPU"
 
     def config_patches(self) -> dict[str, dict[str, Any]]:
-        return {m.name: m.config_patch(self.device_kind) for pod in self.pods for m in pod.models}
+        return {
+            m.name: m.config_patch(self.device_kind) for pod in self.pods for m in pod.models if m.tunable
+        }
 
     def pod_of(self, model: str) -> PodPlan:
         for pod in self.pods:
@@ -110,6 +133,8 @@ class Plan:
             "baseline": [_pod_json(p) for p in self.baseline],
             "pipeline_p99_ms": dict(self.pipeline_p99_ms),
             "max_utilisation": self.max_utilisation,
+            "cpu_scale": self.cpu_scale,
+            "device": self.device,
             "config_patches": self.config_patches(),
         }
 
@@ -127,6 +152,8 @@ class Plan:
             baseline=tuple(_pod_from(p) for p in data.get("baseline", ())),
             pipeline_p99_ms={str(k): float(v) for k, v in data.get("pipeline_p99_ms", {}).items()},
             max_utilisation=float(data.get("max_utilisation", 0.8)),
+            cpu_scale=float(data.get("cpu_scale", 0.0)),
+            device=str(data.get("device", "")),
         )
 
     def save(self, path: Path) -> None:
@@ -149,6 +176,10 @@ def _pod_json(pod: PodPlan) -> dict[str, Any]:
         "duty_cycle_ms": pod.duty_cycle_ms,
         "utilisation": pod.utilisation,
         "memory_bytes": pod.memory_bytes,
+        "capacity": pod.capacity,
+        "max_requests_per_s": pod.max_requests_per_s,
+        "cost_ms_per_request": pod.cost_ms_per_request,
+        "also_loads": list(pod.also_loads),
         "models": [
             {
                 "name": m.name,
@@ -163,6 +194,7 @@ def _pod_json(pod: PodPlan) -> dict[str, Any]:
                 "predicted_p99_ms": m.predicted_p99_ms,
                 "utilisation": m.utilisation,
                 "batching": m.batching,
+                "tunable": m.tunable,
             }
             for m in pod.models
         ],
@@ -184,6 +216,7 @@ def _pod_from(data: dict[str, Any]) -> PodPlan:
             predicted_p99_ms=float(m["predicted_p99_ms"]),
             utilisation=float(m["utilisation"]),
             batching=bool(m.get("batching", True)),
+            tunable=bool(m.get("tunable", True)),
         )
         for m in data["models"]
     )
@@ -194,4 +227,8 @@ def _pod_from(data: dict[str, Any]) -> PodPlan:
         duty_cycle_ms=float(data["duty_cycle_ms"]),
         utilisation=float(data["utilisation"]),
         memory_bytes=int(data["memory_bytes"]),
+        capacity=float(data.get("capacity", 1.0)),
+        max_requests_per_s=float(data.get("max_requests_per_s", 0.0)),
+        cost_ms_per_request=float(data.get("cost_ms_per_request", 0.0)),
+        also_loads=tuple(str(n) for n in data.get("also_loads", ())),
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packserve.errors import InvalidArgumentError
+from packserve.planning.device_model import PodThroughput, capacity_of, cpu_scale, pod_throughput
 from packserve.planning.duty_cycle import Option, options_of
 from packserve.planning.placement import (
     PricedGroup,
@@ -42,8 +43,11 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
     pipelines = build_pipelines(profile, options.mix)
     peak = options.requests_per_s * options.peak_factor
     rates = rates_per_model(pipelines, peak)
-    model_options = _measured_options(profile, rates)
-    budgets = latency_budgets_ms(pipelines, options.p99_ms)
+    capacity = capacity_of(profile)
+    scale = cpu_scale(profile, pipelines)
+    model_options = _measured_options(profile, rates, scale)
+    fastest = {m: min(o.latency_ms for o in opts) for m, opts in model_options.items()}
+    budgets = latency_budgets_ms(pipelines, options.p99_ms, fastest)
     memory_limit = int(options.memory_bytes * (1 - options.memory_reserve))
     _check_each_model_alone(model_options, budgets, memory_limit, options)
 
@@ -61,6 +65,7 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
             memory_limit,
             options.batch_quantile,
             options.max_utilisation,
+            capacity,
         )
         if found is not None:
             priced.append(found)
@@ -69,7 +74,7 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
     for model in models:
         if (model,) not in priced_alone:
             alone = replicas_for(
-                (model,), model_options, rates, budgets, memory_limit, options.batch_quantile
+                (model,), model_options, rates, budgets, memory_limit, options.batch_quantile, 0.8, capacity
             )
             if alone is not None:
                 priced_alone[(model,)] = alone
@@ -81,6 +86,8 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
         )
     baseline = list(priced_alone.values())
     batching = {m: profile.model(m).max_batch_size > 0 for m in models}
+    tunable = {m: profile.model(m).platform != "region_map" for m in models}
+    context = _PodContext(profile, pipelines, budgets, batching, tunable, capacity, scale)
     return Plan(
         profile_device=profile.device_name or profile.device,
         requests_per_s=options.requests_per_s,
@@ -89,14 +96,14 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
         memory_bytes=options.memory_bytes,
         memory_reserve=options.memory_reserve,
         mix={p.name: p.share for p in pipelines},
-        pods=tuple(
-            _pod_plan(i, g, budgets, batching) for i, g in enumerate(sorted(chosen, key=lambda g: g.models))
-        ),
+        pods=tuple(_pod_plan(i, g, context) for i, g in enumerate(sorted(chosen, key=lambda g: g.models))),
         baseline=tuple(
-            _pod_plan(i, g, budgets, batching) for i, g in enumerate(sorted(baseline, key=lambda g: g.models))
+            _pod_plan(i, g, context) for i, g in enumerate(sorted(baseline, key=lambda g: g.models))
         ),
         pipeline_p99_ms=_pipeline_p99(pipelines, chosen),
         max_utilisation=options.max_utilisation,
+        cpu_scale=scale,
+        device=profile.device,
     )
 
 
@@ -117,10 +124,10 @@ def _check_options(options: PlanOptions) -> None:
         raise InvalidArgumentError(f"batch quantile must be in [0.5, 1), got {options.batch_quantile}")
 
 
-def _measured_options(profile: Profile, rates: Mapping[str, float]) -> dict[str, list[Option]]:
+def _measured_options(profile: Profile, rates: Mapping[str, float], scale: float) -> dict[str, list[Option]]:
     found: dict[str, list[Option]] = {}
     for name in rates:
-        measured = options_of(profile.model(name))
+        measured = options_of(profile.model(name), scale)
         if not measured:
             raise InvalidArgumentError(
                 f"model '{name}' has no usable measurement in the profile (no throughput)"
@@ -141,7 +148,7 @@ def _check_each_model_alone(
             raise InvalidArgumentError(
                 f"model '{name}' needs {format_bytes(smallest)} but a device offers "
                 f"{format_bytes(memory_limit)} after a {options.memory_reserve:.0%} reserve "
-                f"(--gpu-memory {format_bytes(options.memory_bytes)})"
+                f"(--gpu-memory / --memory {format_bytes(options.memory_bytes)})"
             )
         fastest = min(o.latency_ms for o in measured)
         if fastest > budgets[name]:
@@ -161,10 +168,22 @@ def _check_units_fit(units: list[tuple[str, ...]], min_memory: Mapping[str, int]
             )
 
 
-def _pod_plan(
-    index: int, group: PricedGroup, budgets: Mapping[str, float], batching: Mapping[str, bool]
-) -> PodPlan:
+@dataclass(frozen=True, slots=True)
+class _PodContext:
+    """What describing a pod needs beyond its priced group."""
+
+    profile: Profile
+    pipelines: list[Pipeline]
+    budgets: Mapping[str, float]
+    batching: Mapping[str, bool]
+    tunable: Mapping[str, bool]
+    capacity: float
+    scale: float
+
+
+def _pod_plan(index: int, group: PricedGroup, context: _PodContext) -> PodPlan:
     setting = group.setting
+    budgets, batching = context.budgets, context.batching
     models = tuple(
         ModelPlan(
             name=m.model,
@@ -179,8 +198,16 @@ def _pod_plan(
             predicted_p99_ms=m.predicted_p99_ms,
             utilisation=m.utilisation,
             batching=batching[m.model],
+            tunable=context.tunable[m.model],
         )
         for m in setting.models
+    )
+    served = [p for p in context.pipelines if set(p.calls()) <= set(group.models)]
+    planned = {m.model: (m.option.batch_size, m.option.instances) for m in setting.models}
+    saturated = (
+        pod_throughput(context.profile, served, planned, context.capacity, context.scale)
+        if served
+        else PodThroughput(0.0, 0.0)
     )
     return PodPlan(
         name=f"pod-{index}" if len(group.models) > 1 else f"pod-{group.models[0]}",
@@ -189,7 +216,23 @@ def _pod_plan(
         duty_cycle_ms=setting.duty_cycle_ms,
         utilisation=setting.utilisation,
         memory_bytes=setting.memory_bytes,
+        capacity=context.capacity,
+        max_requests_per_s=saturated.max_requests_per_s,
+        cost_ms_per_request=saturated.cost_ms_per_request,
+        also_loads=tuple(sorted(_reachable(context.profile, [p.name for p in served]) - set(group.models))),
     )
+
+
+def _reachable(profile: Profile, names: list[str]) -> set[str]:
+    """These models and every model their steps call, through nested ensembles and region maps."""
+    found: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(step.model for step in profile.model(name).steps)
+    return found
 
 
 def _pipeline_p99(pipelines: list[Pipeline], groups: list[PricedGroup]) -> dict[str, float]:

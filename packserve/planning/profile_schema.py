@@ -32,6 +32,10 @@ class ProfilePoint:
     compute_infer_ms: float
     compute_output_ms: float
     memory_bytes: int  # resident memory of the model with this many instances loaded
+    # CPU time the serving process spent per request of this batch size (all threads, user + system).
+    # On a CPU device this, not wall time, is what models packed on the same cores compete for;
+    # 0 when not measured (GPU profiles, older files).
+    cpu_ms: float = 0.0
 
     @property
     def compute_ms(self) -> float:
@@ -58,6 +62,7 @@ class ProfilePoint:
             "compute_infer_ms": self.compute_infer_ms,
             "compute_output_ms": self.compute_output_ms,
             "memory_bytes": self.memory_bytes,
+            "cpu_ms": self.cpu_ms,
         }
 
     @classmethod
@@ -74,6 +79,7 @@ class ProfilePoint:
             compute_infer_ms=float(data["compute_infer_ms"]),
             compute_output_ms=float(data.get("compute_output_ms", 0.0)),
             memory_bytes=int(data["memory_bytes"]),
+            cpu_ms=float(data.get("cpu_ms", 0.0)),
         )
 
 
@@ -100,7 +106,9 @@ class ModelProfile:
     backend: str
     max_batch_size: int
     points: tuple[ProfilePoint, ...]
-    # Ensembles only: the steps in config order; an ensemble's points are end to end.
+    # Ensembles: the steps in config order; an ensemble's points are end to end. Per-region models
+    # (platform region_map): one step naming the model they run per region, whose cost their own
+    # points already include - so that model is not a pipeline of its own.
     steps: tuple[EnsembleStep, ...] = ()
     # Image pre-processing models: decode/resize/normalize cost per image at batch size 1.
     image_op_ms_per_image: float | None = None
@@ -156,6 +164,11 @@ class Profile:
                 return candidate
         known = ", ".join(m.name for m in self.models)
         raise InvalidArgumentError(f"model '{name}' is not in the profile (profiled: {known})")
+
+    @property
+    def cpu_cores(self) -> int:
+        """Cores of the profiled CPU machine (what one CPU pod offers); 0 for a GPU profile."""
+        return int(self.extra.get("cpu_cores", 0)) if self.device == "cpu" else 0
 
     def names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.models)

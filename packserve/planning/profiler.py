@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from packserve.config.loader import load_model_config
+from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.request import InferRequest
 from packserve.core.views import ModelStatistics
@@ -33,6 +35,7 @@ from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
 from packserve.planning.config_patch import patched_config_json
 from packserve.planning.inputs import make_inputs
 from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+from packserve.planning.traced_inputs import Tensors, batch_of, trace_ensemble_inputs
 
 ProgressCallback = Callable[[str], None]  # called once per finished measurement, with its label
 NS_PER_MS = 1_000_000
@@ -48,6 +51,8 @@ class ProfileOptions:
     requests_per_point: int = 100
     min_seconds_per_point: float = 0.5
     warmup_requests: int = 3
+    # Image file sent for BYTES image inputs (a real photo, as clients send); None = a synthetic JPEG.
+    sample_image: Path | None = None
 
 
 def count_points(options: ProfileOptions, max_batch: dict[str, int], ensembles: set[str]) -> int:
@@ -88,32 +93,81 @@ class _Memory:
 
 async def run_profile(options: ProfileOptions, on_point: ProgressCallback | None = None) -> Profile:
     _check(options)
-    wanted = options.models or ("*",)
+    jpeg = _sample_jpeg(options)
+    # A pipeline asked for by name brings every model it calls: they are what it costs.
+    wanted = _with_callees(options.model_repository, options.models) if options.models else ("*",)
     engine = await Engine.start(EngineOptions(options.model_repository, "explicit", load_models=wanted))
     try:
-        names = [
-            e.name for e in engine.repository_index() if options.models == () or e.name in options.models
-        ]
-        for name in options.models:
-            if name not in names:
-                raise InvalidArgumentError(
-                    f"model '{name}' is not in the repository {options.model_repository}"
-                )
+        names = [e.name for e in engine.repository_index() if options.models == () or e.name in wanted]
         failed = [e for e in engine.repository_index() if e.name in names and e.state != "READY"]
         if failed:
             raise InvalidArgumentError(f"model '{failed[0].name}' did not load: {failed[0].reason}")
         memory = _Memory(options.device)
+        samples = await _traced_samples(engine, names, jpeg)
+        # Leaf models first; ensembles last, with every model they call back as configured.
         ordered = sorted(names, key=lambda n: (engine.model_spec(n).is_ensemble, n))
-        models = [await _profile_model(engine, name, options, memory, on_point) for name in ordered]
+        models = [await _profile_model(engine, name, options, memory, samples, on_point) for name in ordered]
         return Profile(
             device=options.device,
             device_name=memory.device_name(),
             models=tuple(models),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             notes=f"packserve profile, {options.requests_per_point} requests per point",
+            extra={"cpu_cores": _cores()} if options.device == "cpu" else {},
         )
     finally:
         await engine.shutdown(drain_timeout_s=5.0)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _sample_jpeg(options: ProfileOptions) -> bytes | None:
+    if options.sample_image is None:
+        return None
+    try:
+        return options.sample_image.read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(f"sample image '{options.sample_image}' cannot be read: {exc}") from exc
+
+
+def _with_callees(repository: Path, models: tuple[str, ...]) -> tuple[str, ...]:
+    """These models and every model they call (ensemble steps, per-region models), read from the
+    repository's configs."""
+    found: list[str] = []
+    pending = list(models)
+    while pending:
+        name = pending.pop(0)
+        if name in found:
+            continue
+        if not (repository / name).is_dir():
+            raise InvalidArgumentError(f"model '{name}' is not in the repository {repository}")
+        found.append(name)
+        try:
+            spec = load_model_config(repository / name).spec
+        except PackserveError as exc:
+            raise InvalidArgumentError(f"model '{name}' has an invalid config: {exc}") from exc
+        pending.extend(step.model_name for step in spec.ensemble_steps)
+        if spec.platform == REGION_MAP_PLATFORM and spec.parameters.get("model"):
+            pending.append(spec.parameters["model"])
+    return tuple(found)
+
+
+async def _traced_samples(engine: Engine, names: list[str], jpeg: bytes | None) -> dict[str, Tensors]:
+    """One real request per ensemble, traced step by step: the inputs each called model sees."""
+    samples: dict[str, Tensors] = {}
+    for name in names:
+        spec = engine.model_spec(name)
+        if spec.is_ensemble:
+            inputs = make_inputs(engine.model_metadata(name), 1, spec.max_batch_size > 0, jpeg=jpeg)
+            samples[name] = inputs
+            for model, traced in (await trace_ensemble_inputs(engine, name, inputs)).items():
+                samples.setdefault(model, traced)
+    return samples
 
 
 def _check(options: ProfileOptions) -> None:
@@ -128,26 +182,32 @@ def _check(options: ProfileOptions) -> None:
 
 
 async def _profile_model(
-    engine: Engine, name: str, options: ProfileOptions, memory: _Memory, on_point: ProgressCallback | None
+    engine: Engine,
+    name: str,
+    options: ProfileOptions,
+    memory: _Memory,
+    samples: dict[str, Tensors],
+    on_point: ProgressCallback | None,
 ) -> ModelProfile:
     spec = engine.model_spec(name)
     original = engine.model_config_json(name)
     sizes = _sizes(options.batch_sizes, spec.max_batch_size)
     points: list[ProfilePoint] = []
-    if spec.is_ensemble:
+    if spec.is_ensemble or spec.platform == REGION_MAP_PLATFORM:
+        # The core runs these (no instances to vary). They hold no weights of their own; the
+        # models they call are counted with their own memory.
         for batch in sizes:
-            # An ensemble holds no weights of its own; its models' memory is counted with them.
-            points.append(await _measure(engine, name, batch, 1, options, 0))
+            points.append(await _measure(engine, name, batch, 1, options, 0, samples))
             _report(on_point, name, batch, 1)
     else:
         for instances in options.instances:
             await engine.unload_model(name)
             before = memory.used_bytes()
             await engine.load_model(name, config_json=json.dumps(_profiling_config(original, instances)))
-            await _drive(engine, name, sizes[-1], instances, options.warmup_requests)
+            await _drive(engine, name, sizes[-1], instances, options.warmup_requests, samples)
             loaded = max(0, memory.used_bytes() - before)
             for batch in sizes:
-                points.append(await _measure(engine, name, batch, instances, options, loaded))
+                points.append(await _measure(engine, name, batch, instances, options, loaded, samples))
                 _report(on_point, name, batch, instances)
         # Leave the model as configured for the ensembles measured after it.
         await engine.load_model(name, config_json=json.dumps(original))
@@ -155,6 +215,8 @@ async def _profile_model(
         EnsembleStep(s.model_name, tuple(s.input_map.values()), tuple(s.output_map.values()))
         for s in spec.ensemble_steps
     )
+    if spec.platform == REGION_MAP_PLATFORM and spec.parameters.get("model"):
+        steps = (EnsembleStep(spec.parameters["model"], (), ()),)
     image_ms = None
     if spec.backend == "image":
         single = [p for p in points if p.batch_size == 1]
@@ -181,11 +243,18 @@ def _profiling_config(original: dict[str, Any], instances: int) -> dict[str, Any
     return patched_config_json(original, patch)
 
 
-async def _drive(engine: Engine, name: str, batch: int, concurrency: int, count: int) -> list[float]:
+async def _drive(
+    engine: Engine, name: str, batch: int, concurrency: int, count: int, samples: dict[str, Tensors]
+) -> list[float]:
     """Closed loop: `concurrency` clients each send the next request when the last one returns."""
     spec = engine.model_spec(name)
     batching = spec.max_batch_size > 0
-    inputs = make_inputs(engine.model_metadata(name), batch, batching)
+    sample = samples.get(name)
+    inputs = (
+        batch_of(sample, batch, batching)
+        if sample is not None
+        else make_inputs(engine.model_metadata(name), batch, batching)
+    )
     latencies_ms: list[float] = []
     remaining = count
 
@@ -205,10 +274,17 @@ async def _drive(engine: Engine, name: str, batch: int, concurrency: int, count:
 
 
 async def _measure(
-    engine: Engine, name: str, batch: int, instances: int, options: ProfileOptions, memory_bytes: int
+    engine: Engine,
+    name: str,
+    batch: int,
+    instances: int,
+    options: ProfileOptions,
+    memory_bytes: int,
+    samples: dict[str, Tensors],
 ) -> ProfilePoint:
-    await _drive(engine, name, batch, instances, options.warmup_requests)
+    await _drive(engine, name, batch, instances, options.warmup_requests, samples)
     before = _stats(engine, name)
+    cpu_before = time.process_time()
     start = time.perf_counter()
     latencies: list[float] = []
     while (
@@ -216,9 +292,11 @@ async def _measure(
         or time.perf_counter() - start < options.min_seconds_per_point
     ):
         latencies += await _drive(
-            engine, name, batch, instances, max(instances, options.requests_per_point // 4)
+            engine, name, batch, instances, max(instances, options.requests_per_point // 4), samples
         )
     elapsed = time.perf_counter() - start
+    # Every thread of this process: the engine's instance workers, the event loop, the batchers.
+    cpu_ms = (time.process_time() - cpu_before) * 1000.0 / len(latencies)
     after = _stats(engine, name)
     count = max(1, after.inference_stats.success.count - before.inference_stats.success.count)
 
@@ -238,6 +316,7 @@ async def _measure(
         compute_infer_ms=mean_ms("compute_infer"),
         compute_output_ms=mean_ms("compute_output"),
         memory_bytes=memory_bytes,
+        cpu_ms=cpu_ms,
     )
 
 

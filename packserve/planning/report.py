@@ -31,15 +31,25 @@ def markdown_report(plan: Plan, scenarios: list[ScenarioSummary], plots: list[st
         "",
         "## Pod types",
         "",
-        "| pod | replicas | models | duty cycle (ms) | memory | utilisation | predicted p99 (ms) |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| pod | replicas | models | duty cycle (ms) | memory | utilisation | predicted p99 (ms) "
+        "| device ms per request | max requests/s per pod |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for pod in plan.pods:
         lines.append(
             f"| {pod.name} | {pod.replicas} | {', '.join(m.name for m in pod.models)} | "
             f"{pod.duty_cycle_ms:.1f} | "
-            f"{format_bytes(pod.memory_bytes)} | {pod.utilisation:.0%} | {pod.predicted_p99_ms:.1f} |"
+            f"{format_bytes(pod.memory_bytes)} | {pod.utilisation:.0%} | {pod.predicted_p99_ms:.1f} | "
+            f"{pod.cost_ms_per_request:.1f} | {pod.max_requests_per_s:,.1f} |"
         )
+    if plan.device_kind == "KIND_CPU" and plan.pods:
+        lines += [
+            "",
+            f"A CPU pod is the profiled machine: {plan.pods[0].capacity:g} cores running batches side by "
+            "side, each batch charged the CPU time it was measured to cost, scaled by "
+            f"{plan.cpu_scale:.2f} (the pipeline's CPU per request measured end to end over its models' "
+            "CPU measured one at a time).",
+        ]
     lines += [
         "",
         "## Model settings (per pod)",

@@ -21,6 +21,7 @@ from packserve.config.spec import BatchingPolicy
 from packserve.core.batching import Batch, PendingItem, PendingQueue, Wait, decide_batch
 from packserve.core.clock import FakeClock
 from packserve.errors import InvalidArgumentError
+from packserve.planning.sim_devices import ExclusiveDevice, SharedCores, SimDevice
 from packserve.planning.workload import Pipeline
 
 NS_PER_S = 1_000_000_000
@@ -42,6 +43,10 @@ class SimPod:
     name: str
     replicas: int
     models: tuple[SimModel, ...]
+    capacity: float = 1.0  # batches the device runs at once: 1 for a GPU, cores for a CPU pod
+    # True for a CPU pod: running batches share the cores (processor sharing) instead of queueing
+    # for a slot; fractional capacity then means part of a machine.
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +108,18 @@ class _Replica:
     """One device and the batchers of the models on it."""
 
     def __init__(
-        self, env: simpy.Environment, clock: FakeClock, models: tuple[SimModel, ...], stats: _Stats
+        self,
+        env: simpy.Environment,
+        clock: FakeClock,
+        models: tuple[SimModel, ...],
+        stats: _Stats,
+        capacity: float = 1.0,
+        shared: bool = False,
     ) -> None:
         self.env = env
-        self.device = simpy.Resource(env, capacity=1)
+        self.device: SimDevice = (
+            SharedCores(env, capacity) if shared else ExclusiveDevice(env, max(1, round(capacity)))
+        )
         self.queues: dict[str, _ModelQueue] = {}
         for model in models:
             queue = _ModelQueue(env, clock, model, self.device, stats)
@@ -117,7 +130,7 @@ class _Replica:
 
 class _ModelQueue:
     def __init__(
-        self, env: simpy.Environment, clock: FakeClock, model: SimModel, device: simpy.Resource, stats: _Stats
+        self, env: simpy.Environment, clock: FakeClock, model: SimModel, device: SimDevice, stats: _Stats
     ) -> None:
         self.env, self.clock, self.model, self.device, self.stats = env, clock, model, device, stats
         self.policy = BatchingPolicy(
@@ -145,10 +158,8 @@ class _ModelQueue:
                 item.payload.fail(RuntimeError("queue timeout"))
             action = decision.action
             if isinstance(action, Batch):
-                with self.device.request() as turn:
-                    yield turn
-                    busy = self.model.service_s(action.rows)
-                    yield self.env.timeout(busy)
+                busy = self.model.service_s(action.rows)
+                yield from self.device.run(busy)
                 self.stats.record_batch(self.device, self.model.name, action.rows, busy)
                 for item in action.items:
                     item.payload.succeed()
@@ -167,7 +178,7 @@ class _Stats:
         self.busy_s: dict[int, float] = {}
         self.batches: dict[str, list[int]] = {}
 
-    def record_batch(self, device: simpy.Resource, model: str, rows: int, busy_s: float) -> None:
+    def record_batch(self, device: SimDevice, model: str, rows: int, busy_s: float) -> None:
         if self.env.now - busy_s >= self.warmup_s:
             self.busy_s[id(device)] = self.busy_s.get(id(device), 0.0) + busy_s
             self.batches.setdefault(model, []).append(rows)
@@ -182,7 +193,10 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
     stats = _Stats(options.warmup_s, env)
     pod_of = {m.name: pod for pod in pods for m in pod.models}
     fleets = {
-        pod.name: [_Replica(env, clock, pod.models, stats) for _ in range(pod.replicas)] for pod in pods
+        pod.name: [
+            _Replica(env, clock, pod.models, stats, pod.capacity, pod.shared) for _ in range(pod.replicas)
+        ]
+        for pod in pods
     }
     latencies: dict[str, list[float]] = {p.name: [] for p in pipelines}
     for pipeline in pipelines:
@@ -218,7 +232,7 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
     measured_s = options.duration_s - options.warmup_s
     utilisation = {
         pod.name: sum(stats.busy_s.get(id(r.device), 0.0) for r in fleets[pod.name])
-        / (measured_s * pod.replicas)
+        / (measured_s * pod.replicas * (pod.capacity if pod.shared else max(1, round(pod.capacity))))
         for pod in pods
     }
     return SimResult(

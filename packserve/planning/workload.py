@@ -117,18 +117,32 @@ def critical_path_ms(pipeline: Pipeline, weight_ms: Mapping[str, float]) -> floa
     return max(finish, default=0.0)
 
 
-def latency_budgets_ms(pipelines: list[Pipeline], slo_ms: float) -> dict[str, float]:
-    """Split each pipeline's SLO equally over the stages of its longest chain; a model in several
-    pipelines keeps its tightest budget.
+def latency_budgets_ms(
+    pipelines: list[Pipeline], slo_ms: float, fastest_ms: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Each stage's share of its pipeline's SLO: its own fastest batch latency plus an equal share
+    of the slack (the SLO less the fastest critical path) per stage of the longest chain; a model
+    in several pipelines keeps its tightest budget. Without `fastest_ms`, an equal split.
 
-    Equal shares, not shares proportional to latency: models in one pod share a duty cycle, and a
-    stage's worst case is that cycle plus its batch latency, so the cycle - not the model - takes
-    most of each share; a fast stage given a thin slice would cap the cycle for every model.
+    Equal slack, not slack proportional to latency: models in one pod share a duty cycle, and a
+    stage's worst case is that cycle plus its batch latency, so the cycle takes the slack; a stage
+    given a thin slice would cap the cycle for every model. Its own latency comes first, so one
+    slow stage (a text detector behind a fast decoder) does not make an attainable SLO look
+    impossible. Raises when even the fastest path misses the SLO.
     """
+    weights = dict(fastest_ms) if fastest_ms else {}
     budgets: dict[str, float] = {}
     for pipeline in pipelines:
+        own = {step.model: weights.get(step.model, 0.0) for step in pipeline.steps}
+        fastest_path = critical_path_ms(pipeline, own)
+        if fastest_path > slo_ms:
+            raise InvalidArgumentError(
+                f"p99 {slo_ms:g} ms cannot be met: pipeline '{pipeline.name}' takes {fastest_path:.1f} ms "
+                "along its longest chain even at each model's fastest measured batch latency"
+            )
         depth = critical_path_ms(pipeline, {step.model: 1.0 for step in pipeline.steps})
-        share = slo_ms / depth if depth > 0 else slo_ms
+        share = (slo_ms - fastest_path) / depth if depth > 0 else slo_ms
         for model in pipeline.calls():
-            budgets[model] = min(budgets.get(model, share), share)
+            budget = own[model] + share
+            budgets[model] = min(budgets.get(model, budget), budget)
     return budgets

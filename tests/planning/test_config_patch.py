@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.config_patch import apply_to_repository, patch_pbtxt, patched_config_json
+from packserve.planning.config_patch import (
+    apply_to_repository,
+    load_patches,
+    patch_pbtxt,
+    patched_config_json,
+)
 from packserve.planning.plan_schema import ModelPlan
 
 CONFIG = """
@@ -61,3 +67,9 @@ def test_patched_config_json_does_not_touch_the_original() -> None:
     merged = patched_config_json(original, {"instance_group": [{"count": 2}]})
     assert merged["instance_group"] == [{"count": 2}]
     assert original["instance_group"] == [{"count": 1}]
+
+
+def test_a_plan_file_is_a_patch_file(tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"pods": [], "config_patches": {"det": {"max_batch_size": 4}}}))
+    assert load_patches(plan_file) == {"det": {"max_batch_size": 4}}

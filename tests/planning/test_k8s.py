@@ -101,3 +101,37 @@ def test_written_yaml_passes_the_cli_validator(two_pod_plan, tmp_path: Path) -> 
 def test_bad_deploy_options_say_why(two_pod_plan, options: DeployOptions, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidArgumentError, match=message):
         build_manifests(two_pod_plan, options)
+
+
+def test_cpu_plan_requests_the_profiled_cores_and_loads_the_whole_pipeline() -> None:
+    from dataclasses import replace
+
+    from packserve.planning.profile_schema import EnsembleStep, ModelProfile
+
+    base = linear_profile(
+        [LinearModel("pre", 2, 1, 200), LinearModel("crops", 3, 1, 10), LinearModel("inner", 1, 1, 100)],
+        ensembles={"pipe": ["pre", "crops"]},
+    )
+    cpu_points = {m.name: tuple(replace(p, cpu_ms=p.compute_ms) for p in m.points) for m in base.models}
+    models = tuple(
+        ModelProfile(m.name, "region_map", "", 0, cpu_points[m.name], (EnsembleStep("inner", (), ()),))
+        if m.name == "crops"
+        else replace(m, points=cpu_points[m.name])
+        for m in base.models
+    )
+    profile = replace(
+        base, device="cpu", device_name="cpu (x86_64, 4 cores)", models=models, extra={"cpu_cores": 4}
+    )
+    cpu_plan = plan(profile, PlanOptions(20, 500, 8 * 1024**3, peak_factor=1.0))
+    manifests = build_manifests(cpu_plan, DeployOptions(image="img:1", repository_volume="pvc"))
+    for manifest in (m for m in manifests if is_core(m)):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"]["cpu"] == "4"
+    assert container["resources"]["limits"]["cpu"] == "4"
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    loaded = [container["args"][i + 1] for i, a in enumerate(container["args"]) if a == "--load-model"]
+    assert loaded == ["crops", "inner", "pipe", "pre"]
+    config_map = next(m for m in manifests if m["kind"] == "ConfigMap")
+    assert "crops" not in config_map["data"]["config-patch.json"]  # the core runs it: nothing to set

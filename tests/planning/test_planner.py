@@ -43,8 +43,12 @@ def _feasible(
     busy = 0.0
     for option, measured, rate in zip(combo, everything, rates, strict=True):
         same = sorted((o.batch_size, o.occupancy_ms) for o in measured if o.instances == option.instances)
-        rows = max(1.0, rate * cycle / 1000)
-        busy += float(np.interp(rows, [b for b, _ in same], [t for _, t in same]))
+        rows = rate * cycle / 1000
+        sizes, times = [b for b, _ in same], [t for _, t in same]
+        # Under one arrival per cycle, a batch of one runs only in the cycles that have one.
+        busy += (
+            rows * float(np.interp(1.0, sizes, times)) if rows < 1 else float(np.interp(rows, sizes, times))
+        )
     return busy <= 0.8 * cycle
 
 

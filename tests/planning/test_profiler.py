@@ -103,3 +103,54 @@ def test_inputs_follow_metadata_and_bytes_are_real_jpegs() -> None:
 
     image = Image.open(io.BytesIO(natural_jpeg(320, 240)))
     assert image.format == "JPEG" and image.size == (320, 240)
+
+
+async def test_ensemble_steps_are_profiled_with_traced_inputs_and_cpu_time(repository: Path) -> None:
+    from packserve.core.engine import Engine, EngineOptions
+    from packserve.planning.traced_inputs import trace_ensemble_inputs
+
+    engine = await Engine.start(
+        EngineOptions(repository, "explicit", load_models=("simple", "simple_ensemble"))
+    )
+    try:
+        inputs = make_inputs(engine.model_metadata("simple_ensemble"), 1, True, seed=5)
+        traced = await trace_ensemble_inputs(engine, "simple_ensemble", inputs)
+    finally:
+        await engine.shutdown(drain_timeout_s=5.0)
+    # The first step sees the ensemble's own inputs, under the step's input names.
+    assert sorted(traced) == ["simple"]
+    for array in traced["simple"].values():
+        assert any(np.array_equal(array, given) for given in inputs.values())
+
+    options = ProfileOptions(
+        repository,
+        models=("simple", "simple_ensemble"),
+        batch_sizes=(1, 2),
+        instances=(1,),
+        requests_per_point=8,
+        min_seconds_per_point=0.0,
+        warmup_requests=1,
+    )
+    profile = await run_profile(options)
+    assert profile.cpu_cores >= 1
+    assert all(p.cpu_ms > 0 for m in profile.models for p in m.points)
+
+
+async def test_a_pipeline_by_name_brings_the_models_it_calls(repository: Path) -> None:
+    options = ProfileOptions(
+        repository,
+        models=("simple_ensemble",),
+        batch_sizes=(1,),
+        instances=(1,),
+        requests_per_point=4,
+        min_seconds_per_point=0.0,
+        warmup_requests=1,
+    )
+    profile = await run_profile(options)
+    assert sorted(profile.names()) == ["simple", "simple_ensemble"]
+
+
+async def test_unreadable_sample_image_is_named(repository: Path, tmp_path: Path) -> None:
+    options = ProfileOptions(repository, models=("simple_ensemble",), sample_image=tmp_path / "none.jpg")
+    with pytest.raises(InvalidArgumentError, match=r"none\.jpg"):
+        await run_profile(options)
