@@ -4,12 +4,15 @@ build the demo repository -> `packserve profile` (CPU, the sample photo) -> `pac
 target load -> apply the plan's config patch to a copy of the repository -> `packserve serve` it ->
 perf_analyzer at the planned per-pod load (Poisson arrivals) and at saturation (closed loop) ->
 compare with the plan's predicted p99 (its simulation at that load) and max throughput per pod.
+The p99 at the planned load comes with 95% bootstrap intervals: for the measurement, from its
+per-request latencies (perf_analyzer's profile export); for the prediction, the range a run of the
+same number of requests would show if the simulated distribution were the truth.
 
     .venv/bin/python -m bench.plan_validation [--load 1.5/s --p99 1s --out bench/results/plan_validation]
 
 The server's own CPU time per request is measured too: it does not depend on what else runs on the
 machine, so it separates a wrong model (CPU per request off) from contention (others' load).
-Takes about 6-9 minutes on 2 cores.
+Takes about 9-10 minutes on 2 cores (600 requests at 1.5/s are 400 s of it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -37,14 +41,14 @@ from packserve.demo.build import ENSEMBLE, build_vision_stack
 from packserve.errors import UnavailableError
 from packserve.planning.commands import PlanCommand, ProfileCommand, plan_command, profile_command
 from packserve.planning.config_patch import apply_to_repository
-from packserve.planning.plan_check import sim_pods
+from packserve.planning.plan_check import plan_pipelines, saturation_throughput, sim_pods
 from packserve.planning.plan_schema import Plan
 from packserve.planning.planner import PlanOptions
 from packserve.planning.profile_schema import Profile
 from packserve.planning.profiler import ProfileOptions
 from packserve.planning.simulator import SimOptions, simulate
+from packserve.planning.stats import PercentileEstimate, percentile_ci, run_percentile_range
 from packserve.planning.units import parse_duration_ms, parse_int_list, parse_load, parse_memory_bytes
-from packserve.planning.workload import build_pipelines
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "plan_validation"
 TOLERANCE = 0.15
@@ -58,8 +62,11 @@ class Measured:
     label: str
     command: list[str]
     requests_per_s: float = 0.0
+    requests: int = 0  # answered requests in perf_analyzer's profile export (warm-up included)
     p50_ms: float = 0.0
-    p99_ms: float = 0.0
+    p99_ms: float = 0.0  # from the per-request latencies
+    p99_ci_ms: dict[str, float] = field(default_factory=dict)  # 95% bootstrap interval
+    perf_analyzer_p99_ms: float = 0.0  # perf_analyzer's own summary figure, for reference
     server_cpu_ms_per_request: float = 0.0
     # Cores the server used on average during the run, and cores every other process used: on a
     # shared machine the second is what the server could not have.
@@ -78,7 +85,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", default="1,2")
     parser.add_argument("--instances", default="1,2")
     parser.add_argument("--profile-requests", type=int, default=20)
-    parser.add_argument("--planned-requests", type=int, default=240, help="requests at the planned load")
+    parser.add_argument(
+        "--planned-requests",
+        type=int,
+        default=600,
+        help="requests at the planned load: a p99 of N requests rests on its N/100 slowest",
+    )
+    parser.add_argument(
+        "--served-requests",
+        type=int,
+        default=60,
+        help="requests the profiler serves the pipeline over HTTP for its serving overhead",
+    )
     parser.add_argument("--saturation-concurrency", type=int, default=8)
     parser.add_argument("--saturation-requests", type=int, default=120)
     parser.add_argument("--reuse-profile", action="store_true", help="keep an existing profile.json")
@@ -101,6 +119,7 @@ def step(message: str) -> None:
 def profile_and_plan(args: argparse.Namespace, repository: Path, image_path: Path) -> tuple[Any, Any]:
     profile_path = args.out / "profile.json"
     if not (args.reuse_profile and profile_path.is_file()):
+        wait_for_quiet(args.quiet_load, args.quiet_wait)
         step("profiling every model the pipeline needs on the CPU")
         options = ProfileOptions(
             model_repository=repository,
@@ -109,6 +128,7 @@ def profile_and_plan(args: argparse.Namespace, repository: Path, image_path: Pat
             instances=parse_int_list(args.instances, "--instances"),
             requests_per_point=args.profile_requests,
             sample_image=image_path,
+            served_requests=args.served_requests,
         )
         profile_command(ProfileCommand(options, profile_path))
     step(f"planning {args.load} at p99 {args.p99}")
@@ -144,6 +164,8 @@ def perf_analyzer(
 ) -> Measured:
     csv_path = work / f"{label}.csv"
     csv_path.unlink(missing_ok=True)
+    export_path = work / f"{label}.export.json"
+    export_path.unlink(missing_ok=True)
     command = [
         str(binary), "-m", ENSEMBLE, "-u", url, "-i", "http",
         "--input-data", str(input_path),
@@ -151,6 +173,7 @@ def perf_analyzer(
         "--request-count", str(count),
         "--input-tensor-format", "binary", "--output-tensor-format", "binary",
         "-f", str(csv_path),
+        "--profile-export-file", str(export_path),
     ]  # fmt: skip
     server = psutil.Process(os.getpid()).children()[0]  # the server is this script's only child
     measured = Measured(label, command, load_average=[os.getloadavg()[0]])
@@ -165,14 +188,50 @@ def perf_analyzer(
         raise UnavailableError(f"perf_analyzer {label} exited {done.returncode}: {done.stderr[-800:]}")
     row = _first_row(csv_path.read_text())
     measured.requests_per_s = row["Inferences/Second"]
-    measured.p50_ms = row["p50 latency"] / 1000
-    measured.p99_ms = row["p99 latency"] / 1000
-    # perf_analyzer sends a few requests beyond the count (warm-up); they cost CPU too.
-    measured.server_cpu_ms_per_request = server_s * 1000 / count
+    measured.perf_analyzer_p99_ms = row["p99 latency"] / 1000
+    latencies = _export_latencies_ms(export_path)
+    # The export repeats every request's tensors; keep only the latencies.
+    export_path.unlink()
+    (work / f"{label}.latencies_ms.json").write_text(json.dumps([round(v, 3) for v in latencies]))
+    measured.requests = len(latencies)
+    measured.p50_ms = float(np.percentile(latencies, 50))
+    p99 = percentile_ci(latencies, 99)
+    measured.p99_ms = p99.value
+    measured.p99_ci_ms = {"low": p99.low, "high": p99.high}
+    # Every request perf_analyzer sent (its warm-up ones too) cost the server CPU.
+    measured.server_cpu_ms_per_request = server_s * 1000 / max(count, len(latencies))
     measured.server_cores = server_s / measured.seconds
     measured.other_cores = max(0.0, machine_s - server_s) / measured.seconds
     measured.load_average.append(os.getloadavg()[0])
     return measured
+
+
+_SENT = re.compile(rb'\{"timestamp":(\d+),')
+_ANSWERED = re.compile(rb'"response_timestamps":\[([\d,]*)\]')
+
+
+def _export_latencies_ms(path: Path) -> np.ndarray:
+    """Per-request latencies from perf_analyzer's `--profile-export-file`: last response time less
+    send time, every request. Read as bytes, not JSON: the export copies each request's tensors,
+    and perf_analyzer 2.51 writes a BYTES tensor (the JPEG) raw, which breaks the JSON."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UnavailableError(f"perf_analyzer's profile export {path} cannot be read: {exc}") from exc
+    sent = [(m.start(), int(m.group(1))) for m in _SENT.finditer(raw)]
+    answered = [(m.start(), m.group(1)) for m in _ANSWERED.finditer(raw)]
+    latencies = []
+    for index, (position, sent_ns) in enumerate(sent):
+        # A request's response times come after its send time and before the next request's.
+        end = sent[index + 1][0] if index + 1 < len(sent) else len(raw)
+        times = next((t for p, t in answered if position < p < end), b"")
+        if times:
+            latencies.append((int(times.split(b",")[-1]) - sent_ns) / 1e6)
+    if len(latencies) < 2:
+        raise UnavailableError(
+            f"perf_analyzer's profile export {path} holds {len(latencies)} answered requests"
+        )
+    return np.array(latencies)
 
 
 def _busy_s(process: psutil.Process) -> float:
@@ -193,15 +252,18 @@ def _first_row(text: str) -> dict[str, float]:
     raise UnavailableError("perf_analyzer wrote an empty CSV")
 
 
-def simulated_p99_ms(plan: Plan, profile_path: Path, rate: float, cores: float | None = None) -> float:
-    """The plan's simulator at one pod's load; `cores` replaces the pod's (what it really got)."""
+def simulated_p99(
+    plan: Plan, profile_path: Path, rate: float, run_size: int, cores: float | None = None
+) -> PercentileEstimate:
+    """The plan's simulator at one pod's load (`cores` replaces the pod's: what it really got): the
+    p99 of the long simulated run, and the 95% range of a p99 from `run_size` requests."""
     profile = Profile.load(profile_path)
     pods = sim_pods(plan, profile)
     if cores is not None:
         pods = tuple(replace(pod, capacity=max(0.05, cores)) for pod in pods)
     options = SimOptions(rate, duration_s=SIMULATED_S, warmup_s=30.0, seed=7)
-    result = simulate((replace(pods[0], replicas=1),), build_pipelines(profile, plan.mix), options)
-    return result.percentile_ms(ENSEMBLE, 99)
+    result = simulate((replace(pods[0], replicas=1),), plan_pipelines(plan, profile), options)
+    return run_percentile_range(result.latencies_ms[ENSEMBLE], 99, run_size)
 
 
 def error(measured: float, predicted: float) -> float:
@@ -224,8 +286,6 @@ def main(argv: list[str] | None = None) -> int:
         raise UnavailableError(f"expected one pod type for one pipeline, the plan has {len(plan.pods)}")
     pod = plan.pods[0]
     per_pod_rate = plan.requests_per_s * plan.peak_factor / pod.replicas
-    step("simulating the planned pod at its load for the p99 prediction")
-    predicted_p99 = simulated_p99_ms(plan, profile_path, per_pod_rate)
     predicted_cpu_ms = pod.cost_ms_per_request
 
     planned_repo = args.out / "planned_repository"
@@ -278,8 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
 
+    step(f"simulating the planned pod at {per_pod_rate:g} req/s for the p99 prediction")
+    predicted = simulated_p99(plan, profile_path, per_pod_rate, planned.requests)
+    predicted_p99 = predicted.value
+    saturation_simulated = saturation_throughput(
+        plan, Profile.load(profile_path), pod.name, args.saturation_concurrency
+    )
     rows = [
-        ("max throughput (req/s)", pod.max_requests_per_s, saturated.requests_per_s),
+        ("max throughput, plan's bound (req/s)", pod.max_requests_per_s, saturated.requests_per_s),
+        ("max throughput, simulated closed loop (req/s)", saturation_simulated, saturated.requests_per_s),
         (f"p99 at {per_pod_rate:g} req/s (ms)", predicted_p99, planned.p99_ms),
         ("server CPU per request at saturation (ms)", predicted_cpu_ms, saturated.server_cpu_ms_per_request),
         ("server CPU per request at planned load (ms)", predicted_cpu_ms, planned.server_cpu_ms_per_request),
@@ -288,11 +355,30 @@ def main(argv: list[str] | None = None) -> int:
     # had while other processes ran, and the rate perf_analyzer really sent.
     had = max(0.05, min(pod.capacity, (os.cpu_count() or 2) - planned.other_cores))
     step(f"simulating the planned pod with the {had:.2f} cores it had, at {planned.requests_per_s:.2f} req/s")
-    explained_p99 = simulated_p99_ms(plan, profile_path, planned.requests_per_s, had)
+    explained_p99 = simulated_p99(plan, profile_path, planned.requests_per_s, planned.requests, had).value
     rows.append((f"p99 simulated with {had:.2f} cores at the sent rate (ms)", explained_p99, planned.p99_ms))
     print(f"\n{'figure':45s} {'predicted':>10s} {'measured':>10s} {'error':>8s}")
-    for name, predicted, measured in rows:
-        print(f"{name:45s} {predicted:10.2f} {measured:10.2f} {error(measured, predicted):+8.1%}")
+    for name, predicted_value, measured_value in rows:
+        print(
+            f"{name:45s} {predicted_value:10.2f} {measured_value:10.2f} "
+            f"{error(measured_value, predicted_value):+8.1%}"
+        )
+    measured_ci = planned.p99_ci_ms
+    # The two intervals answer different questions: where the measured p99 lies (bootstrap over its
+    # requests), and where a p99 of that many requests falls if the simulation is right.
+    consistent = predicted.low <= measured_ci["high"] and measured_ci["low"] <= predicted.high
+    print(
+        f"p99 over {planned.requests} requests: measured {planned.p99_ms:.0f} ms "
+        f"(95% CI {measured_ci['low']:.0f}-{measured_ci['high']:.0f}); predicted {predicted_p99:.0f} ms, "
+        f"a run of {planned.requests} requests would show {predicted.low:.0f}-{predicted.high:.0f} (95%): "
+        f"{'consistent' if consistent else 'NOT consistent'}"
+    )
+    overhead = plan.pipeline_overhead_ms.get(ENSEMBLE, 0.0)
+    served = Profile.load(profile_path).model(ENSEMBLE).served
+    print(
+        f"serving overhead charged: {overhead:.1f} ms per request (pipeline served over HTTP in the "
+        f"profiler: {served.cpu_ms if served else float('nan'):.1f} ms CPU per request)"
+    )
     for run in (planned, saturated):
         print(
             f"{run.label}: load average {run.load_average}, server used {run.server_cores:.2f} cores, "
@@ -308,7 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         "per_pod_rate": per_pod_rate,
         "predicted": {
             "max_requests_per_s": pod.max_requests_per_s,
+            "max_requests_per_s_simulated": saturation_simulated,
             "p99_ms_simulated": predicted_p99,
+            "p99_ms_range_for_run_of_measured_size": {"low": predicted.low, "high": predicted.high},
+            "simulated_requests": predicted.samples,
+            "serving_overhead_ms_per_request": overhead,
+            "served_cpu_ms_per_request_in_profile": served.cpu_ms if served else None,
             "p99_ms_simulated_with_cores_had": explained_p99,
             "cores_had": had,
             "p99_ms_closed_form": plan.pipeline_p99_ms.get(ENSEMBLE),
@@ -316,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "measured": {"planned_load": planned.__dict__, "saturation": saturated.__dict__},
         "errors": {name: error(m, p) for name, p, m in rows},
-        "within_tolerance": {name: abs(error(m, p)) <= TOLERANCE for name, p, m in rows[:2]},
+        "within_tolerance": {name: abs(error(m, p)) <= TOLERANCE for name, p, m in rows[:3]},
+        "p99_intervals_consistent": consistent,
         "server_exit_code": server.returncode,
         "cpus": os.cpu_count(),
         "seconds": time.monotonic() - started,

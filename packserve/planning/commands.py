@@ -15,12 +15,11 @@ import yaml
 from packserve.errors import InvalidArgumentError
 from packserve.planning.config_patch import apply_to_repository, load_patches
 from packserve.planning.k8s import DeployOptions, build_manifests, is_core
-from packserve.planning.plan_check import ScenarioSummary, check_plan
+from packserve.planning.plan_check import ScenarioSummary, check_plan, plan_pipelines
 from packserve.planning.plan_schema import Plan
 from packserve.planning.planner import PlanOptions, plan
 from packserve.planning.profile_schema import Profile
 from packserve.planning.profiler import ProfileOptions, ProgressCallback, run_profile
-from packserve.planning.workload import build_pipelines
 
 # When the simulation misses the target, re-plan with this much less utilisation, down to the floor.
 _UTILISATION_STEP = 0.1
@@ -69,11 +68,12 @@ def plan_command(command: PlanCommand) -> PlanOutcome:
 
     profile = Profile.load(command.profile)
     options = command.options
-    pipelines = build_pipelines(profile, options.mix)
     while True:
         result = plan(profile, options)
         checked = (
-            check_plan(result, profile, pipelines, duration_s=command.simulation_seconds)
+            check_plan(
+                result, profile, plan_pipelines(result, profile), duration_s=command.simulation_seconds
+            )
             if command.simulate
             else []
         )

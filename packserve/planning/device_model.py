@@ -11,7 +11,7 @@ when that work fills its cores or when one model's instances are all busy. Pure 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from packserve.planning.duty_cycle import options_of
 from packserve.planning.profile_schema import Profile
@@ -39,6 +39,36 @@ def cpu_scale(profile: Profile, pipelines: Sequence[Pipeline]) -> float:
     return 1.0 if measured else 0.0
 
 
+def serving_overhead_ms(profile: Profile, pipeline: Pipeline, scale: float) -> float:
+    """CPU time serving adds to one request of `pipeline` beyond its models' work, as the plan
+    charges that work: the pipeline's CPU per request served over HTTP (`ModelProfile.served`)
+    less the sum of its steps' CPU at batch size 1 (what each of those served requests ran).
+
+    That difference is the HTTP front end, request decode and response encode, the ensemble's own
+    scheduling and the server's other threads - work the in-process profile of each model does not
+    run, measured rather than assumed. 0 on a GPU plan (the front end's CPU is not device time), for
+    a plain model, without a served measurement, and when the models alone already cost more than
+    the served request (the difference is then measurement noise, not work)."""
+    if scale <= 0:
+        return 0.0
+    served = profile.model(pipeline.name).served
+    if served is None or served.cpu_ms <= 0:
+        return 0.0
+    models_ms = 0.0
+    for step in pipeline.steps:
+        options = options_of(profile.model(step.model), scale)
+        if not options:
+            return 0.0
+        smallest = min(o.batch_size for o in options)
+        models_ms += min(o.occupancy_ms for o in options if o.batch_size == smallest) / smallest
+    return max(0.0, served.cpu_ms - models_ms)
+
+
+def with_serving_overhead(profile: Profile, pipelines: Sequence[Pipeline], scale: float) -> list[Pipeline]:
+    """The pipelines, each carrying its measured serving overhead."""
+    return [replace(p, overhead_ms=serving_overhead_ms(profile, p, scale)) for p in pipelines]
+
+
 @dataclass(frozen=True, slots=True)
 class PodThroughput:
     """What a saturated pod does, in its pipelines' traffic mix, with full batches."""
@@ -58,11 +88,13 @@ def pod_throughput(
     instances), with full batches (a saturated batcher finds a full queue). The lower of two bounds:
     the device (capacity over the device time a mean request costs) and the slowest model (on a CPU
     a model runs at most one batch per instance at a time, so a slow model with one instance can
-    use only one core however many the pod has)."""
+    use only one core however many the pod has). A request's serving overhead uses the device
+    (the CPU) too."""
     shares = sum(p.share for p in pipelines)
     total_ms = 0.0
     per_model_ms: dict[str, float] = {}
     for pipeline in pipelines:
+        total_ms += pipeline.share / shares * pipeline.overhead_ms
         for step in pipeline.steps:
             batch, instances = settings[step.model]
             chosen = [

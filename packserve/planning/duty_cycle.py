@@ -49,10 +49,12 @@ class ModelSetting:
 class GroupSetting:
     duty_cycle_ms: float
     models: tuple[ModelSetting, ...]
+    # Fraction of the device taken by per-request serving overhead (front end, decode, encode).
+    overhead_utilisation: float = 0.0
 
     @property
     def utilisation(self) -> float:
-        return sum(m.utilisation for m in self.models)
+        return sum(m.utilisation for m in self.models) + self.overhead_utilisation
 
     @property
     def memory_bytes(self) -> int:
@@ -157,6 +159,7 @@ def plan_group(
     quantile: float = 0.99,
     max_utilisation: float = 0.8,
     capacity: float = 1.0,
+    overhead_ms_per_s: float = 0.0,
 ) -> GroupSetting | None:
     """The best feasible setting for models sharing one device at these per-device rates, or None.
 
@@ -166,7 +169,8 @@ def plan_group(
     the batch cap (the `quantile` of arrivals) and d + batch latency <= budget bound d from above.
     Longer cycles amortise fixed costs, so only the cycle lengths where a bound binds need trying.
     Among feasible cycles it keeps the one with the most latency margin (smallest worst ratio of
-    predicted latency to budget).
+    predicted latency to budget). `overhead_ms_per_s`: device time per second the pipelines'
+    per-request serving overhead takes on this device, which the batches cannot have.
     """
     names = sorted(options)
     bounds = {
@@ -187,11 +191,15 @@ def plan_group(
         if any(not c for c in costed.values()):
             continue
         chosen = _choose_within_memory(costed, memory_limit)
-        if chosen is None or sum(o.occupancy_ms for o in chosen.values()) > (
+        overhead_ms = overhead_ms_per_s * cycle / 1000.0
+        if chosen is None or sum(o.occupancy_ms for o in chosen.values()) + overhead_ms > (
             max_utilisation * capacity * cycle
         ):
             continue
-        setting = _describe(cycle, chosen, rates_per_s, capacity)
+        setting = replace(
+            _describe(cycle, chosen, rates_per_s, capacity),
+            overhead_utilisation=overhead_ms / (cycle * capacity),
+        )
         worst = max(s.predicted_p99_ms / budgets_ms[s.model] for s in setting.models)
         if best is None or worst < best[0]:
             best = (worst, setting)

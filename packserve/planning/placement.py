@@ -39,9 +39,12 @@ def replicas_for(
     quantile: float,
     max_utilisation: float = 0.8,
     capacity: float = 1.0,
+    overhead_ms_per_s: float = 0.0,
 ) -> PricedGroup | None:
     """Fewest pods for this group; None when no number of pods meets the budgets (or memory).
-    `capacity`: batches one pod runs at once (1 for a GPU, its cores for a CPU)."""
+    `capacity`: batches one pod runs at once (1 for a GPU, its cores for a CPU);
+    `overhead_ms_per_s`: device time per second the group's per-request serving overhead takes
+    over the whole fleet (split evenly between its pods)."""
     subset = {m: options[m] for m in models}
 
     def attempt(replicas: int) -> GroupSetting | None:
@@ -54,10 +57,13 @@ def replicas_for(
             quantile,
             max_utilisation,
             capacity,
+            overhead_ms_per_s / replicas,
         )
 
     # No pod can run more than its device time allows: sum of rate x best per-row occupancy.
-    busy = sum(rates_per_s[m] * min(o.occupancy_ms / o.batch_size for o in options[m]) / 1000 for m in models)
+    busy = overhead_ms_per_s / 1000 + sum(
+        rates_per_s[m] * min(o.occupancy_ms / o.batch_size for o in options[m]) / 1000 for m in models
+    )
     low = max(1, math.ceil(busy / (max_utilisation * capacity) - 1e-9))
     setting = attempt(low)
     if setting is not None:

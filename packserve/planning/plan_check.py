@@ -3,7 +3,7 @@ peak load, under Poisson and bursty (MMPP) arrivals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.duty_cycle import options_of
@@ -18,7 +18,7 @@ from packserve.planning.simulator import (
     interpolated_service,
     simulate,
 )
-from packserve.planning.workload import Pipeline
+from packserve.planning.workload import Pipeline, build_pipelines
 
 # Enough requests for a stable p99 without making `packserve plan` slow on a big fleet.
 _TARGET_REQUESTS = 20_000
@@ -40,6 +40,14 @@ class ScenarioSummary:
 
 # Models the core runs (region_map) have no instance limit: concurrent calls share the device only.
 _UNLIMITED_INSTANCES = 64
+
+
+def plan_pipelines(plan: Plan, profile: Profile) -> list[Pipeline]:
+    """The plan's pipelines in its traffic mix, each with the serving overhead the plan charged."""
+    return [
+        replace(p, overhead_ms=plan.pipeline_overhead_ms.get(p.name, 0.0))
+        for p in build_pipelines(profile, plan.mix)
+    ]
 
 
 def sim_pods(plan: Plan, profile: Profile) -> tuple[SimPod, ...]:
@@ -71,6 +79,33 @@ def sim_pods(plan: Plan, profile: Profile) -> tuple[SimPod, ...]:
             SimPod(pod.name, pod.replicas, tuple(models), pod.capacity, shared=plan.device_kind == "KIND_CPU")
         )
     return tuple(pods)
+
+
+def saturation_throughput(
+    plan: Plan, profile: Profile, pod_name: str, clients: int, duration_s: float = 600.0, seed: int = 7
+) -> float:
+    """Requests/s one replica of `pod_name` completes under `clients` closed-loop clients (a load
+    generator at fixed concurrency), simulated: on a CPU pod the cores are shared as the operating
+    system shares them, so a busy single-instance model gets less than the whole core that the
+    closed-form `PodPlan.max_requests_per_s` (an upper bound) gives it."""
+    pods = [p for p in sim_pods(plan, profile) if p.name == pod_name]
+    if not pods:
+        raise InvalidArgumentError(f"pod '{pod_name}' is not in the plan")
+    served = [
+        p
+        for p in plan_pipelines(plan, profile)
+        if {s.model for s in p.steps} <= {m.name for m in pods[0].models}
+    ]
+    if not served:
+        raise InvalidArgumentError(f"pod '{pod_name}' serves no whole pipeline to load it with")
+    options = SimOptions(
+        0.0,
+        duration_s=duration_s,
+        warmup_s=duration_s * 0.05,
+        arrivals=Arrivals("closed", clients=clients),
+        seed=seed,
+    )
+    return simulate((replace(pods[0], replicas=1),), served, options).completed_per_s
 
 
 def check_plan(

@@ -8,7 +8,7 @@ sent as a load-API config override.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,9 @@ class Plan:
     # CPU profiles: pipeline CPU per request measured end to end over its models' CPU measured alone.
     cpu_scale: float = 0.0
     device: str = ""  # the profiled device: "cpu" or "cuda:N" ("" in plans written before it existed)
+    # Per pipeline: device time serving adds to each request beyond its models' work (measured by
+    # serving it over HTTP; see `device_model.serving_overhead_ms`). Charged in every pod figure.
+    pipeline_overhead_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def device_kind(self) -> str:
@@ -135,6 +138,7 @@ class Plan:
             "max_utilisation": self.max_utilisation,
             "cpu_scale": self.cpu_scale,
             "device": self.device,
+            "pipeline_overhead_ms": dict(self.pipeline_overhead_ms),
             "config_patches": self.config_patches(),
         }
 
@@ -154,6 +158,7 @@ class Plan:
             max_utilisation=float(data.get("max_utilisation", 0.8)),
             cpu_scale=float(data.get("cpu_scale", 0.0)),
             device=str(data.get("device", "")),
+            pipeline_overhead_ms={str(k): float(v) for k, v in data.get("pipeline_overhead_ms", {}).items()},
         )
 
     def save(self, path: Path) -> None:

@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.device_model import PodThroughput, capacity_of, cpu_scale, pod_throughput
+from packserve.planning.device_model import (
+    PodThroughput,
+    capacity_of,
+    cpu_scale,
+    pod_throughput,
+    with_serving_overhead,
+)
 from packserve.planning.duty_cycle import Option, options_of
 from packserve.planning.placement import (
     PricedGroup,
@@ -40,11 +46,12 @@ class PlanOptions:
 
 def plan(profile: Profile, options: PlanOptions) -> Plan:
     _check_options(options)
-    pipelines = build_pipelines(profile, options.mix)
     peak = options.requests_per_s * options.peak_factor
-    rates = rates_per_model(pipelines, peak)
     capacity = capacity_of(profile)
-    scale = cpu_scale(profile, pipelines)
+    unpriced = build_pipelines(profile, options.mix)
+    scale = cpu_scale(profile, unpriced)
+    pipelines = with_serving_overhead(profile, unpriced, scale)
+    rates = rates_per_model(pipelines, peak)
     model_options = _measured_options(profile, rates, scale)
     fastest = {m: min(o.latency_ms for o in opts) for m, opts in model_options.items()}
     budgets = latency_budgets_ms(pipelines, options.p99_ms, fastest)
@@ -66,6 +73,7 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
             options.batch_quantile,
             options.max_utilisation,
             capacity,
+            _overhead_ms_per_s(pipelines, group, peak),
         )
         if found is not None:
             priced.append(found)
@@ -104,7 +112,13 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
         max_utilisation=options.max_utilisation,
         cpu_scale=scale,
         device=profile.device,
+        pipeline_overhead_ms={p.name: p.overhead_ms for p in pipelines},
     )
+
+
+def _overhead_ms_per_s(pipelines: list[Pipeline], group: tuple[str, ...], requests_per_s: float) -> float:
+    """Device time per second the serving overhead of the pipelines this group serves takes."""
+    return sum(requests_per_s * p.share * p.overhead_ms for p in pipelines if set(p.calls()) <= set(group))
 
 
 def _check_options(options: PlanOptions) -> None:
@@ -243,7 +257,7 @@ def _pipeline_p99(pipelines: list[Pipeline], groups: list[PricedGroup]) -> dict[
         finish: list[float] = []
         for step in pipeline.steps:
             finish.append(max((finish[i] for i in step.after), default=0.0) + stage[step.model])
-        result[pipeline.name] = max(finish, default=0.0)
+        result[pipeline.name] = max(finish, default=0.0) + pipeline.overhead_ms
     return result
 
 

@@ -84,6 +84,40 @@ class ProfilePoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ServedPoint:
+    """A pipeline served through the real HTTP front end (closed loop, `concurrency` requests of
+    batch size 1 in flight; on a CPU as many as cores, the condition the planner charges models'
+    CPU at): the serving process's CPU time per request, all threads, client excluded. Against the sum of
+    its models' CPU measured in-process, the difference is what serving adds per request: the
+    front end, request decode / response encode, the ensemble's scheduling, the other threads."""
+
+    requests: int
+    concurrency: int
+    cpu_ms: float
+    client_cpu_ms: float  # CPU the load generator's threads spent, excluded from `cpu_ms`
+    latency_p50_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "concurrency": self.concurrency,
+            "cpu_ms": self.cpu_ms,
+            "client_cpu_ms": self.client_cpu_ms,
+            "latency_p50_ms": self.latency_p50_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServedPoint:
+        return cls(
+            requests=int(data["requests"]),
+            concurrency=int(data.get("concurrency", 1)),
+            cpu_ms=float(data["cpu_ms"]),
+            client_cpu_ms=float(data.get("client_cpu_ms", 0.0)),
+            latency_p50_ms=float(data.get("latency_p50_ms", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EnsembleStep:
     """One step of an ensemble: which model it calls and which ensemble tensors it reads/writes."""
 
@@ -112,6 +146,8 @@ class ModelProfile:
     steps: tuple[EnsembleStep, ...] = ()
     # Image pre-processing models: decode/resize/normalize cost per image at batch size 1.
     image_op_ms_per_image: float | None = None
+    # Pipelines (ensembles) only: the same request served over HTTP; None when not measured.
+    served: ServedPoint | None = None
 
     @property
     def is_ensemble(self) -> bool:
@@ -132,11 +168,13 @@ class ModelProfile:
             "points": [p.to_json() for p in self.points],
             "steps": [s.to_json() for s in self.steps],
             "image_op_ms_per_image": self.image_op_ms_per_image,
+            "served": None if self.served is None else self.served.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelProfile:
         image_ms = data.get("image_op_ms_per_image")
+        served = data.get("served")
         return cls(
             name=str(data["name"]),
             platform=str(data.get("platform", "")),
@@ -145,6 +183,7 @@ class ModelProfile:
             points=tuple(ProfilePoint.from_json(p) for p in data.get("points", ())),
             steps=tuple(EnsembleStep.from_json(s) for s in data.get("steps", ())),
             image_op_ms_per_image=None if image_ms is None else float(image_ms),
+            served=None if served is None else ServedPoint.from_json(served),
         )
 
 

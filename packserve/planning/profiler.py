@@ -34,7 +34,8 @@ from packserve.core.views import ModelStatistics
 from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
 from packserve.planning.config_patch import patched_config_json
 from packserve.planning.inputs import make_inputs
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint, ServedPoint
+from packserve.planning.served import measure_served
 from packserve.planning.traced_inputs import Tensors, batch_of, trace_ensemble_inputs
 
 ProgressCallback = Callable[[str], None]  # called once per finished measurement, with its label
@@ -53,13 +54,20 @@ class ProfileOptions:
     warmup_requests: int = 3
     # Image file sent for BYTES image inputs (a real photo, as clients send); None = a synthetic JPEG.
     sample_image: Path | None = None
+    # Requests each ensemble is also served over HTTP for its served CPU per request (what serving
+    # adds to the in-process cost); 0 = not measured. More than a profile point: the planner
+    # charges the difference on every request, so its noise matters.
+    served_requests: int = 60
 
 
 def count_points(options: ProfileOptions, max_batch: dict[str, int], ensembles: set[str]) -> int:
     total = 0
     for name, limit in max_batch.items():
         sizes = len(_sizes(options.batch_sizes, limit))
-        total += sizes if name in ensembles else sizes * len(options.instances)
+        if name in ensembles:
+            total += sizes + (1 if options.served_requests > 0 else 0)
+        else:
+            total += sizes * len(options.instances)
     return total
 
 
@@ -175,6 +183,8 @@ def _check(options: ProfileOptions) -> None:
         raise InvalidArgumentError(f"model repository '{options.model_repository}' is not a folder")
     if options.device != "cpu" and not options.device.startswith("cuda:"):
         raise InvalidArgumentError(f"device '{options.device}' must be cpu or cuda:N")
+    if options.served_requests < 0:
+        raise InvalidArgumentError(f"served requests must be 0 or more, got {options.served_requests}")
     if options.requests_per_point < 1 or not options.batch_sizes or not options.instances:
         raise InvalidArgumentError(
             "profile needs at least one request, batch size and instance count per point"
@@ -193,12 +203,27 @@ async def _profile_model(
     original = engine.model_config_json(name)
     sizes = _sizes(options.batch_sizes, spec.max_batch_size)
     points: list[ProfilePoint] = []
+    served: ServedPoint | None = None
     if spec.is_ensemble or spec.platform == REGION_MAP_PLATFORM:
         # The core runs these (no instances to vary). They hold no weights of their own; the
         # models they call are counted with their own memory.
         for batch in sizes:
             points.append(await _measure(engine, name, batch, 1, options, 0, samples))
             _report(on_point, name, batch, 1)
+        if spec.is_ensemble and options.served_requests > 0:
+            inputs = samples.get(name) or make_inputs(engine.model_metadata(name), 1, spec.max_batch_size > 0)
+            # As many requests in flight as cores: every core busy, the condition the planner
+            # charges each model's CPU at, so the two are comparable.
+            served = await measure_served(
+                engine,
+                name,
+                inputs,
+                options.served_requests,
+                concurrency=_cores() if options.device == "cpu" else 1,
+                warmup_requests=options.warmup_requests,
+            )
+            if on_point is not None:
+                on_point(f"{name} served over HTTP")
     else:
         for instances in options.instances:
             await engine.unload_model(name)
@@ -222,7 +247,7 @@ async def _profile_model(
         single = [p for p in points if p.batch_size == 1]
         image_ms = min(p.compute_ms for p in single) if single else None
     return ModelProfile(
-        name, spec.platform, spec.backend, spec.max_batch_size, tuple(points), steps, image_ms
+        name, spec.platform, spec.backend, spec.max_batch_size, tuple(points), steps, image_ms, served
     )
 
 

@@ -50,6 +50,13 @@ def markdown_report(plan: Plan, scenarios: list[ScenarioSummary], plots: list[st
             f"{plan.cpu_scale:.2f} (the pipeline's CPU per request measured end to end over its models' "
             "CPU measured one at a time).",
         ]
+        charged = {name: ms for name, ms in plan.pipeline_overhead_ms.items() if ms > 0}
+        lines += [
+            "",
+            "Serving overhead per request (the pipeline served over HTTP less its models' CPU): "
+            + (", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(charged.items())) or "none measured")
+            + ".",
+        ]
     lines += [
         "",
         "## Model settings (per pod)",

@@ -5,6 +5,9 @@ turns on, and per model a `PendingQueue` that `packserve.core.batching.decide_ba
 `FakeClock` set to simulated time - the same code the server runs. A pipeline request goes to one
 replica of its pod type (a pipeline runs in one process) and its steps run as their inputs are
 ready. Service time of a batch is the profiled device time, interpolated between measured sizes.
+A pipeline's serving overhead (front end, request decode, response encode) runs on the replica's
+device as each request arrives, before its first step: on a CPU pod it shares the cores with the
+batches; on a GPU it is a plain delay (host work, not device time).
 """
 
 from __future__ import annotations
@@ -51,14 +54,17 @@ class SimPod:
 
 @dataclass(frozen=True, slots=True)
 class Arrivals:
-    """'poisson', or 'mmpp': a two-state Markov-modulated Poisson process with the same mean rate,
+    """'poisson'; 'mmpp': a two-state Markov-modulated Poisson process with the same mean rate,
     `burst` times the mean while in its high state (mean `high_s` seconds) and less in its low
-    state (mean `low_s` seconds)."""
+    state (mean `low_s` seconds); or 'closed': `clients` clients that each send the next request
+    when the last one returns (a load generator at fixed concurrency; the rate is ignored), which
+    finds a pod's saturation throughput."""
 
     kind: str = "poisson"
     burst: float = 2.0
     high_s: float = 1.0
     low_s: float = 3.0
+    clients: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,7 @@ class SimResult:
     utilisation: dict[str, float]  # per pod type, mean busy fraction of its devices
     mean_batch: dict[str, float]  # per model
     rejected: int
+    completed_per_s: float = 0.0  # requests finished per second after the warm-up
 
     def percentile_ms(self, pipeline: str, q: float) -> float:
         values = self.latencies_ms[pipeline]
@@ -180,13 +187,20 @@ class _Stats:
 
     def record_batch(self, device: SimDevice, model: str, rows: int, busy_s: float) -> None:
         if self.env.now - busy_s >= self.warmup_s:
-            self.busy_s[id(device)] = self.busy_s.get(id(device), 0.0) + busy_s
+            self.record_work(device, busy_s)
             self.batches.setdefault(model, []).append(rows)
+
+    def record_work(self, device: SimDevice, busy_s: float) -> None:
+        if self.env.now - busy_s >= self.warmup_s:
+            self.busy_s[id(device)] = self.busy_s.get(id(device), 0.0) + busy_s
 
 
 def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOptions) -> SimResult:
-    if options.requests_per_s <= 0 or options.duration_s <= options.warmup_s:
+    closed = options.arrivals.kind == "closed"
+    if (options.requests_per_s <= 0 and not closed) or options.duration_s <= options.warmup_s:
         raise InvalidArgumentError("simulation needs a positive rate and a duration longer than its warm-up")
+    if closed and options.arrivals.clients < 1:
+        raise InvalidArgumentError(f"a closed loop needs at least one client, got {options.arrivals.clients}")
     env = simpy.Environment()
     clock = FakeClock()
     rng = np.random.default_rng(options.seed)
@@ -199,6 +213,7 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
         for pod in pods
     }
     latencies: dict[str, list[float]] = {p.name: [] for p in pipelines}
+    completed = [0]  # requests finished after the warm-up, whenever they arrived
     for pipeline in pipelines:
         missing = [s.model for s in pipeline.steps if s.model not in pod_of]
         if missing:
@@ -209,6 +224,13 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
 
     def run_request(pipeline: Pipeline, replica: _Replica) -> Generator[simpy.Event, Any, None]:
         start = env.now
+        if pipeline.overhead_ms > 0:
+            overhead_s = pipeline.overhead_ms / 1000.0
+            if isinstance(replica.device, SharedCores):
+                yield from replica.device.run(overhead_s)
+                stats.record_work(replica.device, overhead_s)
+            else:
+                yield env.timeout(overhead_s)
         finished: list[simpy.Event] = []
         for step in pipeline.steps:
             finished.append(
@@ -217,17 +239,31 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
         yield env.all_of(finished)
         if start >= options.warmup_s:
             latencies[pipeline.name].append((env.now - start) * 1000.0)
+        if env.now >= options.warmup_s:
+            completed[0] += 1
+
+    shares = np.array([p.share for p in pipelines])
+    shares = shares / shares.sum()
+
+    def next_request() -> simpy.Process:
+        pipeline = pipelines[int(rng.choice(len(pipelines), p=shares))]
+        fleet = fleets[pod_of[pipeline.steps[0].model].name]
+        return env.process(run_request(pipeline, fleet[int(rng.integers(len(fleet)))]))
 
     def generate() -> Generator[simpy.Event, Any, None]:
-        shares = np.array([p.share for p in pipelines])
-        shares = shares / shares.sum()
         for gap in _gaps(options, rng):
             yield env.timeout(gap)
-            pipeline = pipelines[int(rng.choice(len(pipelines), p=shares))]
-            fleet = fleets[pod_of[pipeline.steps[0].model].name]
-            env.process(run_request(pipeline, fleet[int(rng.integers(len(fleet)))]))
+            next_request()
 
-    env.process(generate())
+    def client() -> Generator[simpy.Event, Any, None]:
+        while True:
+            yield next_request()
+
+    if closed:
+        for _ in range(options.arrivals.clients):
+            env.process(client())
+    else:
+        env.process(generate())
     env.run(until=options.duration_s)
     measured_s = options.duration_s - options.warmup_s
     utilisation = {
@@ -240,6 +276,7 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
         utilisation=utilisation,
         mean_batch={m: float(np.mean(v)) for m, v in stats.batches.items()},
         rejected=stats.rejected,
+        completed_per_s=completed[0] / measured_s,
     )
 
 

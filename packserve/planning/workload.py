@@ -26,6 +26,10 @@ class Pipeline:
     name: str
     share: float  # fraction of all requests
     steps: tuple[LeafStep, ...]  # topologically ordered
+    # Device time serving adds to every request beyond its models' work (front end, request decode
+    # and response encode, the ensemble's scheduling): measured by serving the pipeline over HTTP
+    # (`device_model.serving_overhead_ms`); 0 where not measured or not charged (GPU plans).
+    overhead_ms: float = 0.0
 
     def calls(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -128,17 +132,19 @@ def latency_budgets_ms(
     stage's worst case is that cycle plus its batch latency, so the cycle takes the slack; a stage
     given a thin slice would cap the cycle for every model. Its own latency comes first, so one
     slow stage (a text detector behind a fast decoder) does not make an attainable SLO look
-    impossible. Raises when even the fastest path misses the SLO.
+    impossible. A pipeline's serving overhead comes off its SLO first: every request pays it.
+    Raises when even the fastest path misses the SLO.
     """
     weights = dict(fastest_ms) if fastest_ms else {}
     budgets: dict[str, float] = {}
     for pipeline in pipelines:
         own = {step.model: weights.get(step.model, 0.0) for step in pipeline.steps}
-        fastest_path = critical_path_ms(pipeline, own)
+        fastest_path = critical_path_ms(pipeline, own) + pipeline.overhead_ms
         if fastest_path > slo_ms:
             raise InvalidArgumentError(
                 f"p99 {slo_ms:g} ms cannot be met: pipeline '{pipeline.name}' takes {fastest_path:.1f} ms "
-                "along its longest chain even at each model's fastest measured batch latency"
+                "along its longest chain even at each model's fastest measured batch latency "
+                f"(serving overhead {pipeline.overhead_ms:.1f} ms included)"
             )
         depth = critical_path_ms(pipeline, {step.model: 1.0 for step in pipeline.steps})
         share = (slo_ms - fastest_path) / depth if depth > 0 else slo_ms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ async def test_profiles_models_and_ensembles_from_server_statistics(repository: 
         requests_per_point=8,
         min_seconds_per_point=0.0,
         warmup_requests=1,
+        served_requests=6,
     )
     seen: list[str] = []
     profile = await run_profile(options, seen.append)
@@ -48,8 +50,31 @@ async def test_profiles_models_and_ensembles_from_server_statistics(repository: 
     assert ensemble.is_ensemble
     assert [s.model for s in ensemble.steps] == ["simple", "simple"]
     assert ensemble.steps[1].inputs == ("sum", "difference")
-    assert len(seen) == 6
+    # The ensemble was also served through the real HTTP front end, the client's CPU kept apart.
+    assert simple.served is None
+    assert ensemble.served is not None
+    assert ensemble.served.requests == options.served_requests
+    assert ensemble.served.cpu_ms > 0 and ensemble.served.client_cpu_ms > 0
+    assert ensemble.served.latency_p50_ms > 0
+    assert seen[-1] == "simple_ensemble served over HTTP"
+    assert len(seen) == 7
     assert Profile.from_json(profile.to_json()) == profile
+
+
+async def test_served_measurement_can_be_left_out_and_is_checked(repository: Path) -> None:
+    options = ProfileOptions(
+        repository,
+        models=("simple_ensemble",),
+        batch_sizes=(1,),
+        instances=(1,),
+        requests_per_point=2,
+        min_seconds_per_point=0.0,
+        warmup_requests=0,
+        served_requests=0,
+    )
+    assert (await run_profile(options)).model("simple_ensemble").served is None
+    with pytest.raises(InvalidArgumentError, match="served requests"):
+        await run_profile(replace(options, served_requests=-1))
 
 
 async def test_unknown_model_is_named(repository: Path) -> None:

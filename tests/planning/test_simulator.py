@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from packserve.errors import InvalidArgumentError
 from packserve.planning.simulator import (
     Arrivals,
     SimModel,
@@ -89,3 +92,19 @@ def test_interpolated_service_extrapolates_per_row_slope() -> None:
     service = interpolated_service({1: 2.0, 4: 5.0})
     assert service(2) == pytest.approx(0.003)
     assert service(8) == pytest.approx(0.009)
+
+
+def test_closed_loop_finds_the_saturation_throughput() -> None:
+    pipelines = [Pipeline("p", 1.0, (LeafStep("m", ()),))]
+    closed = SimOptions(0.0, duration_s=120, warmup_s=10, arrivals=Arrivals("closed", clients=8), seed=1)
+
+    def throughput(instances: int, cores: float) -> float:
+        model = SimModel("m", 1, 0, instances, interpolated_service({1: 100.0}))
+        pod = SimPod("p", 1, (model,), capacity=cores, shared=True)
+        return simulate((pod,), pipelines, closed).completed_per_s
+
+    assert throughput(1, 2.0) == pytest.approx(10.0, rel=0.03)  # one instance: one core
+    assert throughput(2, 2.0) == pytest.approx(20.0, rel=0.03)
+    assert throughput(4, 2.0) == pytest.approx(20.0, rel=0.03)  # more threads than cores: shared
+    with pytest.raises(InvalidArgumentError, match="at least one client"):
+        simulate((SimPod("p", 1, (), 1.0),), [], replace(closed, arrivals=Arrivals("closed", clients=0)))
