@@ -29,7 +29,13 @@ from packserve.backends.image.decode import (
     jpeg_orientation,
 )
 from packserve.backends.image.geometry import META_SIZE, Transform, map_boxes_to_canvas, transform_for
-from packserve.backends.image.model import collect, crop_arrays, encoded_rows, needed_pipelines, output_shape
+from packserve.backends.image.model import (
+    collect,
+    crop_arrays,
+    gather_encoded_rows,
+    needed_pipelines,
+    output_shape,
+)
 from packserve.backends.image.params import ImagePlan, Pipeline
 from packserve.errors import InvalidArgumentError, ModelLoadError, PackserveError
 
@@ -182,19 +188,8 @@ class GpuImageInstance(BackendInstance):
         import torch
 
         plan = self.plan
-        failures: dict[int, PackserveError] = {}
-        images: list[bytes] = []
-        owners: list[int] = []
-        row_counts: list[int] = []
-        for index, request in enumerate(requests):
-            try:
-                rows = encoded_rows(plan, request)
-            except PackserveError as exc:
-                failures[index] = exc
-                rows = []
-            images.extend(rows)
-            owners.extend([index] * len(rows))
-            row_counts.append(len(rows))
+        batch = gather_encoded_rows(plan, requests)
+        images, owners, row_counts, failures = batch.images, batch.owners, batch.row_counts, batch.failures
         timer.inputs_ready()
         pipelines = needed_pipelines(plan, requests)
         decoded = self.decode_rows(images, pipelines)

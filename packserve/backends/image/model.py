@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 import cv2
@@ -89,6 +90,32 @@ def encoded_rows(plan: ImagePlan, request: InferRequest) -> list[bytes]:
     return rows
 
 
+@dataclass(slots=True)
+class EncodedBatch:
+    """A batch's encoded images flattened to rows, and which request each row belongs to."""
+
+    images: list[bytes] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)  # request index of each row
+    row_counts: list[int] = field(default_factory=list)  # rows per request
+    failures: dict[int, PackserveError] = field(default_factory=dict)  # request index -> its error
+
+
+def gather_encoded_rows(plan: ImagePlan, requests: Sequence[InferRequest]) -> EncodedBatch:
+    """Every request's encoded images as one list of rows; a bad request is recorded, not raised,
+    so it fails alone."""
+    batch = EncodedBatch()
+    for index, request in enumerate(requests):
+        try:
+            rows = encoded_rows(plan, request)
+        except PackserveError as exc:
+            batch.failures[index] = exc
+            rows = []
+        batch.images.extend(rows)
+        batch.owners.extend([index] * len(rows))
+        batch.row_counts.append(len(rows))
+    return batch
+
+
 def with_context(plan: ImagePlan, where: str, error: PackserveError) -> PackserveError:
     """The same error type, its message prefixed with the model and the input row it came from."""
     return type(error)(f"image model '{plan.model}': {where}: {error}")
@@ -146,19 +173,8 @@ class CpuImageInstance(BackendInstance):
 
     def _execute_decode(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         plan = self.plan
-        failures: dict[int, PackserveError] = {}
-        images: list[bytes] = []
-        owners: list[int] = []  # request index of each row
-        row_counts: list[int] = []
-        for index, request in enumerate(requests):
-            try:
-                rows = encoded_rows(plan, request)
-            except PackserveError as exc:
-                failures[index] = exc
-                rows = []
-            images.extend(rows)
-            owners.extend([index] * len(rows))
-            row_counts.append(len(rows))
+        batch = gather_encoded_rows(plan, requests)
+        images, owners, row_counts, failures = batch.images, batch.owners, batch.row_counts, batch.failures
         pipelines = needed_pipelines(plan, requests)
         outputs: dict[str, np.ndarray] = {}
         for pipeline in pipelines:
