@@ -2,8 +2,9 @@
 
 Threading: `BackendModel.__init__`, `create_instance` and `close` run on a loader thread;
 `BackendInstance.execute` runs on that instance's own worker thread, one batch at a time, so an
-instance needs no locks of its own. Instances of one model may execute at the same time and share
-whatever the `BackendModel` holds (an ONNX Runtime session, weights).
+instance needs no locks of its own (instances that allow it and prove cheap run on the event-loop
+thread instead, still one batch at a time). Instances of one model may execute at the same time
+and share whatever the `BackendModel` holds (an ONNX Runtime session, weights).
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ class BackendInstance(abc.ABC):
         """Run one batch. The core has already validated every input against the config and
         guarantees the batch fits max_batch_size. Raising fails every request of the batch;
         returning an error in a slot fails that request only."""
+
+    @property
+    def may_run_inline(self) -> bool:
+        """True when `execute` does all its work on the calling thread's CPU: no I/O, sleeps,
+        thread pools or device synchronisation. Then its thread CPU time is how long it blocks,
+        and the core may call it on the event-loop thread once it has measured it cheaper than a
+        hand-off to the worker thread (core/inline_policy.py)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - most instances hold nothing of their own
         """Release what this instance holds."""

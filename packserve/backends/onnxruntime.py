@@ -291,6 +291,15 @@ class OnnxRuntimeInstance(BackendInstance):
     def session(self) -> Any:
         return self._session
 
+    @property
+    def may_run_inline(self) -> bool:
+        # CPU provider alone (a GPU provider's run waits on the device) and one intra-op thread
+        # (with more, the caller waits for the pool).
+        return (
+            list(self._session.get_providers()) == ["CPUExecutionProvider"]
+            and self._session.get_session_options().intra_op_num_threads == 1
+        )
+
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         # Requests whose non-batch dims differ (variable dims) cannot share one run.
         if self._batching and same_row_shapes(requests):

@@ -160,6 +160,13 @@ class TorchInstance(BackendInstance):
         self._input_order = tensor_positions(context.spec.inputs, _argument_names(module))
         self._output_order = tensor_positions(context.spec.outputs)
 
+    @property
+    def may_run_inline(self) -> bool:
+        import torch
+
+        # A CUDA run ends waiting on its stream; several CPU threads leave the caller waiting.
+        return not self._on_gpu and torch.get_num_threads() == 1
+
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         import torch
 

@@ -109,6 +109,14 @@ def serve_command(
     drain_timeout: Annotated[
         float, typer.Option("--drain-timeout", help="seconds to finish in-flight requests")
     ] = 30.0,
+    inline_execution_us: Annotated[
+        int,
+        typer.Option(
+            "--inline-execution-us",
+            min=0,
+            help="CPU models whose batches cost less run them on the event loop (0 = never)",
+        ),
+    ] = EngineOptions.inline_execution_us,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
 ) -> None:
     """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
@@ -127,6 +135,7 @@ def serve_command(
             load_models=tuple(load_model or ()),
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=drain_timeout,
+            inline_execution_us=inline_execution_us,
         ),
         host=host,
         http_port=http_port,

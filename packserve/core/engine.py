@@ -70,6 +70,9 @@ class EngineOptions:
     poll_interval_s: float = 15.0  # poll mode: how often the repository is rescanned
     max_pending_per_model: int = 4096  # admission bound when a model's config sets none
     drain_timeout_s: float = 30.0
+    # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
+    # 0 keeps every batch on its instance's worker thread.
+    inline_execution_us: int = 300
 
 
 class Engine:
@@ -93,6 +96,7 @@ class Engine:
             dispatcher=self,
             clock=self._clock,
             max_pending=options.max_pending_per_model,
+            inline_threshold_ns=options.inline_execution_us * 1000,
         )
         self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
         self._draining = False

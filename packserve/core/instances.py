@@ -4,20 +4,25 @@ scheduling.
 Threading: `start`, `run`, `free_count` and the completion callbacks run on the event-loop thread;
 `BackendInstance.execute` runs on the instance's own worker thread, one batch at a time. While a
 batch executes, its requests (and their timing records) belong to that worker thread; they come
-back to the loop thread through `loop.call_soon_threadsafe`.
+back to the loop thread through `loop.call_soon_threadsafe`. The exception: when every instance
+may run inline and the model has proven cheap (see inline_policy), batches execute on the loop
+thread itself, in a callback of their own, still one batch per instance at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
+from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.request import InferRequest
 from packserve.errors import ModelExecutionError, PackserveError
 
@@ -31,7 +36,10 @@ class ExecutionOutcome:
     rows: int  # batch size of the execution
     raised: bool  # the backend raised: every request failed with the same error
     instance_index: int
+    cpu_ns: int = 0  # CPU time of the worker thread that ran it (0 when run inline)
 
+
+log = logging.getLogger(__name__)
 
 DoneCallback = Callable[[ExecutionOutcome], None]
 
@@ -81,7 +89,9 @@ class InstancePool:
     """Owns the `BackendInstance`s of one model version and one worker thread per instance.
 
     `batching` (max_batch_size > 0) tells how to count a request's rows when `start`/`run` are not
-    given them; `names` names the worker threads (Triton's instance names).
+    given them; `names` names the worker threads (Triton's instance names). `inline_threshold_ns`
+    > 0 lets batches that cost less than that run on the event-loop thread, when every instance
+    allows it (`BackendInstance.may_run_inline`).
     """
 
     def __init__(
@@ -92,6 +102,7 @@ class InstancePool:
         batching: bool = False,
         names: Sequence[str] | None = None,
         clock: Clock | None = None,
+        inline_threshold_ns: int = 0,
     ) -> None:
         if not instances:
             raise ValueError(f"model '{model_name}' needs at least one instance")
@@ -104,6 +115,8 @@ class InstancePool:
         self._busy = [0] * len(self._instances)
         self._free_count = len(self._instances)
         self._closed = False
+        inline_allowed = all(instance.may_run_inline for instance in self._instances)
+        self.inline_policy = InlineExecutionPolicy(inline_threshold_ns if inline_allowed else 0)
         self._jobs: list[queue.SimpleQueue[_Job | None]] = []
         self._threads: list[threading.Thread] = []
         for index, instance in enumerate(self._instances):
@@ -141,14 +154,23 @@ class InstancePool:
         index = self._pick() if instance_index is None else instance_index
         if not 0 <= index < len(self._instances):
             raise ValueError(f"model '{self.model_name}' has no instance {index}")
-        if self._busy[index] == 0:
+        idle = self._busy[index] == 0
+        if idle:
             self._free_count -= 1
         self._busy[index] += 1
         if rows is None:
             rows = 0
             for request in requests:
                 rows += request.batch_size(self._batching)
-        self._jobs[index].put(_Job(requests, rows, asyncio.get_running_loop(), on_done))
+        loop = asyncio.get_running_loop()
+        job = _Job(requests, rows, loop, on_done)
+        # An instance still busy on its worker takes the batch there too: one batch at a time.
+        if idle and self.inline_policy.inline:
+            # Its own callback, not a call from here: the caller (a scheduler's pump) is not
+            # re-entered, and what else is ready on the loop runs first.
+            loop.call_soon(self._run_inline, index, job)
+        else:
+            self._jobs[index].put(job)
 
     async def run(self, requests: list[InferRequest], instance_index: int | None = None) -> BatchResult:
         """Execute one batch and return its per-request results (errors in their slots)."""
@@ -184,8 +206,27 @@ class InstancePool:
                 best = index
         return best
 
+    def _run_inline(self, index: int, job: _Job) -> None:
+        cpu_started_ns = time.thread_time_ns()
+        outcome = self._execute(index, self._instances[index], job)
+        policy = self.inline_policy
+        if policy.record_inline_execution(time.thread_time_ns() - cpu_started_ns):
+            log.info(
+                "model '%s': batches cost %d us of CPU on the event loop; back to worker threads",
+                self.model_name,
+                policy.decided_on_ns // 1000,
+            )
+        self._finished(index, job, outcome)
+
     def _finished(self, index: int, job: _Job, outcome: ExecutionOutcome) -> None:
         # Runs on the loop thread.
+        policy = self.inline_policy
+        if outcome.cpu_ns and policy.record_worker_execution(outcome.cpu_ns):
+            log.info(
+                "model '%s': batches cost %d us of CPU on a worker thread; trying them on the event loop",
+                self.model_name,
+                policy.decided_on_ns // 1000,
+            )
         self._busy[index] -= 1
         if self._busy[index] == 0:
             self._free_count += 1
@@ -197,7 +238,9 @@ class InstancePool:
             job = jobs.get()
             if job is None:
                 return
+            cpu_started_ns = time.thread_time_ns()
             outcome = self._execute(index, instance, job)
+            outcome.cpu_ns = max(1, time.thread_time_ns() - cpu_started_ns)
             # A closed loop raises RuntimeError: nobody is waiting for this batch any more.
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(self._finished, index, job, outcome)

@@ -62,6 +62,7 @@ class RuntimeDeps:
     dispatcher: Dispatcher
     clock: Clock
     max_pending: int
+    inline_threshold_ns: int = 0  # see core/inline_policy.py
 
 
 def is_composite(spec: ModelSpec) -> bool:
@@ -138,7 +139,14 @@ def load_backend_instances(
         raise ModelLoadError(
             f"model '{spec.name}' version {version}: creating instances failed: {exc}"
         ) from exc
-    pool = InstancePool(spec.name, instances, batching=spec.max_batch_size > 0, names=names, clock=deps.clock)
+    pool = InstancePool(
+        spec.name,
+        instances,
+        batching=spec.max_batch_size > 0,
+        names=names,
+        clock=deps.clock,
+        inline_threshold_ns=deps.inline_threshold_ns,
+    )
     return LoadedBackend(backend_model, pool, time.perf_counter() - started)
 
 

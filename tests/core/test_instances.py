@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 from core_fakes import DoublingInstance, make_request
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import FakeClock
+from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.instances import ExecutionOutcome, InstancePool
 from packserve.core.request import InferRequest
 from packserve.errors import ModelExecutionError
@@ -115,3 +118,111 @@ async def test_close_joins_workers_and_closes_instances() -> None:
 def test_a_pool_needs_instances() -> None:
     with pytest.raises(ValueError, match="at least one instance"):
         InstancePool("empty", [])
+
+
+class InlineDoubling(DoublingInstance):
+    """A DoublingInstance that allows inline execution; a request with parameter "burn_ms" makes
+    it spend that much CPU time."""
+
+    @property
+    def may_run_inline(self) -> bool:
+        return True
+
+    def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
+        for request in requests:
+            burn_ms = request.parameters.get("burn_ms")
+            if burn_ms:
+                until = time.thread_time_ns() + int(burn_ms * 1e6)
+                while time.thread_time_ns() < until:
+                    pass
+        return super().execute(requests, timer)
+
+
+def _cheap_pool(*instances: BackendInstance, window: int = 2) -> InstancePool:
+    pool = InstancePool("simple", list(instances), batching=True, inline_threshold_ns=1_000_000)
+    pool.inline_policy = InlineExecutionPolicy(1_000_000, window=window)  # decide quickly
+    return pool
+
+
+async def test_cheap_batches_move_onto_the_event_loop_thread() -> None:
+    instance = InlineDoubling()
+    pool = _cheap_pool(instance)
+    try:
+        for _ in range(2):
+            await pool.run([make_request()])
+        assert pool.inline_policy.inline
+        instance.threads.clear()
+        results = await pool.run([make_request(value=3.0)])
+        assert instance.threads == {threading.current_thread().name}
+        np.testing.assert_array_equal(results[0]["OUTPUT0"], np.full((1, 4), 6.0))  # type: ignore[index]
+        assert pool.free_count == 1
+    finally:
+        pool.close()
+
+
+async def test_instances_that_do_not_allow_it_never_run_inline() -> None:
+    instance = DoublingInstance()
+    pool = InstancePool("simple", [instance], batching=True, inline_threshold_ns=10**12)
+    try:
+        for _ in range(40):
+            await pool.run([make_request()])
+        assert not pool.inline_policy.enabled
+        assert threading.current_thread().name not in instance.threads
+    finally:
+        pool.close()
+
+
+async def test_one_instance_allowing_it_is_not_enough() -> None:
+    pool = InstancePool("simple", [InlineDoubling(), DoublingInstance()], inline_threshold_ns=10**12)
+    try:
+        assert not pool.inline_policy.enabled
+    finally:
+        pool.close()
+
+
+async def test_an_expensive_inline_batch_sends_the_model_back_to_its_workers() -> None:
+    instance = InlineDoubling()
+    pool = _cheap_pool(instance)
+    try:
+        for _ in range(2):
+            await pool.run([make_request()])
+        assert pool.inline_policy.inline
+        # 10 ms of CPU is over 8 x the 1 ms threshold: the trial ends after this batch.
+        await pool.run([make_request(parameters={"burn_ms": 10})])
+        assert not pool.inline_policy.inline
+        instance.threads.clear()
+        await pool.run([make_request()])
+        assert instance.threads == {"packserve-simple_0"}
+    finally:
+        pool.close()
+
+
+async def test_inline_mode_still_runs_one_batch_per_instance_at_a_time() -> None:
+    gate = threading.Event()
+    instance = InlineDoubling(gate=gate)
+    pool = _cheap_pool(instance, window=1)
+    gate.set()
+    try:
+        await pool.run([make_request()])
+        assert pool.inline_policy.inline
+        # Back on the worker for one gated batch, then inline again: a batch started while the
+        # instance is still busy on its worker must queue behind it there, not run beside it.
+        pool.inline_policy.inline = False
+        gate.clear()
+        while instance.started.acquire(blocking=False):
+            pass
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[ExecutionOutcome] = loop.create_future()
+        pool.start([make_request()], first.set_result)
+        assert await asyncio.to_thread(instance.started.acquire, True, 10)
+        pool.inline_policy.inline = True
+        second: asyncio.Future[ExecutionOutcome] = loop.create_future()
+        pool.start([make_request()], second.set_result)
+        await asyncio.sleep(0.05)
+        assert not second.done()  # queued on the busy worker, not run inline next to it
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        assert threading.current_thread().name not in instance.threads
+    finally:
+        gate.set()
+        pool.close()

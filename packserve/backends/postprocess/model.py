@@ -100,6 +100,10 @@ class PostprocessInstance(BackendInstance):
         self.op = op
         self.spec = op.context.spec
 
+    @property
+    def may_run_inline(self) -> bool:
+        return True  # numpy on the host
+
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         timer.inputs_ready()
         results: BatchResult = [self.run_one(request) for request in requests]
