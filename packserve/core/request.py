@@ -15,7 +15,7 @@ from typing import Any
 Tensor = Any
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RequestedOutput:
     name: str
     # > 0: return the top `class_count` classes of this output as BYTES "score:index[:label]".

@@ -17,6 +17,7 @@ from packserve.errors import PackserveError
 from packserve.frontends.http import body as body_io
 from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.handlers import Reply
+from packserve.frontends.http.infer_codec import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
 from packserve.frontends.status import http_status
 
@@ -61,6 +62,7 @@ class HttpApp:
     def __init__(self, engine: EngineApi, limits: HttpLimits) -> None:
         self._engine = engine
         self._limits = limits
+        self._decoder = InferDecoder(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -125,7 +127,7 @@ class HttpApp:
             if action == "infer":
                 _expect(method, _POST)
                 body, header_length = await self._read(headers, read_body)
-                return await handlers.infer(engine, model, version, body, header_length, self._limits)
+                return await handlers.infer(engine, self._decoder, model, version, body, header_length)
             handler = _MODEL_GETS.get(action)
             if handler is None:
                 raise _NOT_FOUND

@@ -15,7 +15,6 @@ import orjson
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, NotFoundError
 from packserve.frontends.http import infer_codec, json_views
-from packserve.frontends.http.limits import HttpLimits
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
@@ -73,9 +72,14 @@ def model_statistics(engine: EngineApi, model: str, version: str) -> Reply:
 
 
 async def infer(
-    engine: EngineApi, model: str, version: str, body: bytes, header_length: bytes | None, limits: HttpLimits
+    engine: EngineApi,
+    decoder: infer_codec.InferDecoder,
+    model: str,
+    version: str,
+    body: bytes,
+    header_length: bytes | None,
 ) -> Reply:
-    decoded = infer_codec.decode_infer(model, version, body, header_length, limits)
+    decoded = decoder.decode(model, version, body, header_length)
     response = await engine.infer(decoded.request)
     encoded = infer_codec.encode_infer(response, decoded)
     if encoded.header_length is None:

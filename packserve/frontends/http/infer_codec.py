@@ -33,11 +33,106 @@ class DecodedInfer:
     binary_default: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _BinaryInput:
+    name: str
+    datatype: DataType
+    dtype: np.dtype[Any] | None  # None for BYTES
+    shape: tuple[int, ...]
+    count: int
+    offset: int  # from the end of the JSON header
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _RequestPlan:
+    """What an infer request's JSON header says, already checked. Requests that send the same
+    header bytes (the common case: a client sending same-shaped tensors) share one plan; only the
+    binary tensors differ between them."""
+
+    binary_inputs: tuple[_BinaryInput, ...]
+    json_inputs: dict[str, Any]  # tensors given as JSON `data`: a plan with any is used once
+    input_order: tuple[str, ...]
+    binary_size: int
+    outputs: tuple[RequestedOutput, ...] | None
+    binary_outputs: dict[str, bool]
+    binary_default: bool
+    request_id: str
+    priority: int
+    timeout_us: int
+    parameters: dict[str, Any]
+
+    def decode(self, model: str, version: str, body: bytes, header_end: int) -> DecodedInfer:
+        tensors: dict[str, Any] = {}
+        for entry in self.binary_inputs:
+            start = header_end + entry.offset
+            if entry.dtype is None:
+                chunk = memoryview(body)[start : start + entry.size]
+                tensors[entry.name] = tensor_data.bytes_from_binary(
+                    entry.name, entry.shape, entry.count, chunk
+                )
+                continue
+            array = np.frombuffer(body, dtype=entry.dtype, count=entry.count, offset=start)
+            if entry.datatype is DataType.BOOL:
+                tensor_data.check_bool_bytes(entry.name, array)
+            tensors[entry.name] = array.reshape(entry.shape)
+        if self.json_inputs:
+            tensors.update(self.json_inputs)
+            tensors = {name: tensors[name] for name in self.input_order}
+        request = InferRequest(
+            model_name=model,
+            inputs=tensors,
+            model_version=version,
+            outputs=None if self.outputs is None else list(self.outputs),
+            id=self.request_id,
+            priority=self.priority,
+            timeout_us=self.timeout_us,
+            parameters=dict(self.parameters) if self.parameters else {},
+        )
+        return DecodedInfer(request, self.binary_outputs, self.binary_default)
+
+
+# Headers up to this size have their plans kept (512 of them: at most 2 MiB).
+_CACHED_HEADER_BYTES = 4096
+_CACHED_PLANS = 512
+
+
+class InferDecoder:
+    """Decodes KServe v2 infer request bodies, reusing the plan of a JSON header it has seen
+    before, so a steady stream of same-shaped requests skips parsing and checking the JSON."""
+
+    def __init__(self, limits: HttpLimits, max_plans: int = _CACHED_PLANS) -> None:
+        self._limits = limits
+        self._max_plans = max_plans
+        self._plans: dict[bytes, _RequestPlan] = {}
+
+    def decode(self, model: str, version: str, body: bytes, header_length: bytes | None) -> DecodedInfer:
+        if header_length is None:
+            return _plan(body, len(body), self._limits).decode(model, version, body, len(body))
+        header_end = _header_length(header_length, len(body))
+        if header_end > _CACHED_HEADER_BYTES:
+            return _plan(body, header_end, self._limits).decode(model, version, body, header_end)
+        key = body[:header_end]
+        plan = self._plans.get(key)
+        if plan is None or header_end + plan.binary_size != len(body):
+            # Unknown header, or binary data that does not add up: the full path says what is wrong.
+            plan = _plan(body, header_end, self._limits)
+            if not plan.json_inputs:
+                if len(self._plans) >= self._max_plans:
+                    del self._plans[next(iter(self._plans))]  # the oldest
+                self._plans[key] = plan
+        return plan.decode(model, version, body, header_end)
+
+
 def decode_infer(
     model: str, version: str, body: bytes, header_length: bytes | None, limits: HttpLimits
 ) -> DecodedInfer:
-    view = memoryview(body)
-    json_end = len(body) if header_length is None else _header_length(header_length, len(body))
+    """Decode one infer request body without keeping anything (see InferDecoder)."""
+    header_end = len(body) if header_length is None else _header_length(header_length, len(body))
+    return _plan(body, header_end, limits).decode(model, version, body, header_end)
+
+
+def _plan(body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:
     header = _parse_json(body, json_end, limits.max_json_depth)
     if not isinstance(header, dict):
         raise InvalidArgumentError("infer request body must be a JSON object")
@@ -50,19 +145,23 @@ def decode_infer(
     if not isinstance(request_id, str):
         raise InvalidArgumentError("'id' must be a string")
 
-    inputs = _decode_inputs(header.get("inputs"), view, json_end, limits)
+    binary_inputs, json_inputs, order, binary_size = _decode_inputs(
+        header.get("inputs"), len(body) - json_end, limits
+    )
     outputs, binary_outputs = _decode_outputs(header.get("outputs"), binary_default)
-    request = InferRequest(
-        model_name=model,
-        inputs=inputs,
-        model_version=version,
+    return _RequestPlan(
+        binary_inputs=binary_inputs,
+        json_inputs=json_inputs,
+        input_order=order,
+        binary_size=binary_size,
         outputs=outputs,
-        id=request_id,
+        binary_outputs=binary_outputs,
+        binary_default=binary_default,
+        request_id=request_id,
         priority=priority,
         timeout_us=timeout_us,
         parameters=parameters,
     )
-    return DecodedInfer(request, binary_outputs, binary_default)
 
 
 def _header_length(raw: bytes, body_length: int) -> int:
@@ -132,22 +231,30 @@ def _non_negative_int(value: Any, name: str) -> int:
     return value
 
 
-def _decode_inputs(raw: Any, body: memoryview, offset: int, limits: HttpLimits) -> dict[str, Any]:
+def _decode_inputs(
+    raw: Any, binary_available: int, limits: HttpLimits
+) -> tuple[tuple[_BinaryInput, ...], dict[str, Any], tuple[str, ...], int]:
+    """The inputs of a header: binary ones as where-to-find-them, JSON ones as tensors; their
+    names in order; the binary bytes they take, which must be all of the `binary_available`."""
     if not isinstance(raw, list):
         raise InvalidArgumentError("infer request must have an 'inputs' list")
     if len(raw) > limits.max_inputs_per_request:
         raise InvalidArgumentError(
             f"infer request has {len(raw)} inputs, more than the limit of {limits.max_inputs_per_request}"
         )
-    inputs: dict[str, Any] = {}
+    binary: list[_BinaryInput] = []
+    from_json: dict[str, Any] = {}
+    names: list[str] = []
+    offset = 0
     for entry in raw:
         if not isinstance(entry, dict):
             raise InvalidArgumentError("each entry of 'inputs' must be a JSON object")
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError("each input needs a non-empty string 'name'")
-        if name in inputs:
+        if name in names:
             raise InvalidArgumentError(f"input '{name}' appears more than once")
+        names.append(name)
         datatype = _datatype(name, entry.get("datatype"))
         shape, count = tensor_data.element_count(name, entry.get("shape"), limits.max_elements_per_tensor)
         params = _parameters(entry.get("parameters"), f"input '{name}'")
@@ -159,25 +266,26 @@ def _decode_inputs(raw: Any, body: memoryview, offset: int, limits: HttpLimits) 
                 raise InvalidArgumentError(f"input '{name}' has both 'data' and 'binary_data_size'")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidArgumentError(f"input '{name}': binary_data_size must be a non-negative integer")
-            if offset + size > len(body):
+            if offset + size > binary_available:
                 raise InvalidArgumentError(
                     f"input '{name}': binary_data_size {size} reaches past the end of the body "
-                    f"({len(body) - offset} bytes of binary data remain)"
+                    f"({binary_available - offset} bytes of binary data remain)"
                 )
-            chunk = body[offset : offset + size]
+            tensor_data.check_binary_size(name, datatype, shape, count, size)
+            dtype = None if datatype is DataType.BYTES else tensor_data.little_endian(datatype)
+            binary.append(_BinaryInput(name, datatype, dtype, shape, count, offset, size))
             offset += size
-            inputs[name] = tensor_data.tensor_from_binary(name, datatype, shape, count, chunk)
         elif "data" in entry:
-            inputs[name] = tensor_data.tensor_from_json(
+            from_json[name] = tensor_data.tensor_from_json(
                 name, datatype, shape, count, entry["data"], limits.max_json_depth
             )
         else:
             raise InvalidArgumentError(f"input '{name}' has neither 'data' nor 'binary_data_size'")
-    if offset != len(body):
+    if offset != binary_available:
         raise InvalidArgumentError(
-            f"{len(body) - offset} bytes of binary data follow the inputs' binary_data_size total"
+            f"{binary_available - offset} bytes of binary data follow the inputs' binary_data_size total"
         )
-    return inputs
+    return tuple(binary), from_json, tuple(names), offset
 
 
 def _datatype(name: str, raw: Any) -> DataType:
@@ -187,7 +295,9 @@ def _datatype(name: str, raw: Any) -> DataType:
         raise InvalidArgumentError(f"input '{name}': unknown datatype {raw!r}") from None
 
 
-def _decode_outputs(raw: Any, binary_default: bool) -> tuple[list[RequestedOutput] | None, dict[str, bool]]:
+def _decode_outputs(
+    raw: Any, binary_default: bool
+) -> tuple[tuple[RequestedOutput, ...] | None, dict[str, bool]]:
     if raw is None:
         return None, {}
     if not isinstance(raw, list):
@@ -204,7 +314,7 @@ def _decode_outputs(raw: Any, binary_default: bool) -> tuple[list[RequestedOutpu
         class_count = _non_negative_int(params.get("classification", 0), "classification")
         binary[name] = _flag(params.get("binary_data", binary_default), "binary_data")
         outputs.append(RequestedOutput(name=name, class_count=class_count))
-    return outputs, binary
+    return tuple(outputs), binary
 
 
 # ---------------------------------------------------------------------------------------- encode

@@ -2,8 +2,8 @@
 
 Two forms: JSON `data` (flat or nested lists) and the binary tensor data extension (raw
 little-endian bytes; BYTES elements as a 4-byte little-endian length then the bytes).
-Binary inputs become numpy views over the request body, not copies; the front end hands them to
-the engine and never touches them again.
+Binary inputs become numpy views over the request body, not copies (infer_codec makes them); the
+front end hands them to the engine and never touches them again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from packserve.types import DataType
 
 _LENGTH_PREFIX = struct.Struct("<I")
 # DataType's properties go through Enum machinery on every access; the hot path reads these instead.
-_LITTLE_ENDIAN = {t: t.numpy.newbyteorder("<") for t in DataType if t is not DataType.BYTES}
+_LITTLE_ENDIAN: dict[DataType, np.dtype[Any]] = {
+    t: t.numpy.newbyteorder("<") for t in DataType if t is not DataType.BYTES
+}
 _BYTE_SIZE = {t: t.byte_size for t in DataType}
 WIRE_NAME = {t: t.wire_name for t in DataType}
 _INTEGER_KINDS = ("i", "u")
@@ -159,25 +161,32 @@ def _bytes_from_json(input_name: str, shape: tuple[int, ...], count: int, data: 
 # -------------------------------------------------------------------------------------- binary in
 
 
-def tensor_from_binary(
-    input_name: str, datatype: DataType, shape: tuple[int, ...], count: int, chunk: memoryview
-) -> np.ndarray:
-    """A tensor over `chunk` (a slice of the request body), without copying fixed-size types."""
+def little_endian(datatype: DataType) -> np.dtype[Any]:
+    """The numpy dtype of a fixed-size datatype's wire bytes."""
+    return _LITTLE_ENDIAN[datatype]
+
+
+def check_binary_size(
+    input_name: str, datatype: DataType, shape: tuple[int, ...], count: int, size: int
+) -> None:
+    """A fixed-size tensor's binary_data_size must be exactly what its shape needs (BYTES
+    elements carry their own lengths and are checked as they are read)."""
     if datatype is DataType.BYTES:
-        return _bytes_from_binary(input_name, shape, count, chunk)
+        return
     expected = count * _BYTE_SIZE[datatype]
-    if len(chunk) != expected:
+    if size != expected:
         raise InvalidArgumentError(
-            f"input '{input_name}': unexpected total byte size {len(chunk)} for {datatype.wire_name} "
+            f"input '{input_name}': unexpected total byte size {size} for {datatype.wire_name} "
             f"shape {list(shape)}, expecting {expected}"
         )
-    array = np.frombuffer(chunk, dtype=_LITTLE_ENDIAN[datatype], count=count)
-    if datatype is DataType.BOOL and count and array.view(np.uint8).max() > 1:
+
+
+def check_bool_bytes(input_name: str, array: np.ndarray) -> None:
+    if array.size and array.view(np.uint8).max() > 1:
         raise InvalidArgumentError(f"input '{input_name}': BOOL bytes must be 0 or 1")
-    return array.reshape(shape)
 
 
-def _bytes_from_binary(input_name: str, shape: tuple[int, ...], count: int, chunk: memoryview) -> np.ndarray:
+def bytes_from_binary(input_name: str, shape: tuple[int, ...], count: int, chunk: memoryview) -> np.ndarray:
     # Every element needs its 4-byte length: refuse a lying shape before looping over it.
     if count * _LENGTH_PREFIX.size > len(chunk):
         raise InvalidArgumentError(
