@@ -26,7 +26,6 @@ from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
 from packserve.core.statistics import StatisticsCollector
-from packserve.core.validation import validate_request
 from packserve.core.views import (
     IndexEntry,
     ModelMetadata,
@@ -217,7 +216,7 @@ class Engine:
         self._in_flight += 1
         self._idle.clear()
         try:
-            validate_request(spec, request)
+            runtime.validator.validate(request)
             outputs = await runtime.scheduler.submit(request)
             result = self._shape_outputs(runtime, request, outputs)
         except PackserveError as exc:

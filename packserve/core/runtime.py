@@ -24,6 +24,7 @@ from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
 from packserve.core.scheduler import Scheduler, create_scheduler
+from packserve.core.validation import RequestValidator
 from packserve.errors import ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
@@ -40,9 +41,11 @@ class ModelRuntime:
     backend_model: BackendModel | None = None
     pool: InstancePool | None = None
     version_str: str = field(init=False)
+    validator: RequestValidator = field(init=False)
 
     def __post_init__(self) -> None:
         self.version_str = str(self.version)
+        self.validator = RequestValidator(self.spec)
 
     async def close(self, drain_timeout_s: float) -> None:
         await self.scheduler.close(drain_timeout_s)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from packserve.config.spec import ModelSpec, TensorSpec
 from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
@@ -67,8 +69,62 @@ def format_shape(shape: Sequence[int]) -> str:
     return "[" + ",".join(str(int(d)) for d in shape) + "]"
 
 
+class RequestValidator:
+    """`validate_request` for one spec, with the per-input expectations worked out once: the
+    engine keeps one per loaded model, since every request is checked on the event loop. A
+    numpy input of the expected dtype and a fixed shape costs a few comparisons; anything else
+    (torch tensors, BYTES, variable dims, an error to explain) takes the general checks."""
+
+    __slots__ = ("_batching", "_fast", "_max_batch", "_reshapes", "_spec")
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self._spec = spec
+        self._batching = spec.max_batch_size > 0
+        self._max_batch = spec.max_batch_size
+        self._reshapes = any(t.reshape is not None and t.reshape != t.dims for t in spec.inputs)
+        # Input name -> (numpy dtype, full expected shape) for numeric inputs without -1 dims.
+        self._fast: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
+        for tensor_spec in spec.inputs:
+            if tensor_spec.datatype is DataType.BYTES or -1 in tensor_spec.dims:
+                continue
+            self._fast[tensor_spec.name] = (tensor_spec.datatype.numpy, tensor_spec.dims)
+
+    def validate(self, request: InferRequest) -> None:
+        """Raise InvalidArgumentError unless `request` fits the spec; reshape inputs as configured."""
+        spec = self._spec
+        if len(request.inputs) != len(spec.inputs) or not self._fast_inputs_fit(request):
+            _check_inputs(spec, request)
+        if request.outputs is not None:
+            _check_outputs(spec, request)
+        if self._reshapes:
+            _apply_reshape(spec, request)
+
+    def _fast_inputs_fit(self, request: InferRequest) -> bool:
+        """True when every input is a numpy array of the right dtype and shape, with one batch
+        size within max_batch_size; False means "look closer", not "invalid"."""
+        fast = self._fast
+        batching = self._batching
+        rows = -1
+        for name, tensor in request.inputs.items():
+            rule = fast.get(name)
+            if rule is None or type(tensor) is not np.ndarray or tensor.dtype != rule[0]:
+                return False
+            shape = tensor.shape
+            if batching:
+                if shape[1:] != rule[1] or (rows >= 0 and shape[0] != rows):
+                    return False
+                rows = shape[0]
+            elif shape != rule[1]:
+                return False
+        return not batching or 1 <= rows <= self._max_batch
+
+
 def validate_request(spec: ModelSpec, request: InferRequest) -> None:
     """Raise InvalidArgumentError unless `request` fits `spec`; reshape inputs as configured."""
+    RequestValidator(spec).validate(request)
+
+
+def _check_inputs(spec: ModelSpec, request: InferRequest) -> None:
     model = spec.name
     batching = spec.max_batch_size > 0
     inputs = request.inputs
@@ -98,9 +154,6 @@ def validate_request(spec: ModelSpec, request: InferRequest) -> None:
                 f"model '{model}' is missing required input(s) {', '.join(repr(n) for n in missing)}; "
                 f"got {', '.join(repr(n) for n in inputs) or 'none'}"
             )
-    if request.outputs is not None:
-        _check_outputs(spec, request)
-    _apply_reshape(spec, request)
 
 
 def _shape_of(model: str, name: str, tensor: Any) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ from core_fakes import make_spec
 
 from packserve.config.spec import TensorSpec
 from packserve.core.request import InferRequest, RequestedOutput
-from packserve.core.validation import tensor_datatype, validate_request
+from packserve.core.validation import RequestValidator, tensor_datatype, validate_request
 from packserve.errors import InvalidArgumentError
 from packserve.types import DataType
 
@@ -52,10 +52,14 @@ def test_a_good_request_passes() -> None:
         ({"INPUT0": np.zeros((3, 16), np.float32)}, r"expected shape \[-1,-1,16\], got \[3,16\]"),
         ({"INPUT0": np.zeros((2, 3, 16), np.int32)}, "input 'INPUT0': expected datatype FP32, got INT32"),
         ({"TEXT": np.zeros((2, 1), np.float32)}, "input 'TEXT': expected datatype BYTES, got FP32"),
-        ({"INPUT0": np.zeros((9, 3, 16), np.float32), "TEXT": np.array([[b"a"]] * 9, dtype=object)},
-         r"batch size 9 is outside 1..8"),
-        ({"INPUT0": np.zeros((0, 3, 16), np.float32), "TEXT": np.zeros((0, 1), dtype=object)},
-         r"batch size 0 is outside 1..8"),
+        (
+            {"INPUT0": np.zeros((9, 3, 16), np.float32), "TEXT": np.array([[b"a"]] * 9, dtype=object)},
+            r"batch size 9 is outside 1..8",
+        ),
+        (
+            {"INPUT0": np.zeros((0, 3, 16), np.float32), "TEXT": np.zeros((0, 1), dtype=object)},
+            r"batch size 0 is outside 1..8",
+        ),
         (
             {"TEXT": np.array([[b"a"]] * 3, dtype=object)},
             "input 'TEXT': batch size 3 does not match input 'INPUT0'",
@@ -114,3 +118,51 @@ def test_tensor_datatype_of_a_torch_tensor() -> None:
     req = request(INPUT0=torch.zeros((2, 4), dtype=torch.float32))
     validate_request(spec, req)
     assert tuple(req.inputs["INPUT0"].shape) == (2, 2, 2)
+
+
+# A model with only fixed-shape numeric inputs: the validator's quick path applies to it.
+NUMERIC = make_spec(
+    max_batch_size=4,
+    inputs=[TensorSpec("A", DataType.INT32, (16,)), TensorSpec("B", DataType.FP32, (2, 2), reshape=(4,))],
+)
+
+
+def numeric(batch: int = 2, **changes: np.ndarray) -> InferRequest:
+    inputs = {"A": np.zeros((batch, 16), np.int32), "B": np.ones((batch, 2, 2), np.float32)}
+    return request(inputs | changes)
+
+
+def test_quick_path_accepts_and_still_reshapes() -> None:
+    validator = RequestValidator(NUMERIC)
+    req = numeric(3)
+    validator.validate(req)
+    assert req.inputs["B"].shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("req", "message"),
+    [
+        (numeric(2, A=np.zeros((2, 16), np.int64)), "input 'A': expected datatype INT32, got INT64"),
+        (numeric(2, A=np.zeros((2, 15), np.int32)), r"input 'A': expected shape \[-1,16\], got \[2,15\]"),
+        (
+            numeric(2, A=np.zeros((3, 16), np.int32)),
+            "input 'B': batch size 2 does not match input 'A' batch size 3",
+        ),
+        (numeric(5), r"batch size 5 is outside 1..4"),
+        (numeric(0), r"batch size 0 is outside 1..4"),
+        (request(A=np.zeros((1, 16), np.int32)), r"missing required input\(s\) 'B'"),
+        (numeric(1, C=np.zeros((1, 1), np.int32)), "has no input 'C'"),
+        (numeric(1, A=[[0] * 16]), "input 'A': expected a tensor, got list"),
+    ],
+)
+def test_quick_path_misses_fall_through_to_the_same_errors(req: InferRequest, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        RequestValidator(NUMERIC).validate(req)
+
+
+def test_quick_path_for_a_model_without_batching() -> None:
+    spec = make_spec(max_batch_size=0, inputs=[TensorSpec("A", DataType.UINT8, (2, 3))])
+    validator = RequestValidator(spec)
+    validator.validate(request(A=np.zeros((2, 3), np.uint8)))
+    with pytest.raises(InvalidArgumentError, match=r"expected shape \[2,3\], got \[1,2,3\]"):
+        validator.validate(request(A=np.zeros((1, 2, 3), np.uint8)))
