@@ -72,9 +72,9 @@ class SchedulerBase(abc.ABC):
         future: asyncio.Future[dict[str, Tensor]] = loop.create_future()
         self._enqueue(request, future)  # raises before anything is counted
         self._pending += 1
-        self._observer.queue_size_changed(self._model, self._version, self._pending)
         if not self._pump_scheduled:
-            # Coalesce: arrivals within one loop iteration are decided together.
+            # Coalesce: arrivals within one loop iteration are decided together (and reported to
+            # the observers together, by the pump).
             self._pump_scheduled = True
             loop.call_soon(self._scheduled_pump)
         return await future
@@ -148,6 +148,7 @@ class SchedulerBase(abc.ABC):
 
     def _scheduled_pump(self) -> None:
         self._pump_scheduled = False
+        self._observer.queue_size_changed(self._model, self._version, self._pending)
         self._pump()
 
     def _finish(

@@ -320,6 +320,10 @@ def _decode_outputs(
 # ---------------------------------------------------------------------------------------- encode
 
 
+# numpy dtype -> wire name of every fixed-size datatype: one lookup per output.
+_FIXED_WIRE_NAMES = {t.numpy: t.wire_name for t in DataType if t is not DataType.BYTES}
+
+
 @dataclass(slots=True)
 class EncodedResponse:
     body: bytes
@@ -329,16 +333,16 @@ class EncodedResponse:
 def encode_infer(response: InferResponse, decoded: DecodedInfer) -> EncodedResponse:
     outputs_json: list[dict[str, Any]] = []
     binary_parts: list[Any] = []
+    binary_outputs = decoded.binary_outputs
+    binary_default = decoded.binary_default
     for name, tensor in response.outputs.items():
-        array = tensor_data.to_numpy(tensor)
-        datatype = DataType.from_numpy(array.dtype)
-        entry: dict[str, Any] = {
-            "name": name,
-            "datatype": tensor_data.WIRE_NAME[datatype],
-            "shape": list(array.shape),
-        }
-        as_binary = decoded.binary_outputs.get(name, decoded.binary_default)
-        if datatype is DataType.BYTES:
+        array = tensor if type(tensor) is np.ndarray else tensor_data.to_numpy(tensor)
+        wire_name = _FIXED_WIRE_NAMES.get(array.dtype)
+        if wire_name is None:  # BYTES, or a dtype the protocol has no name for (KeyError: a 500)
+            wire_name = tensor_data.WIRE_NAME[DataType.from_numpy(array.dtype)]
+        entry: dict[str, Any] = {"name": name, "datatype": wire_name, "shape": list(array.shape)}
+        as_binary = binary_outputs.get(name, binary_default)
+        if wire_name == "BYTES":
             elements = tensor_data.bytes_elements(array)
             text = None if as_binary else tensor_data.json_bytes_data(elements)
             if text is None:  # asked for binary, or not UTF-8 and so not representable in JSON
