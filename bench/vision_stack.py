@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bare-workers", type=_ints, default=[1, 2], help="comma list of thread counts")
     parser.add_argument("--skip", default="", help="comma list of phases to skip: served,bare,per_model")
     parser.add_argument("--perf-analyzer", type=Path, help="perf_analyzer binary (default: .tools/bin)")
+    parser.add_argument(
+        "--server-args", default="", help="more `packserve serve` flags, e.g. '--inline-execution-us 0'"
+    )
     return parser.parse_args(argv)
 
 
@@ -102,7 +106,13 @@ def run_served(args: argparse.Namespace, repository: Path, image: bytes, report:
     input_path.write_text(json.dumps(perf_analyzer_input_data("IMAGE", image, [1, 1])))
     models = sorted(p.name for p in repository.iterdir() if (p / "config.pbtxt").is_file())
     http, grpc, metrics = pick_free_ports(3)
-    server = ServerProcess(repository, ServerPorts(http, grpc, metrics), work / "server.log", models)
+    server = ServerProcess(
+        repository,
+        ServerPorts(http, grpc, metrics),
+        work / "server.log",
+        models,
+        shlex.split(args.server_args),
+    )
     server.start([ENSEMBLE], timeout_s=240.0)
     try:
         for concurrency in args.concurrency:

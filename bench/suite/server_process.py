@@ -54,9 +54,15 @@ def pick_free_ports(count: int = 3, port_range: tuple[int, int] = PORT_RANGE) ->
 
 class ServerProcess:
     def __init__(
-        self, repository: Path, ports: ServerPorts, log_path: Path, load_models: Sequence[str]
+        self,
+        repository: Path,
+        ports: ServerPorts,
+        log_path: Path,
+        load_models: Sequence[str],
+        server_args: Sequence[str] = (),
     ) -> None:
         self.repository = repository
+        self.server_args = tuple(server_args)  # more `packserve serve` flags
         # Explicit model control: only these models load, so idle models cost the sweep nothing.
         self.load_models = tuple(load_models)
         self.ports = ports
@@ -81,6 +87,7 @@ class ServerProcess:
             "--metrics-port", str(self.ports.metrics),
             "--model-control-mode", "explicit",
             *(arg for model in self.load_models for arg in ("--load-model", model)),
+            *self.server_args,
         ]  # fmt: skip
 
     def start(self, models: Sequence[str], timeout_s: float) -> None:
