@@ -144,13 +144,19 @@ def _cheap_pool(*instances: BackendInstance, window: int = 2) -> InstancePool:
     return pool
 
 
+async def _pool_gone_inline(instance: InlineDoubling) -> InstancePool:
+    """A pool of `instance` that has run enough cheap batches to have moved inline."""
+    pool = _cheap_pool(instance)
+    for _ in range(2):
+        await pool.run([make_request()])
+    assert pool.inline_policy.inline
+    return pool
+
+
 async def test_cheap_batches_move_onto_the_event_loop_thread() -> None:
     instance = InlineDoubling()
-    pool = _cheap_pool(instance)
+    pool = await _pool_gone_inline(instance)
     try:
-        for _ in range(2):
-            await pool.run([make_request()])
-        assert pool.inline_policy.inline
         instance.threads.clear()
         results = await pool.run([make_request(value=3.0)])
         assert instance.threads == {threading.current_thread().name}
@@ -182,11 +188,8 @@ async def test_one_instance_allowing_it_is_not_enough() -> None:
 
 async def test_an_expensive_inline_batch_sends_the_model_back_to_its_workers() -> None:
     instance = InlineDoubling()
-    pool = _cheap_pool(instance)
+    pool = await _pool_gone_inline(instance)
     try:
-        for _ in range(2):
-            await pool.run([make_request()])
-        assert pool.inline_policy.inline
         # 10 ms of CPU is over 8 x the 1 ms threshold: the trial ends after this batch.
         await pool.run([make_request(parameters={"burn_ms": 10})])
         assert not pool.inline_policy.inline
