@@ -99,13 +99,16 @@ def test_instances_share_one_session(simple_dir: Path) -> None:
     options = first.session.get_session_options()  # type: ignore[attr-defined]
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # All of a run happens on the calling thread: the core may run cheap batches on the loop.
+    assert first.may_run_inline
 
 
 def test_intra_op_threads_come_from_config_parameter(simple_dir: Path) -> None:
     text = SIMPLE_CONFIG + 'parameters { key: "intra_op_thread_count" value: { string_value: "2" } }\n'
     model = OnnxRuntimeModel(model_context(simple_dir, config_text=text))
-    session = model.create_instance(CPU).session  # type: ignore[attr-defined]
-    assert session.get_session_options().intra_op_num_threads == 2
+    instance = model.create_instance(CPU)
+    assert instance.session.get_session_options().intra_op_num_threads == 2  # type: ignore[attr-defined]
+    assert not instance.may_run_inline  # the caller would wait for the intra-op pool
 
 
 def test_gpu_instance_without_onnxruntime_gpu_fails_clearly(simple_dir: Path) -> None:

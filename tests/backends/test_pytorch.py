@@ -139,3 +139,17 @@ def test_tensor_positions() -> None:
     assert tensor_positions(specs("INPUT__1", "INPUT__0")) == ["INPUT__0", "INPUT__1"]
     assert tensor_positions(specs("b", "a"), ["a", "b"]) == ["a", "b"]
     assert tensor_positions(specs("b", "a"), ["x"]) == ["b", "a"]
+
+
+def test_cpu_instance_may_run_inline_only_with_one_torch_thread(addsub_dir: Path) -> None:
+    import torch
+
+    instance = TorchModel(model_context(addsub_dir)).create_instance(CPU)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert instance.may_run_inline
+        torch.set_num_threads(2)
+        assert not instance.may_run_inline  # the caller would wait for torch's intra-op pool
+    finally:
+        torch.set_num_threads(threads)
