@@ -107,10 +107,9 @@ class InferDecoder:
         self._plans: dict[bytes, _RequestPlan] = {}
 
     def decode(self, model: str, version: str, body: bytes, header_length: bytes | None) -> DecodedInfer:
-        if header_length is None:
-            return _plan(body, len(body), self._limits).decode(model, version, body, len(body))
-        header_end = _header_length(header_length, len(body))
-        if header_end > _CACHED_HEADER_BYTES:
+        header_end = len(body) if header_length is None else _header_length(header_length, len(body))
+        if header_length is None or header_end > _CACHED_HEADER_BYTES:
+            # All JSON (no binary part to reuse a plan for), or a header too big to keep.
             return _plan(body, header_end, self._limits).decode(model, version, body, header_end)
         key = body[:header_end]
         plan = self._plans.get(key)
@@ -122,14 +121,6 @@ class InferDecoder:
                     del self._plans[next(iter(self._plans))]  # the oldest
                 self._plans[key] = plan
         return plan.decode(model, version, body, header_end)
-
-
-def decode_infer(
-    model: str, version: str, body: bytes, header_length: bytes | None, limits: HttpLimits
-) -> DecodedInfer:
-    """Decode one infer request body without keeping anything (see InferDecoder)."""
-    header_end = len(body) if header_length is None else _header_length(header_length, len(body))
-    return _plan(body, header_end, limits).decode(model, version, body, header_end)
 
 
 def _plan(body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:

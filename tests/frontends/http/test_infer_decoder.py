@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.frontends.http import infer_codec
 from packserve.frontends.http.infer_codec import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
 
@@ -58,7 +57,7 @@ def test_a_kept_plan_decodes_exactly_like_a_first_decode() -> None:
     body, length = binary_body(np.ones((2, 4), dtype=np.float32), datatype="FP32", extra=extra)
     decoder.decode("m", "", body, length)
     kept = decoder.decode("m", "", body, length)
-    fresh = infer_codec.decode_infer("m", "", body, length, HttpLimits())
+    fresh = InferDecoder(HttpLimits()).decode("m", "", body, length)  # a first decode
     for decoded in (kept, fresh):
         request = decoded.request
         assert (request.id, request.priority, request.timeout_us) == ("r1", 2, 500)
