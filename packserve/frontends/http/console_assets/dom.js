@@ -1,5 +1,5 @@
 // DOM helpers. Every string from the server (model names, labels, OCR text, error messages) goes
-// in through textContent or setAttribute, never innerHTML: a label holding markup stays text.
+// in through text nodes or setAttribute, never parsed as HTML: a label holding markup stays text.
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function fill(node, attrs, children) {
