@@ -1,44 +1,38 @@
 """What an open web console costs the served throughput.
 
-    .venv/bin/python bench/console_overhead.py [--rounds 4] [--window-s 5] [--concurrency 4]
+    .venv/bin/python bench/console_overhead.py [--pairs 20] [--phase-s 3] [--concurrency 4]
 
-Starts packserve on the example repository and measures the `simple` model's HTTP throughput with
-perf_analyzer (three fixed windows per run), rotating through three modes:
+Starts packserve on the example repository and keeps perf_analyzer loading the `simple` model over
+HTTP the whole time, while a headless Debian chromium has the console open and switches it between
+the Live view (it polls GET /v2/models/stats every 1.5 s and redraws its charts) and the Plan view
+(no requests, nothing redrawn) every few seconds. The server's own request counter gives the
+throughput of each phase. On a machine shared with other work, separate runs differ by far more
+than 2%; alternating short phases (ABBA order) under the same load and comparing each pair cancels
+most of that drift. The browser runs on the server's machine, so its rendering competes for the CPU
+as well.
 
-    closed   nobody has the console open
-    open     a headless Debian chromium shows the console's Live view (it polls
-             GET /v2/models/stats every 1.5 s and redraws its charts) on this same machine, so its
-             rendering competes with the server for the CPU too
-    polled   the console's requests alone (GET /v2/models/stats every 1.5 s from a thread): what
-             the server pays for a console open on someone else's machine
-
-For each run it also records the server process's CPU seconds per 1000 requests. On a shared,
-busy machine the run-to-run noise of throughput is far above 2%, so it then accounts for the cost
-directly, in CPU time, which other load disturbs much less:
+It then accounts for the cost directly in CPU time, which other load disturbs much less:
 
     idle        the server's CPU over 10 s with nobody calling it (no console: no work)
     stats       the server's CPU per GET /v2/models/stats, over 500 calls; an open console sends
                 one per 1.5 s, so its share of one core is that cost / 1.5 s
-    browser     the CPU of a headless chromium showing the Live view for 20 s (its share of one
+    browser     the CPU of the headless chromium showing the Live view for 20 s (its share of one
                 core, when it runs on the server's machine)
 
-Prints each run, the medians and the accounting, and writes bench/results/console_overhead.json
-with the load average next to it.
+Prints the phases, the mean paired difference and the accounting, and writes
+bench/results/console_overhead.json with the load average next to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,22 +50,6 @@ from packserve.examples.simple_repository import build_simple_repository  # noqa
 CHROMIUM = os.environ.get("PACKSERVE_CHROMIUM", "/usr/bin/chromium")
 POLL_S = 1.5  # the console's stats period (console_assets/stats.js)
 SETTLE_S = 5.0  # after the browser starts, before measuring: its start-up is not the console's cost
-MODES = ("closed", "open", "polled")
-
-
-def measure(binary: str, port: int, concurrency: int, window_s: float) -> float:
-    """Requests/s over three fixed windows (no stability search: every run takes the same time)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.csv"
-        command = [
-            binary, "-m", MODEL, "-u", f"127.0.0.1:{port}", "-i", "http",
-            "--concurrency-range", str(concurrency),
-            "--measurement-mode", "time_windows", "--measurement-interval", str(int(window_s * 1000)),
-            "--stability-percentage", "1000", "--max-trials", "3", "-f", str(report),
-        ]  # fmt: skip
-        subprocess.run(command, check=True, capture_output=True, text=True, timeout=window_s * 10 + 60)
-        row = next(csv.DictReader(io.StringIO(report.read_text())))
-    return float(row["Inferences/Second"])
 
 
 @contextlib.contextmanager
@@ -89,26 +67,6 @@ def open_console(port: int) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
-
-
-@contextlib.contextmanager
-def poll_stats(port: int) -> Iterator[None]:
-    """The requests an open console sends, without a browser."""
-    stop = threading.Event()
-
-    def run() -> None:
-        session = requests.Session()
-        session.trust_env = False
-        while not stop.wait(POLL_S):
-            session.get(f"http://127.0.0.1:{port}/v2/models/stats", timeout=10).raise_for_status()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def _cpu_s(processes: list[psutil.Process]) -> float:
@@ -148,27 +106,55 @@ def account(port: int, server: psutil.Process) -> dict[str, float]:
     }
 
 
-def _context(mode: str, port: int) -> contextlib.AbstractContextManager[Any]:
-    if mode == "open":
-        return open_console(port)
-    if mode == "polled":
-        return poll_stats(port)
-    return contextlib.nullcontext()
+def _served(session: requests.Session, port: int) -> int:
+    reply = session.get(f"http://127.0.0.1:{port}/v2/models/{MODEL}/stats", timeout=10)
+    reply.raise_for_status()
+    return int(reply.json()["model_stats"][0]["inference_stats"]["success"]["count"])
+
+
+def paired(binary: str, port: int, concurrency: int, pairs: int, phase_s: float) -> dict[str, list[float]]:
+    """Requests/s of each Live-view phase and each Plan-view phase, under one continuous load."""
+    window_ms = int((pairs * 2 * phase_s + 180) * 1000)  # longer than the test: stopped by us
+    load = subprocess.Popen(
+        [binary, "-m", MODEL, "-u", f"127.0.0.1:{port}", "-i", "http",
+         "--concurrency-range", str(concurrency), "--measurement-mode", "time_windows",
+         "--measurement-interval", str(window_ms), "--stability-percentage", "1000", "--max-trials", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    session = requests.Session()
+    session.trust_env = False
+    rates: dict[str, list[float]] = {"live": [], "plan": []}
+    try:
+        with open_console(port) as page:
+            page.evaluate("location.hash = '#plan'")
+            time.sleep(phase_s)  # the load reaches its steady state
+            for pair in range(pairs):
+                for view in ("live", "plan") if pair % 2 == 0 else ("plan", "live"):
+                    page.evaluate(f"location.hash = '#{view}'")
+                    count, started = _served(session, port), time.monotonic()
+                    time.sleep(phase_s)
+                    served, elapsed = _served(session, port) - count, time.monotonic() - started
+                    rates[view].append(served / elapsed)
+                print(
+                    f"pair {pair:2d}: live {rates['live'][-1]:8.1f}  plan {rates['plan'][-1]:8.1f} req/s",
+                    flush=True,
+                )
+    finally:
+        load.terminate()
+        load.wait(timeout=30)
+    return rates
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--window-s", type=float, default=5.0)
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--phase-s", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--accounting-only", action="store_true", help="skip the throughput runs")
     args = parser.parse_args()
     binary = _perf_analyzer()
     if binary is None:
         print("perf_analyzer is missing: bash scripts/install_perf_analyzer.sh", file=sys.stderr)
         return 2
-    runs: dict[str, list[float]] = {mode: [] for mode in MODES}
-    cpu_ms: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         repository = build_simple_repository(Path(tmp) / "repo")
         port = _free_port()
@@ -176,59 +162,39 @@ def main() -> int:
         process = psutil.Process(server.pid)
         try:
             _wait_ready(port, server)
-            measure(binary, port, args.concurrency, 1.0)  # warm-up
             load_before = os.getloadavg()
-            for round_number in range(0 if args.accounting_only else args.rounds):
-                # Rotate the order, so a drift in the machine's other load hits every mode alike.
-                shift = round_number % len(MODES)
-                for mode in MODES[shift:] + MODES[:shift]:
-                    with _context(mode, port):
-                        cpu_before = sum(process.cpu_times()[:2])
-                        started = time.monotonic()
-                        rate = measure(binary, port, args.concurrency, args.window_s)
-                        elapsed = time.monotonic() - started
-                        cpu = sum(process.cpu_times()[:2]) - cpu_before
-                    # perf_analyzer's own warm-up is in `elapsed` too: count requests as rate x time.
-                    per_1000 = 1000.0 * cpu / max(rate * elapsed, 1.0) * 1000.0
-                    runs[mode].append(rate)
-                    cpu_ms[mode].append(per_1000)
-                    print(
-                        f"round {round_number} console {mode:6s} {rate:9.1f} req/s  "
-                        f"server CPU {per_1000:7.1f} ms per 1000 requests",
-                        flush=True,
-                    )
+            rates = paired(binary, port, args.concurrency, args.pairs, args.phase_s)
+            load_during = os.getloadavg()
             accounting = account(port, process)
-            load_after = os.getloadavg()
         finally:
             server.terminate()
             server.wait(timeout=60)
-    measured = [mode for mode in MODES if runs[mode]]
-    medians = {mode: statistics.median(runs[mode]) for mode in measured}
-    cpu_medians = {mode: statistics.median(cpu_ms[mode]) for mode in measured}
-    drops = {mode: 100.0 * (medians["closed"] - medians[mode]) / medians["closed"] for mode in measured}
+    differences = [live - plan for live, plan in zip(rates["live"], rates["plan"], strict=True)]
+    base = statistics.mean(rates["plan"])
+    drop = -100.0 * statistics.mean(differences) / base
+    error = 100.0 * statistics.stdev(differences) / len(differences) ** 0.5 / base
     result = {
         "model": MODEL,
         "concurrency": args.concurrency,
-        "window_s": args.window_s,
-        "runs_per_s": runs,
-        "server_cpu_ms_per_1000_requests": cpu_ms,
-        "median_per_s": medians,
-        "median_server_cpu_ms_per_1000_requests": cpu_medians,
-        "drop_percent": drops,
+        "phase_s": args.phase_s,
+        "rates_per_s": rates,
+        "mean_plan_view_per_s": base,
+        "mean_live_view_per_s": statistics.mean(rates["live"]),
+        "drop_percent": drop,
+        "drop_standard_error_percent": error,
         "accounting": accounting,
         "cpus": os.cpu_count(),
         "load_average_before": load_before,
-        "load_average_after": load_after,
+        "load_average_during": load_during,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    for mode in measured:
-        print(
-            f"median {mode:6s} {medians[mode]:9.1f} req/s ({drops[mode]:+.2f}% drop), "
-            f"server CPU {cpu_medians[mode]:.1f} ms per 1000 requests"
-        )
+    print(
+        f"console idle (Plan view) {base:.1f} req/s, on Live {result['mean_live_view_per_s']:.1f} req/s: "
+        f"drop {drop:+.2f}% +- {error:.2f}% (standard error of {len(differences)} pairs)"
+    )
     for name, value in accounting.items():
         print(f"{name:45s} {value:9.3f}")
-    print(f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} (1 min), {os.cpu_count()} CPUs")
+    print(f"load average {load_before[0]:.1f} -> {load_during[0]:.1f} (1 min), {os.cpu_count()} CPUs")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "console_overhead.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
