@@ -191,7 +191,10 @@ def test_live_charts_move_under_load(page: Any, server: LiveServer, astronaut_jp
         page.wait_for_function(
             f"p => document.querySelector('{row} polyline').getAttribute('points') !== p", arg=first
         )
-        batch = page.text_content('#live-table tr[data-model="retinaface"] .batch')
+        # The average batch needs an interval in which retinaface ran: wait for one.
+        retina_batch = '#live-table tr[data-model="retinaface"] .batch'
+        page.wait_for_function(f"() => document.querySelector('{retina_batch}')?.textContent !== '-'")
+        batch = page.text_content(retina_batch)
         screenshot(page, "live")
     assert float(page.get_attribute(f"{row} svg", "data-points")) >= 2
     assert batch != "-" and float(batch) >= 1.0
