@@ -20,6 +20,8 @@ SCREENSHOTS = Path(os.environ.get("PACKSERVE_CONSOLE_SCREENSHOTS", "/tmp/packser
 MARKUP_LABEL = '<img src="x" onerror="window.__pwned = 1">'
 MARKUP_TEXT = "<script>window.__pwned = 2</script><b>bold</b>"
 MARKUP_MODEL = "markup_echo"
+BROKEN_MODEL = "broken_on_load"  # UNAVAILABLE, with markup in its reason
+BROKEN_REASON = "<b>cannot start</b> on purpose"
 
 
 def chromium_path() -> str | None:
@@ -71,11 +73,27 @@ class TritonPythonModel:
 '''
 
 
-def add_markup_model(repository: Path) -> None:
-    """Add `markup_echo` (python backend, one BYTES input) to a model repository."""
-    (repository / MARKUP_MODEL / "1").mkdir(parents=True, exist_ok=True)
-    (repository / MARKUP_MODEL / "config.pbtxt").write_text(MARKUP_CONFIG, encoding="utf-8")
-    (repository / MARKUP_MODEL / "1" / "model.py").write_text(MARKUP_MODEL_PY, encoding="utf-8")
+BROKEN_MODEL_PY = f"""\
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError({BROKEN_REASON!r})
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def add_console_models(repository: Path) -> None:
+    """Add `markup_echo` (python backend, one BYTES input, markup in its strings) and
+    `broken_on_load` (fails to load, markup in the reason) to a model repository."""
+    models = (
+        (MARKUP_MODEL, MARKUP_CONFIG, MARKUP_MODEL_PY),
+        (BROKEN_MODEL, MARKUP_CONFIG.replace(MARKUP_MODEL, BROKEN_MODEL), BROKEN_MODEL_PY),
+    )
+    for name, config, source in models:
+        (repository / name / "1").mkdir(parents=True, exist_ok=True)
+        (repository / name / "config.pbtxt").write_text(config, encoding="utf-8")
+        (repository / name / "1" / "model.py").write_text(source, encoding="utf-8")
 
 
 class BackgroundLoad:

@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 from console_browser import (
+    BROKEN_MODEL,
+    BROKEN_REASON,
     MARKUP_LABEL,
     MARKUP_MODEL,
     MARKUP_TEXT,
     SCREENSHOTS,
     BackgroundLoad,
-    add_markup_model,
+    add_console_models,
     chromium_path,
 )
 from e2e_server import LiveServer, LiveServerFactory, direct_http_session
@@ -48,7 +50,7 @@ def server(live_server_factory: LiveServerFactory, tmp_path_factory: pytest.Temp
         repository = build_vision_stack(tmp_path_factory.mktemp("vision-stack"), progress=False)
     except NotFoundError as missing:  # the weights packages are an optional install
         pytest.skip(f"demo weights not installed: {missing}")
-    add_markup_model(repository)
+    add_console_models(repository)
     return live_server_factory(repository, control_mode="explicit", load_models=["*"])
 
 
@@ -149,7 +151,15 @@ def test_models_table_lists_the_repository_index(page: Any, server: LiveServer) 
     retina = page.locator('#models-table tr[data-model="retinaface"] td')
     assert retina.nth(3).text_content() == (config.get("platform") or config.get("backend"))
     assert retina.nth(5).text_content() == str(config["max_batch_size"])
-    assert page.locator("#models-table button.unload").count() == len(index)  # EXPLICIT: all loaded
+    # EXPLICIT mode: Unload for the loaded models, Load for the one that failed.
+    ready = [e["name"] for e in index if e["state"] == "READY"]
+    assert page.locator("#models-table button.unload").count() == len(ready) == len(index) - 1
+    broken = f'#models-table tr[data-model="{BROKEN_MODEL}"]'
+    assert page.locator(f"{broken} button.load").count() == 1
+    reason = next(e["reason"] for e in index if e["name"] == BROKEN_MODEL)
+    assert BROKEN_REASON in reason
+    assert page.text_content(f"{broken} .reason") == reason  # as text: the <b> in it made no element
+    assert page.locator("#models-table b").count() == 0
     screenshot(page, "models")
 
 
