@@ -226,7 +226,7 @@ def test_pipeline_graph_has_a_node_per_step(page: Any, server: LiveServer, astro
             "() => Number(document.querySelector('#graph-canvas .node.step[data-model=\"retinaface\"]')"
             "?.dataset.rate || 0) > 0"
         )
-    screenshot(page, "graph")
+        screenshot(page, "graph")
 
 
 # ---- Try it ------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import { allStats, cachedConfig, modelMetadata, repositoryIndex, runPipeline } f
 import { $, el, fmt, showError, svg } from "./dom.js";
 import { rates, snapshot } from "./stats.js";
 
+const RAW_LIMIT = 1_000_000; // characters of raw JSON shown
 let chosen = null; // the File or Blob to send
 let previewUrl = null;
 
@@ -68,7 +69,7 @@ function findings(outputs) {
   }
   if ("TEXT" in outputs) {
     const scores = flat(outputs.TEXT_SCORES || []).map(Number);
-    parts.push(el("h3", {}, "Text"),
+    parts.push(el("h3", {}, `Text: ${flat(outputs.TEXT).length} lines`),
       el("ul", { class: "texts" }, ...flat(outputs.TEXT).map((t, i) => el("li", { class: "text-item" }, `${t}`, el("span", { class: "hint" }, `  ${fmt(scores[i], 2)}`)))));
   }
   for (const [name, value] of Object.entries(outputs)) {
@@ -127,7 +128,9 @@ async function run() {
     const result = await runPipeline(model, chosen);
     const totalMs = performance.now() - started;
     const after = snapshot(await allStats());
-    $("#try-json").textContent = JSON.stringify(result, null, 1);
+    const raw = JSON.stringify(result, null, 1);
+    // A model that returns whole tensors (a decoded image) would make the page crawl: show a part.
+    $("#try-json").textContent = raw.length > RAW_LIMIT ? `${raw.slice(0, RAW_LIMIT)}\n... ${raw.length - RAW_LIMIT} more characters` : raw;
     const outputs = result.outputs || {};
     if (img) stage.append(img, overlay(outputs, img.naturalWidth, img.naturalHeight));
     $("#try-findings").replaceChildren(...findings(outputs));
