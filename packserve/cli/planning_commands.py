@@ -7,12 +7,16 @@ The planning package (OR-Tools, SimPy, matplotlib) is imported inside each comma
 
 from __future__ import annotations
 
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from packserve.errors import PackserveError
+from packserve.errors import InvalidArgumentError, PackserveError
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +28,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(deploy, name="deploy")
 
 
-def _bad(exc: PackserveError, param: str | None = None) -> typer.BadParameter:
-    return typer.BadParameter(str(exc), param_hint=param)
+def _bad(exc: PackserveError, param: str | None = None) -> typer.Exit:
+    """Say what is wrong in one line on stderr and exit 2 (a usage error), no traceback, no box."""
+    message = " ".join(str(exc).split())
+    typer.echo(f"packserve: error: {param + ': ' if param else ''}{message}", err=True)
+    return typer.Exit(2)
+
+
+def _check_out_folder(path: Path, param: str = "--out") -> None:
+    if path.exists() and not path.is_dir():
+        raise _bad(InvalidArgumentError(f"'{path}' exists and is not a folder"), param)
+
+
+def _finite_at_least(value: float, least: float, param: str) -> float:
+    if not math.isfinite(value) or value < least:
+        raise _bad(InvalidArgumentError(f"must be a finite number of at least {least:g}, got {value}"), param)
+    return value
 
 
 def profile(
@@ -48,6 +66,17 @@ def profile(
     from packserve.planning.profiler import ProfileOptions
     from packserve.planning.units import parse_int_list
 
+    if device != "cpu":
+        from packserve.planning.device_memory import open_device_memory
+
+        try:
+            open_device_memory(device)  # refuses a GPU this process cannot see, before any work
+        except PackserveError as exc:
+            raise _bad(exc, "--device") from None
+    if out.is_dir():
+        raise _bad(InvalidArgumentError(f"'{out}' is a folder; name the profile JSON file to write"), "--out")
+    if plots is not None:
+        _check_out_folder(plots, "--plots")
     try:
         options = ProfileOptions(
             model_repository=model_repository,
@@ -58,7 +87,7 @@ def profile(
             requests_per_point=requests,
             sample_image=sample_image,
         )
-        with Progress(transient=True) as progress:
+        with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
             task = progress.add_task("profiling", total=None)
 
             def advance(label: str) -> None:
@@ -87,30 +116,80 @@ def plan(
     out: Annotated[Path, typer.Option(help="Folder for plan.json, report and plots.")] = Path("plan"),
     simulate: Annotated[bool, typer.Option(help="Check the plan by simulation.")] = True,
     simulation_seconds: Annotated[float | None, typer.Option(help="Simulated seconds per scenario.")] = None,
+    max_utilisation: Annotated[
+        float,
+        typer.Option(
+            help="Device utilisation the search starts from; it steps down until the simulation passes."
+        ),
+    ] = 0.95,
 ) -> None:
     """Plan pods, replicas and per-model settings for a load and latency target."""
     from packserve.planning.commands import PlanCommand, plan_command
     from packserve.planning.planner import PlanOptions
     from packserve.planning.units import parse_duration_ms, parse_load, parse_memory_bytes, parse_mix
 
-    try:
-        options = PlanOptions(
-            requests_per_s=_parsed(parse_load, load, "--load"),
-            p99_ms=_parsed(parse_duration_ms, p99, "--p99"),
-            memory_bytes=_parsed(parse_memory_bytes, gpu_memory, "--gpu-memory"),
-            peak_factor=peak_factor,
-            mix=_parsed(parse_mix, mix, "--mix") if mix else None,
+    _finite_at_least(peak_factor, 1.0, "--peak-factor")
+    if not (math.isfinite(max_utilisation) and 0.3 <= max_utilisation <= 1.0):
+        raise _bad(
+            InvalidArgumentError(f"must be between 0.3 and 1, got {max_utilisation}"), "--max-utilisation"
         )
-        outcome = plan_command(PlanCommand(profile, options, out, simulate, simulation_seconds))
+    if simulation_seconds is not None:
+        _finite_at_least(simulation_seconds, 1.0, "--simulation-seconds")
+    _check_out_folder(out)
+    if profile.is_dir():
+        raise _bad(InvalidArgumentError(f"'{profile}' is a folder, not a profile JSON file"), "--profile")
+    options = PlanOptions(
+        requests_per_s=_parsed(parse_load, load, "--load"),
+        p99_ms=_parsed(parse_duration_ms, p99, "--p99"),
+        memory_bytes=_parsed(parse_memory_bytes, gpu_memory, "--gpu-memory"),
+        peak_factor=peak_factor,
+        mix=_parsed(parse_mix, mix, "--mix") if mix else None,
+        max_utilisation=max_utilisation,
+    )
+    try:
+        with _simulation_progress() as on_progress:
+            outcome = plan_command(
+                PlanCommand(profile, options, out, simulate, simulation_seconds), on_progress
+            )
     except PackserveError as exc:
         raise _bad(exc) from None
-    before = sum(p.replicas for p in outcome.plan.baseline)
-    after = sum(p.replicas for p in outcome.plan.pods)
-    typer.echo(f"devices at peak: {after} packed (one model per device: {before}) -> {out / 'report.md'}")
+    typer.echo(_summary(outcome.plan) + f" -> {out / 'report.md'}")
     for scenario in outcome.scenarios:
         worst = max(scenario.p99_ms.values())
         verdict = "meets" if scenario.meets_slo else "MISSES"
         typer.echo(f"simulated {scenario.arrivals}: worst pipeline p99 {worst:.1f} ms, {verdict} the target")
+
+
+def _summary(result: Any) -> str:
+    """'devices at peak: lower bound L, packed P (x1.20), one model per pod B (x2.00)'."""
+    rows = result.comparison()
+    parts = [f"lower bound {rows['lower_bound']['devices']:.0f}"]
+    for key, label in (("packed", "packed"), ("baseline", "one model per pod")):
+        if key in rows:
+            parts.append(f"{label} {rows[key]['devices']:.0f} (x{rows[key]['ratio_to_bound']:.2f} the bound)")
+    return "devices at peak: " + ", ".join(parts)
+
+
+@contextmanager
+def _simulation_progress() -> Iterator[Callable[[str, float], None] | None]:
+    """A rich progress bar with ETA for each simulation on a terminal; nothing off one."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not (console.is_terminal and sys.stderr.isatty()):
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, fraction: float) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=1.0)
+            progress.update(tasks[label], completed=fraction)
+
+        yield update
 
 
 def _parsed(parser: Any, value: Any, param: str) -> Any:

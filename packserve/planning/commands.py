@@ -14,16 +14,13 @@ import yaml
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.config_patch import apply_to_repository, load_patches
+from packserve.planning.fleet_search import SimulationProgress, p99_for_devices, search
 from packserve.planning.k8s import DeployOptions, build_manifests, is_core
 from packserve.planning.plan_check import ScenarioSummary, check_plan, plan_pipelines
 from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, plan
+from packserve.planning.planner import PlanOptions, gpus
 from packserve.planning.profile_schema import Profile
 from packserve.planning.profiler import ProfileOptions, ProgressCallback, run_profile
-
-# When the simulation misses the target, re-plan with this much less utilisation, down to the floor.
-_UTILISATION_STEP = 0.1
-_LOWEST_UTILISATION = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,34 +57,55 @@ def profile_command(command: ProfileCommand, on_point: ProgressCallback | None =
     return profile
 
 
-def plan_command(command: PlanCommand) -> PlanOutcome:
-    """Plan, then check by simulation at peak; while Poisson arrivals miss the target, plan again
-    with less device utilisation allowed (more headroom, more pods)."""
+def plan_command(command: PlanCommand, on_progress: SimulationProgress | None = None) -> PlanOutcome:
+    """Plan the packed fleet and the one-model-per-pod baseline with the same search (plan, then
+    simulate at peak, stepping utilisation down until Poisson arrivals meet the target), then
+    stress the packed plan with bursty (MMPP) arrivals."""
     from packserve.planning.plots import plan_plots
     from packserve.planning.report import markdown_report
 
     profile = Profile.load(command.profile)
     options = command.options
-    while True:
-        result = plan(profile, options)
-        checked = (
-            check_plan(
-                result, profile, plan_pipelines(result, profile), duration_s=command.simulation_seconds
-            )
-            if command.simulate
-            else []
+    packed = search(profile, options, "packed", command.simulate, command.simulation_seconds, on_progress)
+    baseline = search(
+        profile, options, "per_model", command.simulate, command.simulation_seconds, on_progress
+    )
+    checked = list(packed.checked)
+    if command.simulate:
+        checked += check_plan(
+            packed.plan,
+            profile,
+            plan_pipelines(packed.plan, profile),
+            duration_s=command.simulation_seconds,
+            kinds=("mmpp",),
+            on_progress=lambda kind, f: (
+                on_progress(f"stress-testing the packed plan ({kind})", f) if on_progress else None
+            ),
         )
-        poisson_ok = all(s.meets_slo for s, _ in checked if s.arrivals == "poisson")
-        if poisson_ok or options.max_utilisation <= _LOWEST_UTILISATION:
-            break
-        options = replace(options, max_utilisation=round(options.max_utilisation - _UTILISATION_STEP, 2))
+    within = packed.plan.within_bound_devices()
+    needed = (
+        p99_for_devices(profile, replace(options, max_utilisation=packed.plan.max_utilisation), within)
+        if gpus(packed.plan.pods) > within
+        else None
+    )
+    result = replace(
+        packed.plan,
+        p99_within_bound_ms=needed,
+        baseline=baseline.plan.pods,
+        baseline_max_utilisation=baseline.plan.max_utilisation,
+        simulated_p99_ms=(
+            {"packed": packed.worst_p99_ms, "baseline": baseline.worst_p99_ms} if command.simulate else {}
+        ),
+    )
     out = command.out_dir
     out.mkdir(parents=True, exist_ok=True)
     scenarios = [s for s, _ in checked]
     plot_files = plan_plots(result, [(s.arrivals, r) for s, r in checked], out)
     result.save(out / "plan.json")
     (out / "config_patch.pbtxt").write_text(_pbtxt_patch(result), encoding="utf-8")
-    report = markdown_report(result, scenarios, [p.name for p in plot_files])
+    report = markdown_report(
+        result, scenarios, [p.name for p in plot_files], packed.attempts, baseline.attempts
+    )
     (out / "report.md").write_text(report, encoding="utf-8")
     files = [out / "plan.json", out / "config_patch.pbtxt", out / "report.md"]
     return PlanOutcome(result, scenarios, files + plot_files)

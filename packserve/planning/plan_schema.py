@@ -105,6 +105,16 @@ class Plan:
     # Per pipeline: device time serving adds to each request beyond its models' work (measured by
     # serving it over HTTP; see `device_model.serving_overhead_ms`). Charged in every pod figure.
     pipeline_overhead_ms: dict[str, float] = field(default_factory=dict)
+    layout: str = "packed"  # how `pods` was laid out (planner.LAYOUTS)
+    # Fewest devices any plan could use: total work at peak over one device's capacity, rounded up.
+    lower_bound: int = 0
+    work_devices: float = 0.0  # that total work, in devices (not rounded)
+    # The utilisation the baseline's own search settled on, and the two fleets' simulated worst p99.
+    baseline_max_utilisation: float = 0.0
+    simulated_p99_ms: dict[str, float] = field(default_factory=dict)  # "packed"/"baseline" -> ms
+    # When the packed plan is more than 10% above the bound: the p99 target at which the planner's
+    # rule would come within 10% (closed form, same utilisation); None when not computed or none.
+    p99_within_bound_ms: float | None = None
 
     @property
     def device_kind(self) -> str:
@@ -116,6 +126,18 @@ class Plan:
         return {
             m.name: m.config_patch(self.device_kind) for pod in self.pods for m in pod.models if m.tunable
         }
+
+    def within_bound_devices(self) -> int:
+        """The most devices that count as within 10% of the lower bound."""
+        return max(self.lower_bound, int(self.lower_bound * 1.1 + 1e-9))
+
+    def comparison(self) -> dict[str, dict[str, float]]:
+        """Lower bound, packed plan and one-model-per-pod baseline in devices, each over the bound."""
+        bound = max(1, self.lower_bound)
+        rows = {"lower_bound": self.lower_bound, "packed": sum(p.replicas for p in self.pods)}
+        if self.baseline:
+            rows["baseline"] = sum(p.replicas for p in self.baseline)
+        return {name: {"devices": float(n), "ratio_to_bound": n / bound} for name, n in rows.items()}
 
     def pod_of(self, model: str) -> PodPlan:
         for pod in self.pods:
@@ -139,6 +161,13 @@ class Plan:
             "cpu_scale": self.cpu_scale,
             "device": self.device,
             "pipeline_overhead_ms": dict(self.pipeline_overhead_ms),
+            "layout": self.layout,
+            "lower_bound": self.lower_bound,
+            "work_devices": self.work_devices,
+            "baseline_max_utilisation": self.baseline_max_utilisation,
+            "simulated_p99_ms": dict(self.simulated_p99_ms),
+            "p99_within_bound_ms": self.p99_within_bound_ms,
+            "comparison": self.comparison(),
             "config_patches": self.config_patches(),
         }
 
@@ -159,6 +188,14 @@ class Plan:
             cpu_scale=float(data.get("cpu_scale", 0.0)),
             device=str(data.get("device", "")),
             pipeline_overhead_ms={str(k): float(v) for k, v in data.get("pipeline_overhead_ms", {}).items()},
+            layout=str(data.get("layout", "packed")),
+            lower_bound=int(data.get("lower_bound", 0)),
+            work_devices=float(data.get("work_devices", 0.0)),
+            baseline_max_utilisation=float(data.get("baseline_max_utilisation", 0.0)),
+            simulated_p99_ms={str(k): float(v) for k, v in data.get("simulated_p99_ms", {}).items()},
+            p99_within_bound_ms=(
+                None if data.get("p99_within_bound_ms") is None else float(data["p99_within_bound_ms"])
+            ),
         )
 
     def save(self, path: Path) -> None:

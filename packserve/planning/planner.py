@@ -44,7 +44,29 @@ class PlanOptions:
     max_utilisation: float = 0.8  # busy fraction of a device at peak, mean batches
 
 
-def plan(profile: Profile, options: PlanOptions) -> Plan:
+# How models are laid out over pod kinds: "packed" lets the planner put models together (whole
+# pipelines in one pod kind); "per_model" is the one-model-per-pod baseline, where a request hops
+# between pod kinds. Both are priced by the same duty-cycle rule and checked by the same simulation.
+LAYOUTS = ("packed", "per_model")
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Everything both layouts share: work per model, options, budgets, limits."""
+
+    profile: Profile
+    options: PlanOptions
+    pipelines: list[Pipeline]
+    rates: dict[str, float]
+    model_options: dict[str, list[Option]]
+    budgets: dict[str, float]
+    memory_limit: int
+    capacity: float
+    scale: float
+    peak: float
+
+
+def _prepare(profile: Profile, options: PlanOptions) -> _Prepared:
     _check_options(options)
     peak = options.requests_per_s * options.peak_factor
     capacity = capacity_of(profile)
@@ -57,45 +79,112 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
     budgets = latency_budgets_ms(pipelines, options.p99_ms, fastest)
     memory_limit = int(options.memory_bytes * (1 - options.memory_reserve))
     _check_each_model_alone(model_options, budgets, memory_limit, options)
+    prepared = _Prepared(
+        profile,
+        options,
+        pipelines,
+        dict(rates),
+        model_options,
+        dict(budgets),
+        memory_limit,
+        capacity,
+        scale,
+        peak,
+    )
+    _check_fleet_size(prepared)
+    return prepared
 
-    models = sorted(rates)
-    min_memory = {m: min(o.memory_bytes for o in model_options[m]) for m in models}
-    units = components([tuple(p.calls()) for p in pipelines])
-    _check_units_fit(units, min_memory, memory_limit)
-    priced: list[PricedGroup] = []
-    for group in candidate_groups(units, min_memory, memory_limit):
-        found = replicas_for(
-            group,
-            model_options,
-            rates,
-            budgets,
-            memory_limit,
-            options.batch_quantile,
-            options.max_utilisation,
-            capacity,
-            _overhead_ms_per_s(pipelines, group, peak),
+
+def lower_bound_devices(prepared: _Prepared) -> tuple[int, float]:
+    """(devices, device-seconds of work per second): the total work at peak, every model at its
+    cheapest measured cost per row and every request's serving overhead, over one device's
+    capacity, rounded up. No plan can use fewer devices, whatever its latency target."""
+    work_s = sum(
+        prepared.rates[m] * min(o.occupancy_ms / o.batch_size for o in opts) / 1000.0
+        for m, opts in prepared.model_options.items()
+    ) + sum(prepared.peak * p.share * p.overhead_ms / 1000.0 for p in prepared.pipelines)
+    return max(1, math.ceil(work_s / prepared.capacity - 1e-9)), work_s
+
+
+# A fleet larger than this is almost certainly a wrong --load or profile, and would take the
+# planner and the simulation hours: refuse it with the number instead.
+MAX_DEVICES = 100_000
+
+
+def _check_fleet_size(prepared: _Prepared) -> None:
+    devices, _ = lower_bound_devices(prepared)
+    if devices > MAX_DEVICES:
+        raise InvalidArgumentError(
+            f"--load {prepared.options.requests_per_s:.4g} requests/s "
+            f"at peak x{prepared.options.peak_factor:g} "
+            f"needs at least {devices:,} devices; the planner refuses more than {MAX_DEVICES:,}"
         )
-        if found is not None:
-            priced.append(found)
-    # The baseline prices each model alone, as one deployment per model would run it.
-    priced_alone = {g.models: g for g in priced if len(g.models) == 1}
-    for model in models:
-        if (model,) not in priced_alone:
-            alone = replicas_for(
-                (model,), model_options, rates, budgets, memory_limit, options.batch_quantile, 0.8, capacity
-            )
-            if alone is not None:
-                priced_alone[(model,)] = alone
+
+
+def plan(profile: Profile, options: PlanOptions, layout: str = "packed") -> Plan:
+    """The fewest devices for `layout` (see LAYOUTS) at `options.max_utilisation`."""
+    if layout not in LAYOUTS:
+        raise InvalidArgumentError(f"layout '{layout}' is unknown (expected one of {', '.join(LAYOUTS)})")
+    prepared = _prepare(profile, options)
+    chosen = _per_model_groups(prepared) if layout == "per_model" else _packed_groups(prepared)
+    return _describe_plan(prepared, chosen, layout)
+
+
+def _price(prepared: _Prepared, group: tuple[str, ...]) -> PricedGroup | None:
+    options = prepared.options
+    return replicas_for(
+        group,
+        prepared.model_options,
+        prepared.rates,
+        prepared.budgets,
+        prepared.memory_limit,
+        options.batch_quantile,
+        options.max_utilisation,
+        prepared.capacity,
+        _overhead_ms_per_s(prepared.pipelines, group, prepared.peak),
+    )
+
+
+def _packed_groups(prepared: _Prepared) -> list[PricedGroup]:
+    models = sorted(prepared.rates)
+    min_memory = {m: min(o.memory_bytes for o in prepared.model_options[m]) for m in models}
+    units = components([tuple(p.calls()) for p in prepared.pipelines])
+    _check_units_fit(units, min_memory, prepared.memory_limit)
+    priced = [
+        found
+        for group in candidate_groups(units, min_memory, prepared.memory_limit)
+        if (found := _price(prepared, group)) is not None
+    ]
     chosen = choose_partition(models, priced)
     if not chosen:
         raise InvalidArgumentError(
-            f"no placement of {', '.join(models)} meets p99 {options.p99_ms:g} ms within "
-            f"{format_bytes(memory_limit)} per device"
+            f"no placement of {', '.join(models)} meets p99 {prepared.options.p99_ms:g} ms within "
+            f"{format_bytes(prepared.memory_limit)} per device"
         )
-    baseline = list(priced_alone.values())
+    return chosen
+
+
+def _per_model_groups(prepared: _Prepared) -> list[PricedGroup]:
+    chosen = []
+    for model in sorted(prepared.rates):
+        found = _price(prepared, (model,))
+        if found is None:
+            raise InvalidArgumentError(
+                f"model '{model}' alone meets p99 {prepared.options.p99_ms:g} ms on no number of devices"
+            )
+        chosen.append(found)
+    return chosen
+
+
+def _describe_plan(prepared: _Prepared, chosen: list[PricedGroup], layout: str) -> Plan:
+    profile, options, pipelines = prepared.profile, prepared.options, prepared.pipelines
+    models = sorted(prepared.rates)
     batching = {m: profile.model(m).max_batch_size > 0 for m in models}
     tunable = {m: profile.model(m).platform != "region_map" for m in models}
-    context = _PodContext(profile, pipelines, budgets, batching, tunable, capacity, scale)
+    context = _PodContext(
+        profile, pipelines, prepared.budgets, batching, tunable, prepared.capacity, prepared.scale
+    )
+    bound, work_s = lower_bound_devices(prepared)
     return Plan(
         profile_device=profile.device_name or profile.device,
         requests_per_s=options.requests_per_s,
@@ -105,20 +194,24 @@ def plan(profile: Profile, options: PlanOptions) -> Plan:
         memory_reserve=options.memory_reserve,
         mix={p.name: p.share for p in pipelines},
         pods=tuple(_pod_plan(i, g, context) for i, g in enumerate(sorted(chosen, key=lambda g: g.models))),
-        baseline=tuple(
-            _pod_plan(i, g, context) for i, g in enumerate(sorted(baseline, key=lambda g: g.models))
-        ),
+        baseline=(),
         pipeline_p99_ms=_pipeline_p99(pipelines, chosen),
         max_utilisation=options.max_utilisation,
-        cpu_scale=scale,
+        cpu_scale=prepared.scale,
         device=profile.device,
         pipeline_overhead_ms={p.name: p.overhead_ms for p in pipelines},
+        layout=layout,
+        lower_bound=bound,
+        work_devices=work_s / prepared.capacity,
     )
 
 
 def _overhead_ms_per_s(pipelines: list[Pipeline], group: tuple[str, ...], requests_per_s: float) -> float:
-    """Device time per second the serving overhead of the pipelines this group serves takes."""
-    return sum(requests_per_s * p.share * p.overhead_ms for p in pipelines if set(p.calls()) <= set(group))
+    """Device time per second the serving overhead of the pipelines entering at this group takes:
+    a request's front-end work runs where its first step runs (the whole pipeline, when packed)."""
+    return sum(
+        requests_per_s * p.share * p.overhead_ms for p in pipelines if p.steps and p.steps[0].model in group
+    )
 
 
 def _check_options(options: PlanOptions) -> None:

@@ -245,12 +245,23 @@ class Profile:
 
     @classmethod
     def load(cls, path: Path) -> Profile:
+        if path.is_dir():
+            raise InvalidArgumentError(f"profile file '{path}' is a folder, not a profile JSON file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise InvalidArgumentError(f"profile file '{path}' does not exist") from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidArgumentError(f"profile file '{path}' is not text (binary data?), not JSON") from exc
         except json.JSONDecodeError as exc:
             raise InvalidArgumentError(f"profile file '{path}' is not valid JSON: {exc}") from exc
+        except OSError as exc:
+            raise InvalidArgumentError(f"profile file '{path}' cannot be read: {exc.strerror}") from exc
+        if not isinstance(data, dict):
+            raise InvalidArgumentError(
+                f"profile file '{path}' holds a JSON {type(data).__name__}, not the object "
+                "`packserve profile` writes"
+            )
         try:
             return cls.from_json(data)
         except (KeyError, TypeError, ValueError) as exc:

@@ -12,10 +12,8 @@ Threading: everything runs on one asyncio event loop; the engine's instance thre
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 from packserve.config.loader import load_model_config
 from packserve.config.normalize import REGION_MAP_PLATFORM
@@ -33,6 +30,7 @@ from packserve.core.request import InferRequest
 from packserve.core.views import ModelStatistics
 from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
 from packserve.planning.config_patch import patched_config_json
+from packserve.planning.device_memory import DeviceMemory, open_device_memory, parse_device
 from packserve.planning.inputs import make_inputs
 from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint, ServedPoint
 from packserve.planning.served import measure_served
@@ -75,32 +73,11 @@ def _sizes(wanted: tuple[int, ...], max_batch_size: int) -> list[int]:
     return [b for b in wanted if b <= max(1, max_batch_size)] or [1]
 
 
-class _Memory:
-    """Memory in use by this process on the profiled device."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self._process = psutil.Process(os.getpid())
-
-    def used_bytes(self) -> int:
-        if self.device.startswith("cuda"):
-            import torch  # only on the GPU path; optional dependency
-
-            torch.cuda.synchronize(self.device)
-            return int(torch.cuda.memory_allocated(self.device))
-        gc.collect()
-        return int(self._process.memory_info().rss)
-
-    def device_name(self) -> str:
-        if self.device.startswith("cuda"):
-            import torch
-
-            return str(torch.cuda.get_device_name(self.device))
-        return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
 async def run_profile(options: ProfileOptions, on_point: ProgressCallback | None = None) -> Profile:
     _check(options)
+    # Before the engine starts: a GPU that is not there is refused in one line, and on one that is
+    # memory is read from the device (every framework's allocations), not from one allocator.
+    memory = open_device_memory(options.device)
     jpeg = _sample_jpeg(options)
     # A pipeline asked for by name brings every model it calls: they are what it costs.
     wanted = _with_callees(options.model_repository, options.models) if options.models else ("*",)
@@ -110,7 +87,6 @@ async def run_profile(options: ProfileOptions, on_point: ProgressCallback | None
         failed = [e for e in engine.repository_index() if e.name in names and e.state != "READY"]
         if failed:
             raise InvalidArgumentError(f"model '{failed[0].name}' did not load: {failed[0].reason}")
-        memory = _Memory(options.device)
         samples = await _traced_samples(engine, names, jpeg)
         # Leaf models first; ensembles last, with every model they call back as configured.
         ordered = sorted(names, key=lambda n: (engine.model_spec(n).is_ensemble, n))
@@ -181,8 +157,7 @@ async def _traced_samples(engine: Engine, names: list[str], jpeg: bytes | None) 
 def _check(options: ProfileOptions) -> None:
     if not options.model_repository.is_dir():
         raise InvalidArgumentError(f"model repository '{options.model_repository}' is not a folder")
-    if options.device != "cpu" and not options.device.startswith("cuda:"):
-        raise InvalidArgumentError(f"device '{options.device}' must be cpu or cuda:N")
+    parse_device(options.device)
     if options.served_requests < 0:
         raise InvalidArgumentError(f"served requests must be 0 or more, got {options.served_requests}")
     if options.requests_per_point < 1 or not options.batch_sizes or not options.instances:
@@ -195,7 +170,7 @@ async def _profile_model(
     engine: Engine,
     name: str,
     options: ProfileOptions,
-    memory: _Memory,
+    memory: DeviceMemory,
     samples: dict[str, Tensors],
     on_point: ProgressCallback | None,
 ) -> ModelProfile:
@@ -228,14 +203,15 @@ async def _profile_model(
         for instances in options.instances:
             await engine.unload_model(name)
             before = memory.used_bytes()
-            await engine.load_model(name, config_json=json.dumps(_profiling_config(original, instances)))
+            config = _profiling_config(original, instances, options.device)
+            await engine.load_model(name, config_json=json.dumps(config))
             await _drive(engine, name, sizes[-1], instances, options.warmup_requests, samples)
             loaded = max(0, memory.used_bytes() - before)
             for batch in sizes:
                 points.append(await _measure(engine, name, batch, instances, options, loaded, samples))
                 _report(on_point, name, batch, instances)
-        # Leave the model as configured for the ensembles measured after it.
-        await engine.load_model(name, config_json=json.dumps(original))
+        # Leave the model as configured (on the profiled device) for the ensembles measured after it.
+        await engine.load_model(name, config_json=json.dumps(on_device(original, options.device)))
     steps = tuple(
         EnsembleStep(s.model_name, tuple(s.input_map.values()), tuple(s.output_map.values()))
         for s in spec.ensemble_steps
@@ -256,12 +232,30 @@ def _report(on_point: ProgressCallback | None, name: str, batch: int, instances:
         on_point(f"{name} batch {batch} x{instances}")
 
 
-def _profiling_config(original: dict[str, Any], instances: int) -> dict[str, Any]:
-    kind = "KIND_CPU"
+def _instance_group(original: dict[str, Any], count: int, device: str) -> dict[str, Any]:
+    """One instance group of `count` instances on the profiled device: KIND_GPU on GPU N for
+    `cuda:N` (ONNX Runtime's CUDA provider, torch on that device, nvJPEG for image models), the
+    model's own kind on `cpu` (KIND_CPU when it names none)."""
+    ordinal = parse_device(device)
+    if ordinal is not None:
+        return {"count": count, "kind": "KIND_GPU", "gpus": [ordinal]}
     groups = original.get("instance_group") or []
-    if groups:
-        kind = str(groups[0].get("kind", kind))
-    patch: dict[str, Any] = {"instance_group": [{"count": instances, "kind": kind}]}
+    kind = str(groups[0].get("kind", "KIND_CPU")) if groups else "KIND_CPU"
+    return {"count": count, "kind": "KIND_GPU" if kind == "KIND_GPU" else "KIND_CPU"} | (
+        {"gpus": groups[0]["gpus"]} if kind == "KIND_GPU" and groups and groups[0].get("gpus") else {}
+    )
+
+
+def on_device(original: dict[str, Any], device: str) -> dict[str, Any]:
+    """The model's config with its instances on the profiled device (unchanged on a CPU)."""
+    if parse_device(device) is None or not original.get("instance_group"):
+        return original
+    count = sum(int(g.get("count", 1)) for g in original["instance_group"])
+    return patched_config_json(original, {"instance_group": [_instance_group(original, count, device)]})
+
+
+def _profiling_config(original: dict[str, Any], instances: int, device: str = "cpu") -> dict[str, Any]:
+    patch: dict[str, Any] = {"instance_group": [_instance_group(original, instances, device)]}
     if original.get("dynamic_batching") is not None:
         # No waiting: a request of b rows runs at once, as one batch of b.
         patch["dynamic_batching"] = {"max_queue_delay_microseconds": 0}

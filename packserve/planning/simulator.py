@@ -39,6 +39,9 @@ class SimModel:
     instances: int
     service_s: ServiceTime
     preferred_batch_sizes: tuple[int, ...] = ()
+    # Fraction of the model's calls this pod kind takes, when several pod kinds serve the model
+    # (per-model replication: dedicated pods plus a share packed with other models).
+    share: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,10 @@ class SimOptions:
     warmup_s: float = 2.0
     arrivals: Arrivals = field(default_factory=Arrivals)
     seed: int = 0
+    # Network round trip a step pays when its model runs in another pod than the request's entry.
+    hop_ms: float = 0.0
+    # Called with the fraction of simulated time done, about 50 times per run (progress display).
+    on_progress: Callable[[float], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,10 @@ class _Replica:
         stats: _Stats,
         capacity: float = 1.0,
         shared: bool = False,
+        kind: str = "",
     ) -> None:
         self.env = env
+        self.kind = kind  # the pod kind this replica belongs to
         self.device: SimDevice = (
             SharedCores(env, capacity) if shared else ExclusiveDevice(env, max(1, round(capacity)))
         )
@@ -205,22 +214,37 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
     clock = FakeClock()
     rng = np.random.default_rng(options.seed)
     stats = _Stats(options.warmup_s, env)
-    pod_of = {m.name: pod for pod in pods for m in pod.models}
+    homes: dict[str, list[tuple[str, float]]] = {}
+    for pod in pods:
+        for model in pod.models:
+            homes.setdefault(model.name, []).append((pod.name, model.share))
     fleets = {
         pod.name: [
-            _Replica(env, clock, pod.models, stats, pod.capacity, pod.shared) for _ in range(pod.replicas)
+            _Replica(env, clock, pod.models, stats, pod.capacity, pod.shared, pod.name)
+            for _ in range(pod.replicas)
         ]
         for pod in pods
     }
     latencies: dict[str, list[float]] = {p.name: [] for p in pipelines}
     completed = [0]  # requests finished after the warm-up, whenever they arrived
     for pipeline in pipelines:
-        missing = [s.model for s in pipeline.steps if s.model not in pod_of]
+        missing = [s.model for s in pipeline.steps if s.model not in homes]
         if missing:
             raise InvalidArgumentError(f"pipeline '{pipeline.name}' calls {missing[0]}, which no pod serves")
-        homes = {pod_of[s.model].name for s in pipeline.steps}
-        if len(homes) != 1:
-            raise InvalidArgumentError(f"pipeline '{pipeline.name}' spans pod types {sorted(homes)}")
+
+    def replica_for(model: str, entry: _Replica | None) -> _Replica:
+        """A replica of a pod kind serving `model`, kinds drawn by their share of its calls; the
+        request's entry replica when that kind is drawn (a pipeline runs in one process there)."""
+        kinds = homes[model]
+        if len(kinds) == 1:
+            kind = kinds[0][0]
+        else:
+            weights = np.array([w for _, w in kinds])
+            kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))][0]
+        if entry is not None and entry.kind == kind:
+            return entry
+        fleet = fleets[kind]
+        return fleet[int(rng.integers(len(fleet)))]
 
     def run_request(pipeline: Pipeline, replica: _Replica) -> Generator[simpy.Event, Any, None]:
         start = env.now
@@ -233,8 +257,10 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
                 yield env.timeout(overhead_s)
         finished: list[simpy.Event] = []
         for step in pipeline.steps:
+            target = replica_for(step.model, replica)
+            hop_s = 0.0 if target is replica else options.hop_ms / 1000.0
             finished.append(
-                env.process(_run_step(env, replica, step.model, [finished[i] for i in step.after]))
+                env.process(_run_step(env, target, step.model, [finished[i] for i in step.after], hop_s))
             )
         yield env.all_of(finished)
         if start >= options.warmup_s:
@@ -247,8 +273,7 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
 
     def next_request() -> simpy.Process:
         pipeline = pipelines[int(rng.choice(len(pipelines), p=shares))]
-        fleet = fleets[pod_of[pipeline.steps[0].model].name]
-        return env.process(run_request(pipeline, fleet[int(rng.integers(len(fleet)))]))
+        return env.process(run_request(pipeline, replica_for(pipeline.steps[0].model, None)))
 
     def generate() -> Generator[simpy.Event, Any, None]:
         for gap in _gaps(options, rng):
@@ -264,7 +289,13 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
             env.process(client())
     else:
         env.process(generate())
-    env.run(until=options.duration_s)
+    if options.on_progress is None:
+        env.run(until=options.duration_s)
+    else:
+        chunks = 50
+        for index in range(1, chunks + 1):
+            env.run(until=options.duration_s * index / chunks)
+            options.on_progress(index / chunks)
     measured_s = options.duration_s - options.warmup_s
     utilisation = {
         pod.name: sum(stats.busy_s.get(id(r.device), 0.0) for r in fleets[pod.name])
@@ -281,10 +312,12 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
 
 
 def _run_step(
-    env: simpy.Environment, replica: _Replica, model: str, after: list[simpy.Event]
+    env: simpy.Environment, replica: _Replica, model: str, after: list[simpy.Event], hop_s: float = 0.0
 ) -> Generator[simpy.Event, Any, None]:
     if after:
         yield env.all_of(after)
+    if hop_s > 0:  # the call goes to another pod and comes back
+        yield env.timeout(hop_s)
     yield replica.queues[model].submit()
 
 

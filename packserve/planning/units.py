@@ -6,6 +6,7 @@ hand it to the user unchanged.
 
 from __future__ import annotations
 
+import math
 import re
 
 from packserve.errors import InvalidArgumentError
@@ -48,6 +49,8 @@ def parse_load(text: str) -> float:
             f"(periods: s, min, h, day)"
         )
     rate = float(match.group(1)) * _SCALE[match.group(2)] / _PERIOD_S[match.group(3)]
+    if not math.isfinite(rate):
+        raise InvalidArgumentError(f"load '{text}' is not a finite number of requests")
     if rate <= 0:
         raise InvalidArgumentError(f"load '{text}' must be more than zero requests")
     return rate
@@ -59,6 +62,8 @@ def parse_duration_ms(text: str) -> float:
     if not match:
         raise InvalidArgumentError(f"duration '{text}' is not understood; write e.g. 100ms, 0.25s or 800us")
     value = float(match.group(1)) * _DURATION_MS[match.group(2)]
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"duration '{text}' is not a finite number")
     if value <= 0:
         raise InvalidArgumentError(f"duration '{text}' must be more than zero")
     return value
@@ -72,7 +77,10 @@ def parse_memory_bytes(text: str) -> int:
         raise InvalidArgumentError(
             f"memory size '{text}' is not understood; write e.g. 16GiB, 32GB or 512MiB"
         )
-    value = int(float(match.group(1)) * _MEMORY[unit])
+    amount = float(match.group(1)) * _MEMORY[unit]
+    if not math.isfinite(amount):
+        raise InvalidArgumentError(f"memory size '{text}' is not a finite number")
+    value = int(amount)
     if value <= 0:
         raise InvalidArgumentError(f"memory size '{text}' must be more than zero")
     return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -11,6 +12,7 @@ from planning_synthetic import LinearModel, linear_profile
 from typer.testing import CliRunner
 
 from packserve.cli.planning_commands import register
+from packserve.errors import PackserveError
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +110,94 @@ def test_plan_missing_profile(app: typer.Typer, tmp_path: Path) -> None:
 def test_deploy_needs_one_repository_source(app: typer.Typer, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["deploy", "k8s", "--plan", str(tmp_path / "p.json"), "--image", "i"])
     assert result.exit_code == 2
+
+
+def _one_line_usage_error(result: Any, argument: str) -> str:
+    """Exit 2, one line naming the argument, no traceback; returns the line."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert argument in lines[0]
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "argument", "message"),
+    [
+        ({"--load": "1e400/s"}, "--load", "finite"),
+        ({"--load": "1e12/s"}, "--load", "refuses more than 100,000"),
+        ({"--peak-factor": "nan"}, "--peak-factor", "finite"),
+        ({"--peak-factor": "inf"}, "--peak-factor", "finite"),
+        ({"--peak-factor": "0.5"}, "--peak-factor", "at least 1"),
+        ({"--p99": "1ms"}, "p99", "cannot be met"),
+    ],
+)
+def test_plan_bad_numbers_one_line(
+    app: typer.Typer,
+    profile_file: Path,
+    tmp_path: Path,
+    overrides: dict[str, str],
+    argument: str,
+    message: str,
+) -> None:
+    line = _one_line_usage_error(
+        CliRunner().invoke(app, _plan_args(profile_file, tmp_path / "out", **overrides)), argument
+    )
+    assert message in line
+
+
+def test_plan_bad_profile_files_one_line(app: typer.Typer, tmp_path: Path) -> None:
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2, 3]")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for path, message in ((listed, "JSON list"), (binary, "not text"), (tmp_path, "folder")):
+        line = _one_line_usage_error(CliRunner().invoke(app, _plan_args(path, tmp_path / "out")), str(path))
+        assert message in line
+
+
+def test_plan_out_naming_a_file_one_line(app: typer.Typer, profile_file: Path, tmp_path: Path) -> None:
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x")
+    line = _one_line_usage_error(CliRunner().invoke(app, _plan_args(profile_file, taken)), "--out")
+    assert "not a folder" in line
+
+
+def test_profile_on_a_missing_gpu_one_line(app: typer.Typer, tmp_path: Path) -> None:
+    from packserve.planning.device_memory import open_device_memory
+
+    try:
+        open_device_memory("cuda:0")
+    except PackserveError:
+        pass
+    else:
+        pytest.skip("a GPU is visible here")
+    result = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            "--model-repository",
+            str(tmp_path),
+            "--device",
+            "cuda:0",
+            "--out",
+            str(tmp_path / "p.json"),
+        ],
+    )
+    assert "no CUDA GPU 0" in _one_line_usage_error(result, "--device")
+
+
+def test_plan_summary_shows_bound_packed_and_baseline(
+    app: typer.Typer, profile_file: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, _plan_args(profile_file, tmp_path / "plan"))
+    assert result.exit_code == 0, result.output
+    assert "lower bound" in result.output and "one model per pod" in result.output
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    rows = plan["comparison"]
+    assert rows["packed"]["devices"] <= rows["baseline"]["devices"]
+    assert rows["lower_bound"]["devices"] <= rows["packed"]["devices"]
+    report = (tmp_path / "plan" / "report.md").read_text()
+    assert "lower bound" in report and "Search for the baseline fleet" in report

@@ -104,16 +104,10 @@ CASES = [
 def test_planner_matches_brute_force(models: list[LinearModel], rate: float, p99: float, memory: int) -> None:
     profile = linear_profile(models)
     # Every model is its own pipeline with an equal share: each sees `rate` calls/s at peak.
-    result = plan(
-        profile,
-        PlanOptions(
-            requests_per_s=rate * len(models),
-            p99_ms=p99,
-            memory_bytes=memory,
-            peak_factor=1.0,
-            memory_reserve=0.0,
-        ),
+    options = PlanOptions(
+        requests_per_s=rate * len(models), p99_ms=p99, memory_bytes=memory, peak_factor=1.0, memory_reserve=0.0
     )
+    result = plan(profile, options)
     expected = _brute_force_pods(models, rate, p99, memory)
     assert gpus(result.pods) == expected
     for pod in result.pods:
@@ -121,7 +115,7 @@ def test_planner_matches_brute_force(models: list[LinearModel], rate: float, p99
         assert sum(m.occupancy_ms for m in pod.models) <= 0.8 * pod.duty_cycle_ms + 1e-9
         for m in pod.models:
             assert m.predicted_p99_ms <= p99 + 1e-9
-    assert gpus(result.pods) <= gpus(result.baseline)
+    assert gpus(result.pods) <= gpus(plan(profile, options, "per_model").pods)
 
 
 def test_memory_forces_a_split() -> None:
@@ -135,7 +129,7 @@ def test_light_models_share_one_pod() -> None:
     models = [LinearModel(f"m{i}", 3, 0.5, 800) for i in range(5)]
     result = plan(linear_profile(models), PlanOptions(50, 100, 16 * GIB))
     assert gpus(result.pods) == 1
-    assert gpus(result.baseline) == 5
+    assert gpus(plan(linear_profile(models), PlanOptions(50, 100, 16 * GIB), "per_model").pods) == 5
     assert len(result.pods[0].models) == 5
 
 
