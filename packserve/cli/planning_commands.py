@@ -122,6 +122,10 @@ def plan(
             help="Device utilisation the search starts from; it steps down until the simulation passes."
         ),
     ] = 0.95,
+    host_cores: Annotated[
+        float,
+        typer.Option(help="GPU plans: host CPU cores per GPU pod (default: the profiling machine's)."),
+    ] = 0.0,
 ) -> None:
     """Plan pods, replicas and per-model settings for a load and latency target."""
     from packserve.planning.commands import PlanCommand, plan_command
@@ -145,6 +149,7 @@ def plan(
         peak_factor=peak_factor,
         mix=_parsed(parse_mix, mix, "--mix") if mix else None,
         max_utilisation=max_utilisation,
+        host_cores=_finite_at_least(host_cores, 0.0, "--host-cores"),
     )
     try:
         with _simulation_progress() as on_progress:

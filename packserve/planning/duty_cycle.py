@@ -33,6 +33,9 @@ class Option:
     occupancy_ms: float  # device time per batch (in a plan: per cycle, at the mean batch)
     latency_ms: float  # time from batch start to results
     memory_bytes: int
+    # GPU plans: host CPU time one batch costs (decode, pre/post-processing, protocol), as measured;
+    # on a GPU node it is charged against the node's cores. 0 on CPU plans (occupancy is CPU time).
+    host_cpu_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,14 @@ def options_of(model: ModelProfile, cpu_scale: float = 0.0) -> list[Option]:
             occupancy = busiest[point.batch_size][1] * cpu_scale
             latency = max(latency, occupancy / point.instances)
         options.append(
-            Option(point.batch_size, point.instances, occupancy, max(latency, occupancy), point.memory_bytes)
+            Option(
+                point.batch_size,
+                point.instances,
+                occupancy,
+                max(latency, occupancy),
+                point.memory_bytes,
+                host_cpu_ms=point.cpu_ms if cpu_scale <= 0 else 0.0,
+            )
         )
     return options
 

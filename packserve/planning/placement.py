@@ -40,15 +40,26 @@ def replicas_for(
     max_utilisation: float = 0.8,
     capacity: float = 1.0,
     overhead_ms_per_s: float = 0.0,
+    host_cores: float = 0.0,
 ) -> PricedGroup | None:
     """Fewest pods for this group; None when no number of pods meets the budgets (or memory).
     `capacity`: batches one pod runs at once (1 for a GPU, its cores for a CPU);
     `overhead_ms_per_s`: device time per second the group's per-request serving overhead takes
-    over the whole fleet (split evenly between its pods)."""
+    over the whole fleet (split evenly between its pods); `host_cores`: on a GPU node, the host
+    cores one pod has - the host CPU its batches cost must fit `max_utilisation` of them too
+    (0: not checked)."""
     subset = {m: options[m] for m in models}
 
     def attempt(replicas: int) -> GroupSetting | None:
         per_pod = {m: rates_per_s[m] / replicas for m in models}
+        setting = _device_setting(replicas, per_pod)
+        if setting is None or host_cores <= 0:
+            return setting
+        if host_utilisation(setting, host_cores) > max_utilisation + 1e-9:
+            return None
+        return setting
+
+    def _device_setting(replicas: int, per_pod: dict[str, float]) -> GroupSetting | None:
         return plan_group(
             subset,
             per_pod,
@@ -65,6 +76,11 @@ def replicas_for(
         rates_per_s[m] * min(o.occupancy_ms / o.batch_size for o in options[m]) / 1000 for m in models
     )
     low = max(1, math.ceil(busy / (max_utilisation * capacity) - 1e-9))
+    if host_cores > 0:
+        host_busy = sum(
+            rates_per_s[m] * min(o.host_cpu_ms / o.batch_size for o in options[m]) / 1000 for m in models
+        )
+        low = max(low, math.ceil(host_busy / (max_utilisation * host_cores) - 1e-9))
     setting = attempt(low)
     if setting is not None:
         return PricedGroup(tuple(models), low, setting)
@@ -83,6 +99,15 @@ def replicas_for(
         else:
             high, best = mid, (mid, candidate)
     return PricedGroup(tuple(models), best[0], best[1])
+
+
+def host_utilisation(setting: GroupSetting, host_cores: float) -> float:
+    """Busy fraction of a GPU node's host cores: every model's calls per second at the host CPU
+    its planned batch size costs per row."""
+    if host_cores <= 0:
+        return 0.0
+    busy_ms = sum(m.rate_per_s * m.option.host_cpu_ms / m.option.batch_size for m in setting.models)
+    return busy_ms / 1000.0 / host_cores
 
 
 def components(pipelines_models: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:

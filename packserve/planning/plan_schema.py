@@ -76,6 +76,11 @@ class PodPlan:
     # Models the pod loads besides `models`: its pipelines' ensembles and the models per-region
     # steps call (their cost is counted in the step that calls them).
     also_loads: tuple[str, ...] = ()
+    # GPU pods: the node's host cores counted on, their predicted busy fraction at peak, and which
+    # resource sets the replica count ("device", "host CPU" or "latency target").
+    host_cores: float = 0.0
+    host_utilisation: float = 0.0
+    binding: str = ""
 
     def load_models(self) -> tuple[str, ...]:
         """Every model the pod's server must load."""
@@ -222,6 +227,9 @@ def _pod_json(pod: PodPlan) -> dict[str, Any]:
         "max_requests_per_s": pod.max_requests_per_s,
         "cost_ms_per_request": pod.cost_ms_per_request,
         "also_loads": list(pod.also_loads),
+        "host_cores": pod.host_cores,
+        "host_utilisation": pod.host_utilisation,
+        "binding": pod.binding,
         "models": [
             {
                 "name": m.name,
@@ -273,4 +281,7 @@ def _pod_from(data: dict[str, Any]) -> PodPlan:
         max_requests_per_s=float(data.get("max_requests_per_s", 0.0)),
         cost_ms_per_request=float(data.get("cost_ms_per_request", 0.0)),
         also_loads=tuple(str(n) for n in data.get("also_loads", ())),
+        host_cores=float(data.get("host_cores", 0.0)),
+        host_utilisation=float(data.get("host_utilisation", 0.0)),
+        binding=str(data.get("binding", "")),
     )

@@ -24,6 +24,7 @@ from packserve.planning.placement import (
     candidate_groups,
     choose_partition,
     components,
+    host_utilisation,
     replicas_for,
 )
 from packserve.planning.plan_schema import ModelPlan, Plan, PodPlan
@@ -42,6 +43,9 @@ class PlanOptions:
     memory_reserve: float = 0.1  # fraction of memory kept free for the runtime and activations
     batch_quantile: float = 0.99  # fraction of duty cycles whose arrivals must fit one batch
     max_utilisation: float = 0.8  # busy fraction of a device at peak, mean batches
+    # GPU plans: host cores per GPU pod, charged the host CPU its batches were measured to cost;
+    # 0 = the profile's `host_cores` (the profiling machine's), none there = not checked.
+    host_cores: float = 0.0
 
 
 # How models are laid out over pod kinds: "packed" lets the planner put models together (whole
@@ -64,6 +68,7 @@ class _Prepared:
     capacity: float
     scale: float
     peak: float
+    host_cores: float = 0.0  # GPU plans: host cores per pod (0 = not checked)
 
 
 def _prepare(profile: Profile, options: PlanOptions) -> _Prepared:
@@ -79,6 +84,9 @@ def _prepare(profile: Profile, options: PlanOptions) -> _Prepared:
     budgets = latency_budgets_ms(pipelines, options.p99_ms, fastest)
     memory_limit = int(options.memory_bytes * (1 - options.memory_reserve))
     _check_each_model_alone(model_options, budgets, memory_limit, options)
+    host_cores = 0.0
+    if scale <= 0 and profile.device != "cpu":
+        host_cores = options.host_cores or float(profile.extra.get("host_cores", 0))
     prepared = _Prepared(
         profile,
         options,
@@ -90,6 +98,7 @@ def _prepare(profile: Profile, options: PlanOptions) -> _Prepared:
         capacity,
         scale,
         peak,
+        host_cores,
     )
     _check_fleet_size(prepared)
     return prepared
@@ -103,7 +112,14 @@ def lower_bound_devices(prepared: _Prepared) -> tuple[int, float]:
         prepared.rates[m] * min(o.occupancy_ms / o.batch_size for o in opts) / 1000.0
         for m, opts in prepared.model_options.items()
     ) + sum(prepared.peak * p.share * p.overhead_ms / 1000.0 for p in prepared.pipelines)
-    return max(1, math.ceil(work_s / prepared.capacity - 1e-9)), work_s
+    devices = work_s / prepared.capacity
+    if prepared.host_cores > 0:  # a GPU node's host CPU is a second resource each pod brings
+        host_s = sum(
+            prepared.rates[m] * min(o.host_cpu_ms / o.batch_size for o in opts) / 1000.0
+            for m, opts in prepared.model_options.items()
+        )
+        devices = max(devices, host_s / prepared.host_cores)
+    return max(1, math.ceil(devices - 1e-9)), devices * prepared.capacity
 
 
 # A fleet larger than this is almost certainly a wrong --load or profile, and would take the
@@ -142,6 +158,7 @@ def _price(prepared: _Prepared, group: tuple[str, ...]) -> PricedGroup | None:
         options.max_utilisation,
         prepared.capacity,
         _overhead_ms_per_s(prepared.pipelines, group, prepared.peak),
+        prepared.host_cores,
     )
 
 
@@ -182,7 +199,15 @@ def _describe_plan(prepared: _Prepared, chosen: list[PricedGroup], layout: str) 
     batching = {m: profile.model(m).max_batch_size > 0 for m in models}
     tunable = {m: profile.model(m).platform != "region_map" for m in models}
     context = _PodContext(
-        profile, pipelines, prepared.budgets, batching, tunable, prepared.capacity, prepared.scale
+        profile,
+        pipelines,
+        prepared.budgets,
+        batching,
+        tunable,
+        prepared.capacity,
+        prepared.scale,
+        prepared.host_cores,
+        options.max_utilisation,
     )
     bound, work_s = lower_bound_devices(prepared)
     return Plan(
@@ -286,6 +311,18 @@ class _PodContext:
     tunable: Mapping[str, bool]
     capacity: float
     scale: float
+    host_cores: float = 0.0
+    max_utilisation: float = 0.8
+
+
+def _binding(device: float, host: float, limit: float) -> str:
+    """Which resource sets the pod count: the busier of device and host CPU when either is near the
+    limit the plan allowed, else the latency target (batches capped by stage budgets)."""
+    if host > 0 and host >= device and host >= 0.9 * limit:
+        return "host CPU"
+    if device >= 0.9 * limit:
+        return "device"
+    return "latency target"
 
 
 def _pod_plan(index: int, group: PricedGroup, context: _PodContext) -> PodPlan:
@@ -327,6 +364,9 @@ def _pod_plan(index: int, group: PricedGroup, context: _PodContext) -> PodPlan:
         max_requests_per_s=saturated.max_requests_per_s,
         cost_ms_per_request=saturated.cost_ms_per_request,
         also_loads=tuple(sorted(_reachable(context.profile, [p.name for p in served]) - set(group.models))),
+        host_cores=context.host_cores,
+        host_utilisation=(host := host_utilisation(setting, context.host_cores)),
+        binding=_binding(setting.utilisation, host, context.max_utilisation),
     )
 
 

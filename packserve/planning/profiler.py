@@ -97,7 +97,8 @@ async def run_profile(options: ProfileOptions, on_point: ProgressCallback | None
             models=tuple(models),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             notes=f"packserve profile, {options.requests_per_point} requests per point",
-            extra={"cpu_cores": _cores()} if options.device == "cpu" else {},
+            # On a GPU the host cores matter too: decode, protocol and post-processing run there.
+            extra={"cpu_cores": _cores()} if options.device == "cpu" else {"host_cores": _cores()},
         )
     finally:
         await engine.shutdown(drain_timeout_s=5.0)

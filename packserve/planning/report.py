@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from packserve.planning.fleet_search import Attempt
 from packserve.planning.plan_check import ScenarioSummary
-from packserve.planning.plan_schema import Plan
+from packserve.planning.plan_schema import Plan, PodPlan
 from packserve.planning.planner import gpus, mean_utilisation
 from packserve.planning.units import format_bytes
 
@@ -34,15 +34,16 @@ def markdown_report(
         "",
         "## Pod types",
         "",
-        "| pod | replicas | models | duty cycle (ms) | memory | utilisation | predicted p99 (ms) "
-        "| device ms per request | max requests/s per pod |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| pod | replicas | models | duty cycle (ms) | memory | utilisation | host CPU | binds "
+        "| predicted p99 (ms) | device ms per request | max requests/s per pod |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for pod in plan.pods:
         lines.append(
             f"| {pod.name} | {pod.replicas} | {', '.join(m.name for m in pod.models)} | "
             f"{pod.duty_cycle_ms:.1f} | "
-            f"{format_bytes(pod.memory_bytes)} | {pod.utilisation:.0%} | {pod.predicted_p99_ms:.1f} | "
+            f"{format_bytes(pod.memory_bytes)} | {pod.utilisation:.0%} | {_host(pod)} | {pod.binding} | "
+            f"{pod.predicted_p99_ms:.1f} | "
             f"{pod.cost_ms_per_request:.1f} | {pod.max_requests_per_s:,.1f} |"
         )
     if plan.device_kind == "KIND_CPU" and plan.pods:
@@ -172,3 +173,8 @@ def devices_section(
 
 def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
+
+
+def _host(pod: PodPlan) -> str:
+    """A GPU pod's host CPU at peak: busy fraction of the cores it counts on."""
+    return f"{pod.host_utilisation:.0%} of {pod.host_cores:g} cores" if pod.host_cores > 0 else ""

@@ -99,3 +99,22 @@ def test_fleets_beyond_a_sane_size_are_refused_with_the_number() -> None:
 
     with pytest.raises(InvalidArgumentError, match=r"needs at least [0-9,]+ devices.*100,000"):
         plan(seven_model_profile(), replace(SEVEN, requests_per_s=1e12))
+
+
+def test_gpu_plans_charge_host_cpu_and_say_which_resource_binds() -> None:
+    # 2 ms of host CPU per image per model (decode, protocol, post-processing): 8 ms per request,
+    # about 6.9 cores at the 868 requests/s peak.
+    profile = seven_model_profile(host_cpu_ms=2.0)
+    unchecked = plan(profile, SEVEN)
+    assert gpus(unchecked.pods) == 3 and unchecked.pods[0].host_cores == 0
+    roomy = plan(profile, replace(SEVEN, host_cores=32))
+    assert gpus(roomy.pods) == 3
+    assert roomy.pods[0].binding != "host CPU" and roomy.pods[0].host_utilisation < 0.2
+    tight = plan(profile, replace(SEVEN, host_cores=2))
+    assert gpus(tight.pods) == 4  # ceil(6.9 cores / (95% of 2 cores)) = 4 pods, one more than the GPUs need
+    assert tight.pods[0].binding == "host CPU"
+    assert 0.8 < tight.pods[0].host_utilisation <= 0.95
+    assert tight.lower_bound == 4  # the host CPU raises the bound too
+    # The profiling machine's cores are the default when the profile records them.
+    recorded = seven_model_profile(host_cpu_ms=2.0, host_cores=2)
+    assert gpus(plan(recorded, SEVEN).pods) == 4
