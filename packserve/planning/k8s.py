@@ -204,10 +204,16 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
             ],
         }
     )
+    metadata = _meta(app, app, options)
+    shares = {m.name: m.share for m in pod.models if m.share < 1.0}
+    if shares:
+        # Per-model replication: this pod kind takes only this share of these models' requests; the
+        # ingress in front of the kinds' Services weights its routes by it (docs/planning.md).
+        metadata["annotations"] = {"packserve.io/traffic-share": json.dumps(shares, sort_keys=True)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(app, app, options),
+        "metadata": metadata,
         "spec": {
             "replicas": pod.replicas,
             "selector": {"matchLabels": _selector(app)},

@@ -28,6 +28,14 @@ class PricedGroup:
     models: tuple[str, ...]
     replicas: int
     setting: GroupSetting  # per-pod setting at replicas pods
+    # Fraction of its models' load this group carries (below 1 when dedicated pods of the same
+    # models carry the rest: per-model replication, `replication.py`), and whether it is such a
+    # dedicated group.
+    shares: tuple[tuple[str, float], ...] = ()  # (model, fraction of its load); absent = 1
+    dedicated: bool = False
+
+    def share_of(self, model: str) -> float:
+        return dict(self.shares).get(model, 1.0)
 
 
 def replicas_for(

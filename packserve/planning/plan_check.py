@@ -81,6 +81,7 @@ def sim_pods(plan: Plan, profile: Profile, pods: tuple[PodPlan, ...] | None = No
                     instances=setting.instances if setting.tunable else _UNLIMITED_INSTANCES,
                     service_s=interpolated_service(same_instances),
                     preferred_batch_sizes=(setting.batch_size,) if setting.batching else (),
+                    share=setting.share,
                 )
             )
         simulated.append(

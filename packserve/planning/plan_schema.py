@@ -30,6 +30,9 @@ class ModelPlan:
     utilisation: float
     batching: bool = True  # False for max_batch_size 0 models: only the instance count changes
     tunable: bool = True  # False for models the core runs (region_map): nothing to set in config
+    # Fraction of the model's calls this pod kind takes: below 1 when the model also runs on
+    # dedicated pods (per-model replication); requests are split between the kinds in proportion.
+    share: float = 1.0
 
     def config_patch(self, device_kind: str) -> dict[str, Any]:
         """Fields to set in the model's config (Triton JSON names)."""
@@ -128,9 +131,17 @@ class Plan:
         return "KIND_CPU" if self.profile_device.lower().startswith("cpu") else "KIND_GPU"
 
     def config_patches(self) -> dict[str, dict[str, Any]]:
-        return {
-            m.name: m.config_patch(self.device_kind) for pod in self.pods for m in pod.models if m.tunable
-        }
+        """model -> config fields. A model on several pod kinds (dedicated and mixed pods) gets the
+        settings of its dedicated pods here; each pod kind's own are in `pod_config_patches`."""
+        patches: dict[str, dict[str, Any]] = {}
+        for pod in sorted(self.pods, key=lambda p: not p.name.endswith("-dedicated")):
+            for m in pod.models:
+                if m.tunable:
+                    patches.setdefault(m.name, m.config_patch(self.device_kind))
+        return patches
+
+    def pod_config_patches(self, pod: PodPlan) -> dict[str, dict[str, Any]]:
+        return {m.name: m.config_patch(self.device_kind) for m in pod.models if m.tunable}
 
     def within_bound_devices(self) -> int:
         """The most devices that count as within 10% of the lower bound."""
@@ -174,6 +185,7 @@ class Plan:
             "p99_within_bound_ms": self.p99_within_bound_ms,
             "comparison": self.comparison(),
             "config_patches": self.config_patches(),
+            "pod_config_patches": {p.name: self.pod_config_patches(p) for p in self.pods},
         }
 
     @classmethod
@@ -245,6 +257,7 @@ def _pod_json(pod: PodPlan) -> dict[str, Any]:
                 "utilisation": m.utilisation,
                 "batching": m.batching,
                 "tunable": m.tunable,
+                "share": m.share,
             }
             for m in pod.models
         ],
@@ -267,6 +280,7 @@ def _pod_from(data: dict[str, Any]) -> PodPlan:
             utilisation=float(m["utilisation"]),
             batching=bool(m.get("batching", True)),
             tunable=bool(m.get("tunable", True)),
+            share=float(m.get("share", 1.0)),
         )
         for m in data["models"]
     )

@@ -29,6 +29,7 @@ from packserve.planning.placement import (
 )
 from packserve.planning.plan_schema import ModelPlan, Plan, PodPlan
 from packserve.planning.profile_schema import Profile
+from packserve.planning.replication import replicate
 from packserve.planning.units import format_bytes
 from packserve.planning.workload import Pipeline, build_pipelines, latency_budgets_ms, rates_per_model
 
@@ -46,6 +47,9 @@ class PlanOptions:
     # GPU plans: host cores per GPU pod, charged the host CPU its batches were measured to cost;
     # 0 = the profile's `host_cores` (the profiling machine's), none there = not checked.
     host_cores: float = 0.0
+    # Nexus-style: a saturating unit of models may get dedicated pods, its residue packed with the
+    # rest (False: whole units only, every replica of a group carrying all of its models' load).
+    per_model_replication: bool = True
 
 
 # How models are laid out over pod kinds: "packed" lets the planner put models together (whole
@@ -146,33 +150,61 @@ def plan(profile: Profile, options: PlanOptions, layout: str = "packed") -> Plan
     return _describe_plan(prepared, chosen, layout)
 
 
-def _price(prepared: _Prepared, group: tuple[str, ...]) -> PricedGroup | None:
+def _price(
+    prepared: _Prepared,
+    group: tuple[str, ...],
+    rates: Mapping[str, float] | None = None,
+    fraction: float | None = None,
+) -> PricedGroup | None:
+    """The group's fewest pods at `rates` (the whole load by default). `fraction`: the share of
+    its pipelines' requests those rates stand for (the serving overhead scales with it); by
+    default the rates' share of the whole load, which is exact for one unit."""
     options = prepared.options
+    rates = prepared.rates if rates is None else rates
+    if fraction is None:
+        whole = sum(prepared.rates[m] for m in group)
+        fraction = sum(rates[m] for m in group) / whole if whole > 0 else 1.0
     return replicas_for(
         group,
         prepared.model_options,
-        prepared.rates,
+        rates,
         prepared.budgets,
         prepared.memory_limit,
         options.batch_quantile,
         options.max_utilisation,
         prepared.capacity,
-        _overhead_ms_per_s(prepared.pipelines, group, prepared.peak),
+        _overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
         prepared.host_cores,
     )
 
 
 def _packed_groups(prepared: _Prepared) -> list[PricedGroup]:
+    """Whole units (what must share a process) placed by CP-SAT, or, when it needs fewer pods,
+    saturating units on dedicated pods with only their residue placed (`replication.py`)."""
     models = sorted(prepared.rates)
     min_memory = {m: min(o.memory_bytes for o in prepared.model_options[m]) for m in models}
     units = components([tuple(p.calls()) for p in prepared.pipelines])
     _check_units_fit(units, min_memory, prepared.memory_limit)
-    priced = [
-        found
-        for group in candidate_groups(units, min_memory, prepared.memory_limit)
-        if (found := _price(prepared, group)) is not None
-    ]
-    chosen = choose_partition(models, priced)
+
+    def place(rates: Mapping[str, float]) -> list[PricedGroup]:
+        placed = [u for u in units if any(m in rates for m in u)]
+        priced = [
+            found
+            for group in candidate_groups(placed, min_memory, prepared.memory_limit)
+            if (found := _price(prepared, group, rates)) is not None
+        ]
+        return choose_partition(sorted(rates), priced)
+
+    def one_pod(unit: tuple[str, ...], rates: Mapping[str, float]) -> PricedGroup | None:
+        found = _price(
+            prepared, unit, rates, fraction=sum(rates.values()) / sum(prepared.rates[m] for m in unit)
+        )
+        return found if found is not None and found.replicas == 1 else None
+
+    if prepared.options.per_model_replication:
+        chosen = replicate(units, prepared.rates, place, one_pod)
+    else:
+        chosen = place(prepared.rates)
     if not chosen:
         raise InvalidArgumentError(
             f"no placement of {', '.join(models)} meets p99 {prepared.options.p99_ms:g} ms within "
@@ -218,7 +250,10 @@ def _describe_plan(prepared: _Prepared, chosen: list[PricedGroup], layout: str) 
         memory_bytes=options.memory_bytes,
         memory_reserve=options.memory_reserve,
         mix={p.name: p.share for p in pipelines},
-        pods=tuple(_pod_plan(i, g, context) for i, g in enumerate(sorted(chosen, key=lambda g: g.models))),
+        pods=tuple(
+            _pod_plan(i, g, context)
+            for i, g in enumerate(sorted(chosen, key=lambda g: (g.models, g.dedicated)))
+        ),
         baseline=(),
         pipeline_p99_ms=_pipeline_p99(pipelines, chosen),
         max_utilisation=options.max_utilisation,
@@ -341,6 +376,7 @@ def _pod_plan(index: int, group: PricedGroup, context: _PodContext) -> PodPlan:
             budget_ms=budgets[m.model],
             predicted_p99_ms=m.predicted_p99_ms,
             utilisation=m.utilisation,
+            share=group.share_of(m.model),
             batching=batching[m.model],
             tunable=context.tunable[m.model],
         )
@@ -354,7 +390,8 @@ def _pod_plan(index: int, group: PricedGroup, context: _PodContext) -> PodPlan:
         else PodThroughput(0.0, 0.0)
     )
     return PodPlan(
-        name=f"pod-{index}" if len(group.models) > 1 else f"pod-{group.models[0]}",
+        name=(f"pod-{index}" if len(group.models) > 1 else f"pod-{group.models[0]}")
+        + ("-dedicated" if group.dedicated else ""),
         models=models,
         replicas=group.replicas,
         duty_cycle_ms=setting.duty_cycle_ms,
@@ -384,7 +421,10 @@ def _reachable(profile: Profile, names: list[str]) -> set[str]:
 
 def _pipeline_p99(pipelines: list[Pipeline], groups: list[PricedGroup]) -> dict[str, float]:
     """Worst-case end-to-end latency per pipeline: critical path of per-stage predicted p99s."""
-    stage = {m.model: m.predicted_p99_ms for g in groups for m in g.setting.models}
+    stage: dict[str, float] = {}
+    for group in groups:  # a model on dedicated and mixed pods: the slower of the two
+        for m in group.setting.models:
+            stage[m.model] = max(stage.get(m.model, 0.0), m.predicted_p99_ms)
     result: dict[str, float] = {}
     for pipeline in pipelines:
         finish: list[float] = []

@@ -235,14 +235,14 @@ def simulate(pods: tuple[SimPod, ...], pipelines: list[Pipeline], options: SimOp
     def replica_for(model: str, entry: _Replica | None) -> _Replica:
         """A replica of a pod kind serving `model`, kinds drawn by their share of its calls; the
         request's entry replica when that kind is drawn (a pipeline runs in one process there)."""
+        if entry is not None and model in entry.queues:
+            return entry  # a pipeline runs in the one process it entered
         kinds = homes[model]
         if len(kinds) == 1:
             kind = kinds[0][0]
         else:
             weights = np.array([w for _, w in kinds])
             kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))][0]
-        if entry is not None and entry.kind == kind:
-            return entry
         fleet = fleets[kind]
         return fleet[int(rng.integers(len(fleet)))]
 
