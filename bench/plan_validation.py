@@ -109,6 +109,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quiet-wait", type=float, default=180.0)
     parser.add_argument("--perf-analyzer", type=Path, default=None)
+    fleet = parser.add_argument_group(
+        "fleet (--fleet): several pinned pods behind nginx, bench/plan_fleet.py"
+    )
+    fleet.add_argument("--fleet", action="store_true", help="validate a multi-pod plan behind nginx instead")
+    fleet.add_argument(
+        "--fleet-profile", default=None, help="profile to plan from (default OUT/profile.json)"
+    )
+    fleet.add_argument("--fleet-load", default="5/s", help="load to plan for; must need 2+ one-core pods")
+    fleet.add_argument(
+        "--fleet-rate-factors", type=lambda t: [float(x) for x in t.split(",")], default=[0.5, 1.0, 1.3]
+    )
+    fleet.add_argument("--fleet-requests", type=int, default=200, help="requests per rate point")
+    fleet.add_argument("--repeats", type=int, default=2, help="runs per point, for a range")
+    fleet.add_argument("--nginx", default="/usr/sbin/nginx")
     return parser.parse_args(argv)
 
 
@@ -273,6 +287,10 @@ def error(measured: float, predicted: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.fleet:
+        from bench.plan_fleet import fleet_main  # imports this module's helpers
+
+        return fleet_main(args)
     started = time.monotonic()
     repository = args.out / "repository"
     if not (repository / ENSEMBLE / "config.pbtxt").is_file():
