@@ -13,13 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from packserve.cli import hygiene
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
-from packserve.frontends.http import HttpLimits, HttpServer
+from packserve.frontends.http import ConnectionLimits, HttpLimits, HttpServer, raise_open_file_limit
+from packserve.frontends.restrictions import Restrictions
 from packserve.metrics import MetricsServer, PrometheusObserver
 
 log = logging.getLogger("packserve")
+_CONN = ConnectionLimits()  # defaults of the connection flags
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc: GrpcOptions = field(default_factory=GrpcOptions)
     drain_timeout_s: float = 30.0
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    http_restrictions: Restrictions = field(default_factory=Restrictions)
 
 
 def print_model_table(index: list[IndexEntry], console: Console) -> None:
@@ -49,9 +54,19 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     """Start the engine and the three front ends; return after SIGTERM/SIGINT has drained them."""
     # soft_wrap: log lines stay whole (greppable) when stderr is a file, not a terminal.
     console = console or Console(stderr=True, soft_wrap=True)
+    open_files = raise_open_file_limit()  # before anything opens sockets or models
+    log.debug("open-file limit %d", open_files)
     metrics = MetricsServer(options.host, options.metrics_port)
     engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
-    http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
+    http = HttpServer(
+        engine,
+        options.host,
+        options.http_port,
+        options.http_limits,
+        options.drain_timeout_s,
+        options.connection_limits,
+        options.http_restrictions,
+    )
     grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
     stop = asyncio.Event()
@@ -118,6 +133,13 @@ def serve_command(
         ),
     ] = EngineOptions.inline_execution_us,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
+    # Connection hygiene and the closed control plane (packserve/cli/hygiene.py).
+    http_restricted_api: hygiene.HttpRestrictedApi = None,
+    grpc_restricted_protocol: hygiene.GrpcRestrictedProtocol = None,
+    http_max_connections: hygiene.MaxConnections = 0,
+    http_header_timeout: hygiene.HeaderTimeout = _CONN.header_timeout_s,
+    http_body_timeout: hygiene.BodyTimeout = _CONN.body_timeout_s,
+    http_keep_alive_timeout: hygiene.KeepAliveTimeout = _CONN.keep_alive_timeout_s,
 ) -> None:
     """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
     logging.basicConfig(
@@ -145,8 +167,14 @@ def serve_command(
         grpc=GrpcOptions(
             max_receive_message_bytes=grpc_max_message_mib << 20,
             max_send_message_bytes=grpc_max_message_mib << 20,
+            max_connection_idle_ms=int(http_keep_alive_timeout * 1000),
+            restrictions=hygiene.restrictions(grpc_restricted_protocol, "--grpc-restricted-protocol"),
         ),
         drain_timeout_s=drain_timeout,
+        connection_limits=hygiene.connection_limits(
+            http_max_connections, http_header_timeout, http_body_timeout, http_keep_alive_timeout
+        ),
+        http_restrictions=hygiene.restrictions(http_restricted_api, "--http-restricted-api"),
     )
     _run(run_server(options))
 

@@ -185,10 +185,8 @@ class Engine:
     # ---- repository control --------------------------------------------------------------
     def _check_explicit(self, action: str) -> None:
         if self.options.model_control_mode != "explicit":
-            raise UnavailableError(
-                f"explicit model {action} is not allowed if model control mode is not EXPLICIT "
-                f"(it is {self.options.model_control_mode.upper()})"
-            )
+            # Triton's words (2.51), in NONE mode as in POLL mode.
+            raise UnavailableError(f"explicit model {action} is not allowed if polling is enabled")
 
     async def load_model(
         self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import LoadedConfig, load_model_config
 from packserve.config.spec import ModelSpec
@@ -96,6 +97,8 @@ class ModelRepository:
         """The runtime that serves (name, version); NotFoundError / ModelNotReadyError otherwise."""
         entry = self._entries.get(name)
         if entry is None or (entry.state != READY and not entry.runtimes):
+            if entry is None:
+                check_model_name(name)  # off the hot path: only names never loaded get here
             if entry is None and not (self.root / name).is_dir():
                 raise NotFoundError(f"Request for unknown model: '{name}' is not found")
             raise ModelNotReadyError(f"Request for unknown model: '{name}' is not ready")
@@ -150,7 +153,9 @@ class ModelRepository:
             await self._load_with(name, configs[name])
 
     async def load(self, name: str, override_json: str | None = None) -> None:
-        if not (self.root / name).is_dir() and override_json is None:
+        check_model_name(name)
+        if not (self.root / name).is_dir():
+            # No folder, no entry: loads of names that do not exist leave nothing in the index.
             raise NotFoundError(f"failed to load '{name}', failed to poll from model repository")
         await self._load_with(name, await self._read_config(name, override_json))
         entry = self._entries[name]

@@ -19,6 +19,7 @@ from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.handlers import Reply
 from packserve.frontends.http.infer_codec import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.restrictions import Restrictions
 from packserve.frontends.status import http_status
 
 Scope = dict[str, Any]
@@ -59,9 +60,12 @@ def _error_reply(status: int, message: str) -> Reply:
 class HttpApp:
     """`create_http_app` returns one of these; it is an ASGI 3 callable."""
 
-    def __init__(self, engine: EngineApi, limits: HttpLimits) -> None:
+    def __init__(
+        self, engine: EngineApi, limits: HttpLimits, restrictions: Restrictions | None = None
+    ) -> None:
         self._engine = engine
         self._limits = limits
+        self._restrictions = restrictions or Restrictions()
         self._decoder = InferDecoder(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,6 +89,10 @@ class HttpApp:
         """Answer one request. `read_body` returns the raw body, already checked against
         max_body_bytes while it arrived. Every error becomes a reply; nothing escapes but
         ClientDisconnected."""
+        if self._restrictions:  # --http-restricted-api: checked before anything else runs
+            refusal = self._restrictions.http_refusal(path, headers)
+            if refusal is not None:
+                return _error_reply(403, refusal)
         try:
             return await self._route(method, path, headers, read_body)
         except PackserveError as exc:
