@@ -42,6 +42,8 @@ _MODEL_GETS = {
     "stats": handlers.model_statistics,
 }
 
+_HEALTH = {"/v2/health/live": handlers.live, "/v2/health/ready": handlers.ready}
+
 
 class _RouteError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -84,6 +86,17 @@ class HttpApp:
             await _send_reply(send, reply)
         elif kind == "lifespan":
             await _lifespan(receive, send)
+
+    def health_now(self, method: str, path: str, headers: Headers) -> Reply | None:
+        """The answer to a liveness / readiness probe, computed at once (no task, no await), so
+        the transport can send it ahead of inference work; None for any other request."""
+        if method != _GET or path not in _HEALTH:
+            return None
+        if self._restrictions:
+            refusal = self._restrictions.http_refusal(path, headers)
+            if refusal is not None:
+                return _error_reply(403, refusal)
+        return _HEALTH[path](self._engine)
 
     async def handle(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
         """Answer one request. `read_body` returns the raw body, already checked against

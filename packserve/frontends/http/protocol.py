@@ -32,6 +32,7 @@ from packserve.frontends.http.limits import HttpLimits
 _MAX_PIPELINED = 32
 _MAX_PIPELINED_BYTES = 16 * 1024 * 1024  # request bodies waiting behind the one being answered
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HEALTH_URLS = (b"/v2/health/live", b"/v2/health/ready")
 _STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in http.HTTPStatus
 }
@@ -258,6 +259,17 @@ class HttpProtocol(asyncio.Protocol):
         request, self._request = self._request, _Request()
         request.method = self._parser.get_method().decode("latin-1")
         request.keep_alive = self._parser.should_keep_alive()
+        if self._current is None and not self._waiting and request.url in _HEALTH_URLS:
+            # Probes are answered here and now, ahead of inference work (no task, no queue).
+            reply = self._app.health_now(request.method, request.url.decode(), request.headers)
+            if reply is not None and self._transport is not None:
+                self._transport.write(encode_reply(reply, request.keep_alive))
+                self._served_any = True
+                if not request.keep_alive:
+                    self._transport.close()
+                else:
+                    self.idle_since = self._loop.time()
+                return
         self._waiting.append(request)
         self._waiting_bytes += request.body_size
         if (
