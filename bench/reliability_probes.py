@@ -77,8 +77,12 @@ def _exchange(sock: socket.socket, request: bytes) -> int:
     return int(head.split()[1])
 
 
-def _closed_loop(port: int, request: bytes, clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` keep-alive clients for `seconds`: rate, p99 and status counts."""
+def _closed_loop(
+    port: int, request: bytes, clients: int, seconds: float, per_client_rate: float = 0.0
+) -> dict[str, Any]:
+    """`clients` keep-alive clients for `seconds`: rate, p99 and status counts. With
+    `per_client_rate` each client sends at most that many requests a second (offered load =
+    clients x rate, as an open loop would, so refused requests are not retried at once)."""
     latencies: dict[int, list[float]] = {}
     failures = [0]
     lock = threading.Lock()
@@ -86,7 +90,11 @@ def _closed_loop(port: int, request: bytes, clients: int, seconds: float) -> dic
 
     def run() -> None:
         sock: socket.socket | None = None
+        next_at = time.monotonic()
         while time.monotonic() < stop_at:
+            if per_client_rate > 0:
+                next_at += 1.0 / per_client_rate
+                time.sleep(max(0.0, next_at - time.monotonic()))
             started = time.perf_counter()
             try:
                 if sock is None:
@@ -208,7 +216,8 @@ def overload(server: LiveServer) -> dict[str, Any]:
     for thread in probes:
         thread.start()
     request = _post("/v2/models/slow/infer", SLOW_BODY)
-    result["slow_10ms_x200_clients"] = _closed_loop(server.http_port, request, 200, 10.0)
+    # `slow` serves about 100 requests/s: 200 clients x 5/s offer ten times that.
+    result["slow_10ms_1000_per_s_offered"] = _closed_loop(server.http_port, request, 200, 10.0, 5.0)
     for thread in probes:
         thread.join(timeout=30)
     return result
@@ -258,7 +267,7 @@ def pipelining(server: LiveServer) -> dict[str, Any]:
 
 def held_open(server: LiveServer, wait_s: float) -> dict[str, Any]:
     """500 idle keep-alive, 200 slowloris and one Content-Length 10^12 socket: how many the server
-    still holds after `wait_s`."""
+    still holds after `wait_s` (past the default keep-alive timeout of 75 s)."""
     idle = [connect(server.http_port) for _ in range(500)]
     for sock in idle:
         sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -339,7 +348,7 @@ def main() -> int:
         "--checkout", type=Path, required=True, help="packserve source to run the server from"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--held-open-wait-s", type=float, default=40.0)
+    parser.add_argument("--held-open-wait-s", type=float, default=80.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="packserve-probes-"))
     repository = build_hostile_repository(work / "repo")
@@ -350,6 +359,8 @@ def main() -> int:
         "class TritonPythonModel:\n    def execute(self, requests):\n        return []\n"
     )
     os.environ["PYTHONPATH"] = str(args.checkout.resolve())
+    args.out = args.out.resolve()
+    os.chdir(args.checkout)  # `python -m packserve` puts the working folder first on sys.path
     results: dict[str, Any] = {"checkout": str(args.checkout), "load_average_start": os.getloadavg()}
     server = start_server(repository, work, open_file_soft_limit=1024)
     try:
