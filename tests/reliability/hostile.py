@@ -180,6 +180,9 @@ def get(port: int, path: str, timeout_s: float = 30.0) -> tuple[int, bytes]:
 
 @contextlib.contextmanager
 def many_sockets(port: int, count: int) -> Iterator[list[socket.socket]]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 256 <= hard:  # the test process needs the files too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count + 256, hard))
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
