@@ -19,3 +19,8 @@ bash scripts/install_demo_weights.sh
 # Reference tools for the protocol tests: NVIDIA's perf_analyzer and a real Triton server.
 bash scripts/install_perf_analyzer.sh
 bash scripts/install_triton_reference.sh
+# A real Prometheus for tests/deploy/test_prometheus.py (Debian's package; the service is not started).
+if ! command -v prometheus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
