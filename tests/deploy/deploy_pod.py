@@ -171,40 +171,32 @@ def pod_plan(
 
 
 @contextlib.contextmanager
-def run_pod(
-    deployment: Manifest,
-    config_maps: dict[str, Manifest],
-    pvcs: dict[str, Path],
-    scratch: Path,
-    network: PodNetwork,
-) -> Iterator[RunningPod]:
-    plan = pod_plan(deployment, config_maps, pvcs, scratch)
+def launch(plan: Manifest, scratch: Path, network: PodNetwork) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a launcher plan (mounts, init containers, server; optional hostname and /etc/hosts) in
+    the network namespace and fresh mount and UTS namespaces. The process becomes the server."""
     # Mount points must exist in the (shared) file system; make the missing ones, remove them after.
     made = [Path(m["target"]) for m in plan["mounts"] if not Path(m["target"]).exists()]
     for path in made:
         path.mkdir(parents=True)
     plan_file = scratch / "pod.json"
     plan_file.write_text(json.dumps(plan), encoding="utf-8")
-    log = scratch / "pod.log"
-    argv = [
+    inside = [
         "ip",
         "netns",
         "exec",
         network.namespace,
         "unshare",
         "--mount",
+        "--uts",
         "--propagation",
         "private",
-        sys.executable,
-        str(LAUNCHER),
-        str(plan_file),
     ]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
-    spec = deployment["spec"]["template"]["spec"]
-    pod = RunningPod(process, network.pod_ip, spec["containers"][0], spec, log)
+    with (scratch / "pod.log").open("wb") as sink:
+        process = subprocess.Popen(
+            [*inside, sys.executable, str(LAUNCHER), str(plan_file)], stdout=sink, stderr=subprocess.STDOUT
+        )
     try:
-        yield pod
+        yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -213,3 +205,17 @@ def run_pod(
         for path in reversed(made):
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+@contextlib.contextmanager
+def run_pod(
+    deployment: Manifest,
+    config_maps: dict[str, Manifest],
+    pvcs: dict[str, Path],
+    scratch: Path,
+    network: PodNetwork,
+) -> Iterator[RunningPod]:
+    plan = pod_plan(deployment, config_maps, pvcs, scratch)
+    spec = deployment["spec"]["template"]["spec"]
+    with launch(plan, scratch, network) as process:
+        yield RunningPod(process, network.pod_ip, spec["containers"][0], spec, scratch / "pod.log")
