@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 from planning_synthetic import LinearModel, linear_profile
+from typer.testing import CliRunner
 
+from packserve.cli import app
 from packserve.errors import InvalidArgumentError
 from packserve.planning.k8s import DeployOptions, build_manifests, keda_manifests
 from packserve.planning.k8s_inputs import ReplicaBounds
@@ -111,7 +113,7 @@ def test_bad_names_images_and_replica_counts_are_refused(
         build_manifests(busy_plan, options)
 
 
-def _deploy(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _deploy_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "packserve", "deploy", "k8s", *args],
         cwd=cwd,
@@ -122,6 +124,12 @@ def _deploy(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _assert_one_line_exit_2(code: int, stderr: str, needle: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert code == 2, stderr
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("packserve deploy k8s: "), lines
+
+
 def test_cli_refuses_bad_input_with_exit_2_and_one_line(busy_plan, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     plan_file = tmp_path / "plan.json"
     busy_plan.save(plan_file)
@@ -129,24 +137,27 @@ def test_cli_refuses_bad_input_with_exit_2_and_one_line(busy_plan, tmp_path: Pat
     absurd["pods"][0]["replicas"] = 10**7
     (tmp_path / "absurd.json").write_text(json.dumps(absurd))
     base = ["--plan", str(plan_file), "--out", str(tmp_path / "k8s")]
+    # The real process once (exit status and stderr as a shell sees them), then in-process.
+    run = _deploy_process(["--image", "img:1", "--repository-volume", "Bad PVC!", *base], tmp_path)
+    _assert_one_line_exit_2(run.returncode, run.stderr, "Bad PVC!")
+    assert not (tmp_path / "k8s").exists()
     cases = [
-        (["--image", "img:1", "--repository-volume", "Bad PVC!", *base], "Bad PVC!"),
         (["--image", "registry.example/packserve 0.1", "--repository-volume", "m", *base], "image reference"),
         (
             ["--image", "img:1", "--repository-volume", "m", "--max-replicas", "100000", *base],
             "--max-replicas",
         ),
+        (["--image", "img:1", "--repository-volume", "m", "--min-replicas", "0", *base], "--min-replicas"),
         (
             ["--image", "img:1", "--repository-volume", "m", "--plan", str(tmp_path / "absurd.json")],
             "replica count",
         ),
     ]
+    runner = CliRunner()
     for args, needle in cases:
-        run = _deploy(args, tmp_path)
-        lines = run.stderr.strip().splitlines()
-        assert run.returncode == 2, run.stdout + run.stderr
-        assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("packserve deploy k8s: "), lines
-    good = _deploy(["--image", "img:1", "--repository-volume", "m", *base], tmp_path)
-    assert good.returncode == 0, good.stderr
+        result = runner.invoke(app, ["deploy", "k8s", *args])
+        _assert_one_line_exit_2(result.exit_code, result.stderr, needle)
+    good = runner.invoke(app, ["deploy", "k8s", "--image", "img:1", "--repository-volume", "m", *base])
+    assert good.exit_code == 0, good.output
     values = yaml.safe_load((tmp_path / "k8s" / "prometheus-adapter-values.yaml").read_text())
     assert values == adapter_values()
