@@ -26,7 +26,9 @@ from deploy_fleet import REPO_ROOT
 from deploy_load import Load, http_status, infer_body, model_metadata
 from deploy_pod import RunningPod, pod_network, pod_network_unavailable, run_pod
 
+from packserve.planning.k8s import DeployOptions, keda_manifests
 from packserve.planning.k8s_scaling import render_adapter_query
+from packserve.planning.plan_schema import Plan
 
 pytestmark = pytest.mark.timeout(600)
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "packserve-dashboard.json"
@@ -174,6 +176,16 @@ def test_dashboard_and_adapter_queries_move_with_load(
         .replace("<<.GroupBy>>", "pod")
     )
     assert adapter_query == render_adapter_query(f'namespace="{namespace}",pod="{pod_name}"', "pod")
+    # The KEDA alternative's trigger, generated for the same plan and names.
+    keda = keda_manifests(
+        Plan.load(fleet_dir / "plan" / "plan.json"),
+        DeployOptions(
+            image="img:1", repository_volume="models", keda_prometheus_url="http://prometheus:9090"
+        ),
+    )
+    keda_query = next(k for k in keda if k["metadata"]["name"] == name)["spec"]["triggers"][0]["metadata"][
+        "query"
+    ]
 
     scratch = tmp_path / "pod"
     scratch.mkdir()
@@ -187,7 +199,9 @@ def test_dashboard_and_adapter_queries_move_with_load(
             time.sleep(0.2)
         prometheus = Prometheus(scrape_config(monitor, service, pod, pod_name), tmp_path)
         try:
-            report = measure(prometheus, pod, monitor["metadata"]["name"], adapter_query, deployment)
+            report = measure(
+                prometheus, pod, monitor["metadata"]["name"], (adapter_query, keda_query), deployment
+            )
         finally:
             prometheus.stop()
             pod.process.send_signal(signal.SIGTERM)
@@ -198,7 +212,7 @@ def test_dashboard_and_adapter_queries_move_with_load(
 
 
 def measure(
-    prometheus: Prometheus, pod: RunningPod, job: str, adapter_query: str, deployment: dict[str, Any]
+    prometheus: Prometheus, pod: RunningPod, job: str, scaling: tuple[str, str], deployment: dict[str, Any]
 ) -> dict[str, Any]:
     prometheus.wait_up(job)
     time.sleep(2)
@@ -227,7 +241,7 @@ def measure(
     report: dict[str, Any] = {
         "load": {"ok": counts.ok, "rejected_on_purpose": load.rejected, "seconds": LOAD_S}
     }
-    for expr in [*dashboard_queries(), adapter_query]:
+    for expr in [*dashboard_queries(), *scaling]:
         query = as_grafana_would(expr)
         values = {
             "before": peak(prometheus.query(query, before - 0.5)),
@@ -245,6 +259,6 @@ def measure(
             # Request-driven: nothing (or 0) without load, a positive value under it.
             assert values["before"] in (None, 0.0), (expr, values)
             assert values["during"] is not None and values["during"] > 0, (expr, values)
-            if expr != adapter_query:  # its 1 m window still holds the load
+            if expr not in scaling:  # their 1 m window still holds the load
                 assert values["after"] in (None, 0.0), (expr, values)
     return report
