@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -136,3 +137,25 @@ class Load:
         with self._lock:
             self.counts.failed += 1
             self.counts.failures.append(what)
+
+
+def slow_request(host: str, port: int, model: str, body: bytes, pause_s: float) -> int | str:
+    """One request whose body arrives in two halves `pause_s` apart, so it is in flight across
+    whatever the server does meanwhile (closing its listeners); its status, or the error's name."""
+    head = (
+        f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    half = len(body) // 2
+    try:
+        with socket.create_connection((host, port), timeout=REQUEST_TIMEOUT_S) as sock:
+            sock.sendall(head + body[:half])
+            time.sleep(pause_s)
+            sock.sendall(body[half:])
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+    except OSError as error:
+        return type(error).__name__
+    status_line = reply.split(b"\r\n", 1)[0].split()
+    return int(status_line[1]) if len(status_line) > 1 else "no reply"

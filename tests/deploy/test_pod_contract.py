@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from deploy_load import Load, http_status, infer_body, model_metadata
+from deploy_load import Load, http_status, infer_body, model_metadata, slow_request
 from deploy_pod import RunningPod, pod_network, pod_network_unavailable, run_pod
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -115,8 +116,17 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
     grpc_status = grpc_health(pod)
     live_status = http_status(probe_url(pod, container["livenessProbe"]))
     # Endpoint removal takes a moment: traffic keeps coming for part of the delay, then stops.
-    time.sleep(drain_delay_s(container) * 0.6)
+    # One more request starts late in the delay and is still arriving when the listeners close.
+    delay = drain_delay_s(container)
+    slow: list[int | str] = []
+    straddler = threading.Thread(
+        target=lambda: slow.append(slow_request(pod.ip, http_port, model, body, delay * 0.5 + 1.0))
+    )
+    time.sleep(delay * 0.5)
+    straddler.start()
+    time.sleep(delay * 0.1)
     counts = load.stop()
+    straddler.join(timeout=60)
     grace = spec["terminationGracePeriodSeconds"]
     try:
         code = pod.process.wait(timeout=grace)
@@ -134,6 +144,7 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
         "accepted_ok": counts.ok,
         "accepted_ok_after_sigterm": sum(t > sent_at for t in counts.ok_times),
         "failed": counts.failed,
+        "request_across_listener_close": slow[0] if slow else "no answer",
         "refused": counts.refused,
         "exit_code": code,
         "exit_after_s": round(exited_at - sent_at, 2),
@@ -143,6 +154,7 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
     assert grpc_status == "NOT_SERVING", result
     assert live_status == 200, result
     assert counts.failed == 0, (result, counts.failures[:5], pod.log_tail())
+    assert result["request_across_listener_close"] == 200, (result, pod.log_tail())
     assert result["accepted_ok_after_sigterm"] > 0, result
     assert code == 0, (result, pod.log_tail())
     assert result["exit_after_s"] < grace, result
