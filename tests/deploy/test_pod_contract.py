@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import yaml
 from deploy_load import Load, http_status, infer_body, model_metadata, slow_request
 from deploy_pod import RunningPod, pod_network, pod_network_unavailable, run_pod
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import triton_to_np_dtype
 
 pytestmark = pytest.mark.timeout(600)
 LOAD_THREADS = 4
@@ -51,6 +54,21 @@ def grpc_health(pod: RunningPod) -> str:
             health_pb2.HealthCheckRequest(service=""), timeout=5
         )
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def grpc_infer_ok(pod: RunningPod, model: str, metadata: dict[str, Any]) -> bool:
+    """One gRPC inference at the pod IP with zeros for every input (batch 1 where variable)."""
+    client = grpcclient.InferenceServerClient(f"{pod.ip}:{pod.port('grpc')}")
+    try:
+        inputs = []
+        for tensor in metadata["inputs"]:
+            shape = [1 if d < 0 else d for d in tensor["shape"]]
+            item = grpcclient.InferInput(tensor["name"], shape, tensor["datatype"])
+            item.set_data_from_numpy(np.zeros(shape, dtype=triton_to_np_dtype(tensor["datatype"])))
+            inputs.append(item)
+        return client.infer(model, inputs, client_timeout=30).get_response() is not None
+    finally:
+        client.close()
 
 
 def drain_delay_s(container: dict[str, Any]) -> float:
@@ -96,7 +114,9 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
     assert grpc_health(pod) == "SERVING"
     model = deployment["spec"]["template"]["metadata"]["annotations"]["packserve.io/models"].split(",")[0]
     http_port = pod.port("http")
-    body = infer_body(model_metadata(pod.ip, http_port, model))
+    metadata = model_metadata(pod.ip, http_port, model)
+    body = infer_body(metadata)
+    assert grpc_infer_ok(pod, model, metadata)
 
     load = Load(pod.ip, http_port, model, body, LOAD_THREADS).start()
     time.sleep(1.5)
@@ -115,6 +135,7 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
     assert not_ready_at is not None, "readiness never turned false after SIGTERM"
     grpc_status = grpc_health(pod)
     live_status = http_status(probe_url(pod, container["livenessProbe"]))
+    grpc_serves = grpc_infer_ok(pod, model, metadata)  # not ready, still serving gRPC too
     # Endpoint removal takes a moment: traffic keeps coming for part of the delay, then stops.
     # One more request starts late in the delay and is still arriving when the listeners close.
     delay = drain_delay_s(container)
@@ -141,6 +162,7 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
         "readiness_false_after_s": round(not_ready_at - sent_at, 3),
         "grpc_health_after_sigterm": grpc_status,
         "liveness_after_sigterm": live_status,
+        "grpc_infer_after_sigterm": grpc_serves,
         "accepted_ok": counts.ok,
         "accepted_ok_after_sigterm": sum(t > sent_at for t in counts.ok_times),
         "failed": counts.failed,
@@ -152,7 +174,7 @@ def check_pod(pod: RunningPod, deployment: dict[str, Any]) -> dict[str, Any]:
     }
     assert result["readiness_false_after_s"] < 1.0, result
     assert grpc_status == "NOT_SERVING", result
-    assert live_status == 200, result
+    assert live_status == 200 and grpc_serves, result
     assert counts.failed == 0, (result, counts.failures[:5], pod.log_tail())
     assert result["request_across_listener_close"] == 200, (result, pod.log_tail())
     assert result["accepted_ok_after_sigterm"] > 0, result
