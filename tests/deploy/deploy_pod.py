@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,8 @@ Manifest = dict[str, Any]
 
 
 def pod_network_unavailable() -> str | None:
+    if os.environ.get("PACKSERVE_TEST_NO_NETNS"):
+        return "PACKSERVE_TEST_NO_NETNS is set (to exercise the fallbacks)"
     if os.geteuid() != 0:
         return "creating a network namespace needs root"
     for tool in ("ip", "unshare", "mount"):
@@ -111,9 +114,11 @@ class RunningPod:
     container: Manifest
     spec: Manifest
     log: Path
+    moved_ports: dict[int, int] | None = None  # container port -> where it really listens
 
     def port(self, name: str | int) -> int:
-        return container_port(self.container, name)
+        port = container_port(self.container, name)
+        return (self.moved_ports or {}).get(port, port)
 
     def url(self, port: str | int, path: str) -> str:
         return f"http://{self.ip}:{self.port(port)}{path}"
@@ -219,3 +224,39 @@ def run_pod(
     spec = deployment["spec"]["template"]["spec"]
     with launch(plan, scratch, network) as process:
         yield RunningPod(process, network.pod_ip, spec["containers"][0], spec, scratch / "pod.log")
+
+
+@contextlib.contextmanager
+def pod_on_loopback(deployment: Manifest, repository: Path, scratch: Path) -> Iterator[RunningPod]:
+    """The fallback where no namespace can be made: the server container's command on 127.0.0.1,
+    free ports and the repository's path instead of /models (no init containers). Only for tests
+    that need a scrapeable server, not for the pod contract itself."""
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    sockets = [socket.socket() for _ in container["ports"]]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    moved = {
+        int(p["containerPort"]): sock.getsockname()[1]
+        for p, sock in zip(container["ports"], sockets, strict=True)
+    }
+    for sock in sockets:
+        sock.close()
+    argv = container_argv(container)
+    for index, word in enumerate(argv[:-1]):
+        following = argv[index + 1]
+        if word == "--host":
+            argv[index + 1] = "127.0.0.1"
+        elif word.endswith("-port") and following.isdigit():
+            argv[index + 1] = str(moved.get(int(following), following))
+        elif word == "--model-repository":
+            argv[index + 1] = str(repository)
+    log = scratch / "pod.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, env=container_env(container), stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        yield RunningPod(process, "127.0.0.1", container, spec, log, moved)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
