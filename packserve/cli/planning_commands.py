@@ -142,6 +142,7 @@ def deploy_k8s(
         str | None,
         typer.Option(help="Prometheus URL: also write KEDA ScaledObjects (instead of the HPAs)."),
     ] = None,
+    console: Annotated[bool, typer.Option(help="Serve the web console (/console) in the pods.")] = False,
 ) -> None:
     """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceMonitor) for a plan, and the
     prometheus-adapter rule that gives the HPA its metric."""
@@ -157,6 +158,7 @@ def deploy_k8s(
         replicas=ReplicaBounds(min_replicas, max_replicas),
         kserve=kserve,
         keda_prometheus_url=keda_prometheus,
+        console=console,
     )
     try:
         written = deploy_k8s_command(plan_file, options, out)

@@ -22,7 +22,7 @@ from packserve.cli.serve_shutdown import (
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
-from packserve.frontends.http import HttpLimits, HttpServer
+from packserve.frontends.http import ConsoleAssets, HttpLimits, HttpServer
 from packserve.metrics import MetricsServer, PrometheusObserver
 
 log = logging.getLogger("packserve")
@@ -38,6 +38,7 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc: GrpcOptions = field(default_factory=GrpcOptions)
     shutdown: ShutdownTiming = field(default_factory=ShutdownTiming)
+    console: bool = True  # the web console at /console on the HTTP port
 
 
 def print_model_table(index: list[IndexEntry], console: Console) -> None:
@@ -58,7 +59,10 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     at, timing = options.addresses, options.shutdown
     metrics = MetricsServer(at.metrics_host, options.metrics_port)
     engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
-    http = HttpServer(engine, at.http_host, options.http_port, options.http_limits, timing.exit_timeout_s)
+    console_assets = ConsoleAssets(options.engine.model_control_mode) if options.console else None
+    http = HttpServer(
+        engine, at.http_host, options.http_port, options.http_limits, timing.exit_timeout_s, console_assets
+    )
     grpc_server = GrpcServer(engine, at.grpc_host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
     signals = StopSignals(asyncio.get_running_loop())
@@ -83,6 +87,8 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         f"packserve: HTTP on {at.http_host}:{http.port}, gRPC on {at.grpc_host}:{grpc_server.port}, "
         f"metrics on {at.metrics_host}:{metrics.port}"
     )
+    if console_assets is not None:
+        console.print(f"packserve: web console at http://{at.http_host}:{http.port}/console/")
     await signals.first.wait()
     await drain_and_stop(engine, http, grpc_server, metrics, timing, signals, console)
     console.print("packserve: stopped")
@@ -145,6 +151,9 @@ def serve_command(
         ),
     ] = EngineOptions.inline_execution_us,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
+    console: Annotated[
+        bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
+    ] = True,
 ) -> None:
     """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
     logging.basicConfig(
@@ -174,6 +183,7 @@ def serve_command(
             max_send_message_bytes=grpc_max_message_mib << 20,
         ),
         shutdown=ShutdownTiming(drain_delay_s=drain_delay, exit_timeout_s=exit_timeout),
+        console=console,
     )
     _run(run_server(options))
 

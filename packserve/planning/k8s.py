@@ -56,6 +56,7 @@ class DeployOptions:
     replicas: ReplicaBounds = field(default_factory=ReplicaBounds)  # HPA bounds; from the plan where unset
     kserve: bool = False
     keda_prometheus_url: str | None = None  # also write a KEDA ScaledObject querying this server
+    console: bool = False  # the web console (/console) stays off in a cluster unless asked for
 
 
 def build_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
@@ -92,7 +93,9 @@ def keda_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
     return objects
 
 
-def serve_args(models: tuple[str, ...], repository: str, ports: tuple[int, int, int]) -> list[str]:
+def serve_args(
+    models: tuple[str, ...], repository: str, ports: tuple[int, int, int], console: bool = False
+) -> list[str]:
     """The container's `packserve serve` command line: reachable, draining readiness-first."""
     http_port, grpc_port, metrics_port = ports
     return [
@@ -114,6 +117,7 @@ def serve_args(models: tuple[str, ...], repository: str, ports: tuple[int, int, 
         str(DRAIN_DELAY_S),
         "--exit-timeout-secs",
         str(EXIT_TIMEOUT_S),
+        "--console" if console else "--no-console",
     ]
 
 
@@ -194,7 +198,9 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
     server = {
         "name": "packserve",
         "image": options.image,
-        "args": serve_args(pod.load_models(), _REPOSITORY, (HTTP_PORT, GRPC_PORT, METRICS_PORT)),
+        "args": serve_args(
+            pod.load_models(), _REPOSITORY, (HTTP_PORT, GRPC_PORT, METRICS_PORT), options.console
+        ),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -325,7 +331,7 @@ def kserve_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
                     "name": "kserve-container",
                     "image": options.image,
                     # KServe's storage initializer puts the repository at /mnt/models.
-                    "args": serve_args((), "/mnt/models", (8080, 9000, METRICS_PORT)),
+                    "args": serve_args((), "/mnt/models", (8080, 9000, METRICS_PORT), options.console),
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                     "readinessProbe": {
                         "httpGet": {"path": "/v2/health/ready", "port": 8080},
