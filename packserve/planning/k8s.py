@@ -43,7 +43,15 @@ DRAIN_DELAY_S = 5
 EXIT_TIMEOUT_S = 30
 GRACE_PERIOD_S = DRAIN_DELAY_S + EXIT_TIMEOUT_S + 10
 READINESS_PERIOD_S, READINESS_FAILURES = 2, 2
-__all__ = ["QUEUE_METRIC", "DeployOptions", "build_manifests", "is_core", "serve_args"]
+__all__ = [
+    "QUEUE_METRIC",
+    "DeployOptions",
+    "build_manifests",
+    "is_core",
+    "keda_manifests",
+    "kserve_manifests",
+    "serve_args",
+]
 
 
 @dataclass(frozen=True, slots=True)
