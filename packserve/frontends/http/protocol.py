@@ -48,6 +48,8 @@ def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
     ]
     if reply.header_length is not None:
         head.append(b"inference-header-content-length: %d\r\n" % reply.header_length)
+    for name, value in reply.headers:
+        head.append(b"%s: %s\r\n" % (name, value))
     if not keep_alive:
         head.append(b"connection: close\r\n")
     head.append(b"\r\n")
@@ -128,6 +130,9 @@ class HttpProtocol(asyncio.Protocol):
         self._waiting_bytes = 0
         self._current: asyncio.Task[None] | None = None
         self._reading = True
+        # A request counts as accepted (and busy, for a graceful stop) from its first byte: one
+        # still arriving when the server stops is read to the end and answered.
+        self._receiving = False
         self.closing = False
         # Where the connection stands, for its one timer (see _deadline).
         self._in_head = False  # a request has begun and its headers are not complete
@@ -155,10 +160,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._tracker.connections.discard(self)
+        for _ in range(len(self._waiting) + self._receiving):
+            self._tracker.request_finished()
         if self._request.body_size:  # a body cut off half-way: let its memory go back
             self._tracker.memory.body_dropped(self._request.body_size)
         self._request = _Request()
         self._waiting.clear()
+        self._receiving = False
         self.closing = True
         if self._timer is not None:
             self._timer.cancel()
@@ -206,6 +214,8 @@ class HttpProtocol(asyncio.Protocol):
     # ---- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._request = _Request()
+        self._receiving = True
+        self._tracker.request_started()
         self._in_head, self._head_bytes, self._header_text = True, 0, 0
         self.idle_since = None
         self._phase_start = self._loop.time()
@@ -259,13 +269,16 @@ class HttpProtocol(asyncio.Protocol):
         request, self._request = self._request, _Request()
         request.method = self._parser.get_method().decode("latin-1")
         request.keep_alive = self._parser.should_keep_alive()
+        self._receiving = False
         if self._current is None and not self._waiting and request.url in _HEALTH_URLS:
             # Probes are answered here and now, ahead of inference work (no task, no queue).
             reply = self._app.health_now(request.method, request.url.decode(), request.headers)
             if reply is not None and self._transport is not None:
-                self._transport.write(encode_reply(reply, request.keep_alive))
+                keep_alive = request.keep_alive and not self.closing
+                self._transport.write(encode_reply(reply, keep_alive))
                 self._served_any = True
-                if not request.keep_alive:
+                self._tracker.request_finished()
+                if not keep_alive:
                     self._transport.close()
                 else:
                     self.idle_since = self._loop.time()
@@ -281,10 +294,14 @@ class HttpProtocol(asyncio.Protocol):
 
     # ---- answering -----------------------------------------------------------------------
     def _start_next(self) -> None:
-        if self.closing or self._write_paused_since is not None:
-            return
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._write_paused_since is not None:
+            return  # connection_lost releases what still waits; resume_writing comes back here
         if not self._waiting:
-            if not self._in_head and not self._in_body:
+            if self.closing and not self._receiving:
+                transport.close()
+                return
+            if not self._receiving:
                 self.idle_since = self._loop.time()
             if not self._reading:
                 self._resume_reading()
@@ -294,7 +311,6 @@ class HttpProtocol(asyncio.Protocol):
             self._resume_reading()
         request = self._waiting.popleft()
         self._waiting_bytes -= request.body_size
-        self._tracker.request_started()
         self._current = self._loop.create_task(self._answer(request))
 
     async def _answer(self, request: _Request) -> None:
@@ -405,9 +421,10 @@ class HttpProtocol(asyncio.Protocol):
             self._transport.close()
 
     def close_when_idle(self) -> None:
-        """Server stop: answer what is in progress, then close."""
+        """Server stop: answer what is in progress (also a request still arriving), then close."""
         self.closing = True
-        if self._current is None and self._transport is not None:
+        idle = self._current is None and not self._waiting and not self._receiving
+        if idle and self._transport is not None:
             self._transport.close()
 
 

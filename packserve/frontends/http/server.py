@@ -9,6 +9,7 @@ import contextlib
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.http.app import HttpApp
 from packserve.frontends.http.connections import ConnectionLimits
+from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.limits import HttpLimits
 from packserve.frontends.http.protocol import ConnectionTracker, HttpProtocol
 from packserve.frontends.restrictions import Restrictions
@@ -24,12 +25,13 @@ class HttpServer:
         port: int = 8000,
         limits: HttpLimits | None = None,
         drain_timeout_s: float = 30.0,
+        console: ConsoleAssets | None = None,
         connection_limits: ConnectionLimits | None = None,
         restrictions: Restrictions | None = None,
     ) -> None:
         self._limits = limits or HttpLimits()
         self._conn = connection_limits or ConnectionLimits()
-        self._app = HttpApp(engine, self._limits, restrictions)
+        self._app = HttpApp(engine, self._limits, console, restrictions)
         self._host = host
         self._requested_port = port
         self._drain_timeout_s = drain_timeout_s
