@@ -1,8 +1,9 @@
-"""Issue 10's hostile-client probes, measured (not asserted) against one packserve checkout, so the
-same probes can be run before and after a change and compared:
+"""Issue 10's hostile-client probes (the faulty-model ones are bench/reliability_probes.py),
+measured (not asserted) against one packserve checkout, so the same probes can be run before and
+after a change and compared:
 
-    .venv/bin/python -m bench.reliability_probes --checkout /work/main --out bench/results/before.json
-    .venv/bin/python -m bench.reliability_probes --checkout . --out bench/results/after.json
+    .venv/bin/python -m bench.hostile_probes --checkout /work/main --out bench/results/before.json
+    .venv/bin/python -m bench.hostile_probes --checkout . --out bench/results/after.json
 
 The server runs from `--checkout` (its PYTHONPATH) with default flags, a soft open-file limit of
 1,024, on loopback. The tests in tests/reliability assert the outcomes; this reports the figures.
