@@ -10,18 +10,23 @@ and share whatever the `BackendModel` holds (an ONNX Runtime session, weights).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from packserve.core.request import InferRequest, Tensor
+from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.errors import PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
     from packserve.config.spec import ModelSpec
+
+
+# Runs a request through the server's engine from a backend worker thread and waits for it, for
+# at most the given seconds (BLS from isolated python models).
+BlockingInfer = Callable[[InferRequest, float], InferResponse]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ class ModelContext:
     model_dir: Path  # <repository>/<model name>
     version: int
     version_dir: Path  # <model_dir>/<version>
+    blocking_infer: BlockingInfer | None = None
 
     @property
     def model_file(self) -> Path:
@@ -76,6 +82,21 @@ class BackendInstance(abc.ABC):
         and the core may call it on the event-loop thread once it has measured it cheaper than a
         hand-off to the worker thread (core/inline_policy.py)."""
         return False
+
+    @property
+    def failed_reason(self) -> str | None:
+        """Why this instance can serve no more (its model then shows UNAVAILABLE), or None."""
+        return None
+
+    @property
+    def enforces_execution_timeout(self) -> bool:
+        """True when `execute` keeps the model's execution deadline itself (an isolated worker
+        is killed); otherwise the instance pool fails late batches and sets the instance aside."""
+        return False
+
+    def interrupt(self) -> None:  # noqa: B027 - in-process instances cannot be stopped
+        """Make a running `execute` return as soon as it can (unload under a hung model).
+        Any thread may call it."""
 
     def close(self) -> None:  # noqa: B027 - most instances hold nothing of their own
         """Release what this instance holds."""

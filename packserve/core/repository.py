@@ -26,7 +26,13 @@ from packserve.core.runtime import (
     load_backend_instances,
 )
 from packserve.core.views import IndexEntry
-from packserve.errors import ModelLoadError, ModelNotReadyError, NotFoundError, PackserveError
+from packserve.errors import (
+    ModelLoadError,
+    ModelNotReadyError,
+    NotFoundError,
+    PackserveError,
+    UnavailableError,
+)
 
 log = logging.getLogger("packserve.repository")
 
@@ -103,7 +109,7 @@ class ModelRepository:
             latest = entry.latest
             if latest is None:
                 raise ModelNotReadyError(f"model '{name}' has no ready version")
-            return latest
+            return _serving(latest)
         try:
             number = int(version)
         except ValueError:
@@ -111,7 +117,7 @@ class ModelRepository:
         runtime = entry.runtimes.get(number)
         if runtime is None:
             raise NotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
-        return runtime
+        return _serving(runtime)
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         rows: list[IndexEntry] = []
@@ -120,9 +126,12 @@ class ModelRepository:
             if ready_only and entry.state != READY:
                 continue
             if entry.runtimes:
-                rows.extend(
-                    IndexEntry(name, str(v), entry.state, entry.reason) for v in sorted(entry.runtimes)
-                )
+                for version in sorted(entry.runtimes):
+                    failed = runtime_failure(entry.runtimes[version])
+                    if failed is None or entry.state != READY:
+                        rows.append(IndexEntry(name, str(version), entry.state, entry.reason))
+                    elif not ready_only:
+                        rows.append(IndexEntry(name, str(version), UNAVAILABLE, failed))
             else:
                 rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
@@ -230,7 +239,7 @@ class ModelRepository:
         try:
             for version in loaded.versions:
                 instances = await asyncio.to_thread(
-                    load_backend_instances, spec, loaded.config, version, deps
+                    load_backend_instances, spec, loaded.config, version, deps, asyncio.get_running_loop()
                 )
                 built[version] = backend_runtime(spec, loaded.config, version, instances, deps)
         except BaseException:
@@ -240,6 +249,18 @@ class ModelRepository:
 
     async def _close_runtimes(self, runtimes: Iterable[ModelRuntime]) -> None:
         await asyncio.gather(*(r.close(self._drain_timeout_s) for r in runtimes))
+
+
+def runtime_failure(runtime: ModelRuntime) -> str | None:
+    """Why a loaded version can serve no more (every instance stuck or failed), else None."""
+    return runtime.pool.failed_reason if runtime.pool is not None else None
+
+
+def _serving(runtime: ModelRuntime) -> ModelRuntime:
+    failed = runtime_failure(runtime)
+    if failed is not None:
+        raise UnavailableError(failed)
+    return runtime
 
 
 def _spec_callees(spec: ModelSpec) -> set[str]:

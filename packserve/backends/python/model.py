@@ -1,4 +1,5 @@
-"""Python backend: runs Triton python-backend models (model.py with TritonPythonModel) in-process.
+"""Python backend: runs Triton python-backend models (model.py with TritonPythonModel) in-process,
+or each instance in a worker process of its own with `isolation: process` (isolated.py).
 
 As in Triton, every instance gets its own copy of the user's module and its own TritonPythonModel
 object (Triton runs each instance in its own stub process), so module-level state is never shared
@@ -12,13 +13,12 @@ import importlib.util
 import itertools
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from packserve.backends.base import (
     BackendInstance,
@@ -29,18 +29,14 @@ from packserve.backends.base import (
     ModelContext,
 )
 from packserve.backends.batch_rows import output_names_for
+from packserve.backends.limits import execution_limits
 from packserve.backends.python import pb_utils
+from packserve.backends.python.isolated import IsolatedPythonInstance
+from packserve.backends.python.responses import pb_request_parameters, response_outputs
+from packserve.backends.python.shm_arena import shm_dir
 from packserve.config.json_form import config_to_json
 from packserve.core.request import InferRequest, Tensor
-from packserve.errors import (
-    ConfigError,
-    InvalidArgumentError,
-    ModelExecutionError,
-    ModelLoadError,
-    NotFoundError,
-    PackserveError,
-    UnavailableError,
-)
+from packserve.errors import ConfigError, ModelExecutionError, ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -50,14 +46,6 @@ log = logging.getLogger(__name__)
 PB_UTILS_MODULE = "triton_python_backend_utils"
 _MODEL_FILENAME = "model.py"
 _module_counter = itertools.count()
-
-# TritonError codes -> the error type the client sees.
-_ERROR_TYPES: dict[int, type[PackserveError]] = {
-    pb_utils.TritonError.INVALID_ARG: InvalidArgumentError,
-    pb_utils.TritonError.NOT_FOUND: NotFoundError,
-    pb_utils.TritonError.UNAVAILABLE: UnavailableError,
-}
-
 
 def install_pb_utils() -> ModuleType:
     """Make `import triton_python_backend_utils` resolve to packserve's implementation."""
@@ -107,6 +95,7 @@ class PythonModel(BackendModel):
                 f"model '{context.spec.name}': python model file '{context.model_file}' not found"
             )
         self._config_json = json.dumps(config_to_json(context.config))
+        self._limits = execution_limits(context.spec)
 
     @classmethod
     def complete_config(cls, config: ModelConfig, version_dir: Path) -> None:
@@ -133,17 +122,17 @@ class PythonModel(BackendModel):
 
     def create_instance(self, instance: InstanceContext) -> BackendInstance:
         context = self.context
+        args = self._initialize_args(instance)
+        if self._limits.isolated:
+            return IsolatedPythonInstance(
+                context.spec,
+                instance.name,
+                {"model_name": context.spec.name, "model_file": str(context.model_file), "args": args},
+                self._limits,
+                context.blocking_infer,
+                f"{shm_dir()}/packserve-{os.getpid()}-{next(_module_counter)}",
+            )
         module = load_user_module(context.model_file, context.spec.name)
-        args = {
-            "model_config": self._config_json,
-            "model_instance_kind": "GPU" if instance.kind == "KIND_GPU" else "CPU",
-            "model_instance_name": instance.name,
-            "model_instance_device_id": str(instance.device_id),
-            # Triton passes the model's own folder under this key.
-            "model_repository": str(context.model_dir),
-            "model_version": str(context.version),
-            "model_name": context.spec.name,
-        }
         try:
             user_model = module.TritonPythonModel()
             initialize = getattr(user_model, "initialize", None)
@@ -156,6 +145,19 @@ class PythonModel(BackendModel):
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return PythonInstance(context, module, user_model)
+
+    def _initialize_args(self, instance: InstanceContext) -> dict[str, str]:
+        context = self.context
+        return {
+            "model_config": self._config_json,
+            "model_instance_kind": "GPU" if instance.kind == "KIND_GPU" else "CPU",
+            "model_instance_name": instance.name,
+            "model_instance_device_id": str(instance.device_id),
+            # Triton passes the model's own folder under this key.
+            "model_repository": str(context.model_dir),
+            "model_version": str(context.version),
+            "model_name": context.spec.name,
+        }
 
 
 def _run_auto_complete(config: ModelConfig, hook: Any) -> dict[str, Any]:
@@ -228,7 +230,7 @@ class PythonInstance(BackendInstance):
             requested_output_names=names,
             inputs=[pb_utils.Tensor(name, tensor) for name, tensor in request.inputs.items()],
             request_id=request.id,
-            parameters=json.dumps(request.parameters, default=str),
+            parameters=pb_request_parameters(request),
         )
 
     def _outputs(self, response: Any, names: list[str]) -> dict[str, Tensor] | PackserveError:
@@ -238,20 +240,10 @@ class PythonInstance(BackendInstance):
                 "expected InferenceResponse"
             )
         error = response.error()
+        described: tuple[int, str] | None = None
         if error is not None:
             message = error.message() if isinstance(error, pb_utils.TritonError) else str(error)
             code = error.code() if isinstance(error, pb_utils.TritonError) else pb_utils.TritonError.INTERNAL
-            return _ERROR_TYPES.get(code, ModelExecutionError)(message)
+            described = (code, message)
         produced = {tensor.name(): tensor.data() for tensor in response.output_tensors()}
-        outputs: dict[str, Tensor] = {}
-        for name in names:
-            if name not in produced:
-                return ModelExecutionError(
-                    f"model '{self._name}': the response has no output '{name}' that the request asked for"
-                )
-            value = produced[name]
-            # Fixed-width byte strings become the object arrays of bytes the front ends expect.
-            if isinstance(value, np.ndarray) and value.dtype.kind == "S":
-                value = value.astype(np.object_)
-            outputs[name] = value
-        return outputs
+        return response_outputs(self._name, described, produced, names)
