@@ -117,6 +117,14 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="shed new requests (503) while resident memory, isolated model workers included, "
+            "is above this (e.g. 6GiB); default: no limit",
+        ),
+    ] = None,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
 ) -> None:
     """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
@@ -136,6 +144,7 @@ def serve_command(
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=drain_timeout,
             inline_execution_us=inline_execution_us,
+            max_memory_bytes=_memory_option(max_memory),
         ),
         host=host,
         http_port=http_port,
@@ -149,6 +158,18 @@ def serve_command(
         drain_timeout_s=drain_timeout,
     )
     _run(run_server(options))
+
+
+def _memory_option(text: str | None) -> int:
+    from packserve.errors import InvalidArgumentError
+    from packserve.planning.units import parse_memory_bytes
+
+    if text is None:
+        return 0
+    try:
+        return parse_memory_bytes(text)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
 def _run(main: object) -> None:

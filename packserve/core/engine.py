@@ -20,6 +20,7 @@ from packserve.config.json_form import config_to_json
 from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
@@ -72,6 +73,8 @@ class EngineOptions:
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
+    # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
+    max_memory_bytes: int = 0
 
 
 class Engine:
@@ -103,6 +106,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._poll_task: asyncio.Task[None] | None = None
+        self._memory_guard = MemoryGuard(options.max_memory_bytes)
 
     @classmethod
     async def start(
@@ -211,6 +215,7 @@ class Engine:
         timing.received_ns = self._clock.now_ns()
         if self._draining:
             raise ServerShuttingDownError("server is shutting down and takes no new requests")
+        self._memory_guard.admit()
         runtime = self.repository.runtime(request.model_name, request.model_version)
         spec = runtime.spec
         self._in_flight += 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
+from packserve.core.execution_watchdog import ExecutionWatchdog
 from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.request import InferRequest
 from packserve.errors import ExecutionTimeoutError, ModelExecutionError, PackserveError, UnavailableError
@@ -78,7 +79,7 @@ class _BatchTimer(ExecutionTimer):
 
 
 @dataclass(slots=True)
-class _Job:
+class Job:
     requests: list[InferRequest]
     rows: int
     loop: asyncio.AbstractEventLoop
@@ -125,13 +126,15 @@ class InstancePool:
         self._busy = [0] * len(self._instances)
         self._free_count = len(self._instances)
         self._closed = False
-        self._watchdog = ExecutionWatchdog(self, execution_timeout_s)
+        self._watchdog = ExecutionWatchdog(
+            model_name, self._instances, execution_timeout_s, self._busy, self._answer_late
+        )
         inline_allowed = all(instance.may_run_inline for instance in self._instances)
         self.inline_policy = InlineExecutionPolicy(inline_threshold_ns if inline_allowed else 0)
-        self._jobs: list[queue.SimpleQueue[_Job | None]] = []
+        self._jobs: list[queue.SimpleQueue[Job | None]] = []
         self._threads: list[threading.Thread] = []
         for index, instance in enumerate(self._instances):
-            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
             # Daemon: a backend stuck in native code must not keep the process alive at exit;
             # `close` still joins every thread it can.
             thread = threading.Thread(
@@ -191,7 +194,7 @@ class InstancePool:
             rows = 0
             for request in requests:
                 rows += request.batch_size(self._batching)
-        job = _Job(requests, rows, loop, on_done)
+        job = Job(requests, rows, loop, on_done)
         # An instance still busy on its worker takes the batch there too: one batch at a time.
         if idle and self.inline_policy.inline:
             # Its own callback, not a call from here: the caller (a scheduler's pump) is not
@@ -252,7 +255,7 @@ class InstancePool:
                 best = index
         return best
 
-    def _run_inline(self, index: int, job: _Job) -> None:
+    def _run_inline(self, index: int, job: Job) -> None:
         cpu_started_ns = time.thread_time_ns()
         outcome = self._execute(index, self._instances[index], job)
         policy = self.inline_policy
@@ -264,7 +267,7 @@ class InstancePool:
             )
         self._finished(index, job, outcome)
 
-    def _finished(self, index: int, job: _Job, outcome: ExecutionOutcome) -> None:
+    def _finished(self, index: int, job: Job, outcome: ExecutionOutcome) -> None:
         # Runs on the loop thread.
         policy = self.inline_policy
         if outcome.cpu_ns and policy.record_worker_execution(outcome.cpu_ns):
@@ -282,7 +285,7 @@ class InstancePool:
             self._free_count += 1
         job.on_done(outcome)
 
-    def _answer_late(self, index: int, job: _Job, reason: str) -> None:
+    def _answer_late(self, index: int, job: Job, reason: str) -> None:
         """The watchdog's verdict on a batch past its deadline (loop thread): answer its requests
         with 504, set the instance aside (it counts as free: batches handed to it fail at once)
         and fail the batches queued behind it."""
@@ -308,7 +311,7 @@ class InstancePool:
             failed: BatchResult = [UnavailableError(reason) for _ in queued.requests]
             queued.on_done(ExecutionOutcome(failed, queued.rows, True, index))
 
-    def _work(self, index: int, instance: BackendInstance, jobs: queue.SimpleQueue[_Job | None]) -> None:
+    def _work(self, index: int, instance: BackendInstance, jobs: queue.SimpleQueue[Job | None]) -> None:
         # The worker thread of one instance: runs its batches one after another until told to stop.
         while True:
             job = jobs.get()
@@ -323,7 +326,7 @@ class InstancePool:
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(self._finished, index, job, outcome)
 
-    def _execute(self, index: int, instance: BackendInstance, job: _Job) -> ExecutionOutcome:
+    def _execute(self, index: int, instance: BackendInstance, job: Job) -> ExecutionOutcome:
         requests = job.requests
         timer = _BatchTimer(requests, self._clock)
         start_ns = self._clock.now_ns()
@@ -363,62 +366,3 @@ class InstancePool:
                 return exc
         return ModelExecutionError(f"model '{self.model_name}' execution failed: {exc}")
 
-
-class ExecutionWatchdog:
-    """Checks, from the loop, that no batch of a pool runs past the execution deadline.
-
-    Worker threads note the batch they run in `running` (one tuple store, no loop wake-up); a timer
-    that runs only while batches are out looks at them every quarter deadline (at most 1 s). State
-    is read and written on the loop thread, except `running`, written by each instance's thread.
-    """
-
-    def __init__(self, pool: InstancePool, timeout_s: float) -> None:
-        self._pool = pool
-        size = pool.size
-        # Instances whose own execute keeps the deadline (isolated workers) are not watched.
-        self._watched = [
-            timeout_s > 0 and not instance.enforces_execution_timeout for instance in pool._instances
-        ]
-        self._timeout_s = timeout_s
-        self._period_s = min(1.0, timeout_s / 4) if timeout_s > 0 else 0.0
-        self.running: list[tuple[_Job, float] | None] = [None] * size
-        self.stuck: list[str | None] = [None] * size
-        self._timer: asyncio.TimerHandle | None = None
-        self._stopped = False
-
-    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is None and not self._stopped and any(self._watched):
-            self._timer = loop.call_later(self._period_s, self._check, loop)
-
-    def release(self, index: int) -> bool:
-        """The stuck instance `index` returned; True if it had been set aside."""
-        was_stuck = self.stuck[index] is not None
-        if was_stuck:
-            log.warning("model '%s': instance %d returned after its deadline", self._pool.model_name, index)
-        self.stuck[index] = None
-        return was_stuck
-
-    def stop(self) -> None:
-        self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
-        now = time.monotonic()
-        pool = self._pool
-        for index, entry in enumerate(self.running):
-            if entry is None or not self._watched[index]:
-                continue
-            job, started = entry
-            if now - started > self._timeout_s and not job.answered:
-                pool._answer_late(
-                    index,
-                    job,
-                    f"model '{pool.model_name}': execution on instance {index} exceeded its deadline of "
-                    f"{self._timeout_s:g} s (parameter execution_timeout_s); the instance is set aside "
-                    "until it returns",
-                )
-        if any(pool._busy):
-            self.arm(loop)
