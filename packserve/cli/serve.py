@@ -81,10 +81,15 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     )
     await stop.wait()
     console.print("packserve: stopping - finishing requests in flight")
-    # Stop taking new connections, let requests in flight finish, then unload the models.
+    # Stop taking new connections, let requests in flight finish, then unload the models: all
+    # within one drain budget, so a hung model cannot stretch the exit.
+    drain_deadline = loop.time() + options.drain_timeout_s
     await asyncio.gather(http.stop(options.drain_timeout_s), grpc_server.stop(options.drain_timeout_s))
-    await engine.shutdown(options.drain_timeout_s)
+    drained = await engine.shutdown(max(0.0, drain_deadline - loop.time()))
     await metrics.stop()
+    if not drained:  # as Triton: work was abandoned at the exit timeout, exit non-zero
+        console.print("[red]packserve: stopped with requests still in flight after the drain timeout[/red]")
+        raise SystemExit(1)
     console.print("packserve: stopped")
 
 

@@ -264,17 +264,25 @@ class Engine:
         self._observers.add(observer)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+        """Refuse new requests, wait up to `drain_timeout_s` in all for those in flight, unload every
+        model (batches still executing at the deadline are interrupted: isolated workers are
+        killed). True when everything in flight finished in time."""
         self._draining = True
         if self._poll_task is not None:
             self._poll_task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout_s
+        drained = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
         except asyncio.TimeoutError:
+            drained = False
             log.warning(
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
-        await self.repository.unload_all()
+        await self.repository.unload_all(max(0.0, deadline - loop.time()))
+        return drained
 
     async def _poll_forever(self) -> None:
         while True:

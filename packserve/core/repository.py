@@ -166,7 +166,9 @@ class ModelRepository:
         if entry.state != READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, drain_timeout_s: float | None = None) -> None:
+        """Unload every version of a model; requests in flight get `drain_timeout_s` (default: the
+        repository's) to finish."""
         entry = self._entries.get(name)
         if entry is None:
             # Nothing loaded under that name: unloading is already done, as Triton answers.
@@ -174,14 +176,16 @@ class ModelRepository:
         async with entry.lock:
             runtimes, entry.runtimes = entry.runtimes, {}
             entry.state, entry.reason = UNLOADING, ""
-            await self._close_runtimes(runtimes.values())
+            await self._close_runtimes(runtimes.values(), drain_timeout_s)
             entry.state, entry.reason = UNAVAILABLE, "unloaded"
         for runtime in runtimes.values():
             self._deps.observer.model_unloaded(name, runtime.version_str)
         log.info("unloaded model '%s'", name)
 
-    async def unload_all(self) -> None:
-        await asyncio.gather(*(self.unload(name) for name, e in list(self._entries.items()) if e.runtimes))
+    async def unload_all(self, drain_timeout_s: float | None = None) -> None:
+        await asyncio.gather(
+            *(self.unload(name, drain_timeout_s) for name, e in list(self._entries.items()) if e.runtimes)
+        )
 
     def dependents(self, name: str) -> list[str]:
         """Ready composite models that call `name`."""
@@ -247,8 +251,11 @@ class ModelRepository:
             raise
         return built
 
-    async def _close_runtimes(self, runtimes: Iterable[ModelRuntime]) -> None:
-        await asyncio.gather(*(r.close(self._drain_timeout_s) for r in runtimes))
+    async def _close_runtimes(
+        self, runtimes: Iterable[ModelRuntime], drain_timeout_s: float | None = None
+    ) -> None:
+        drain = self._drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        await asyncio.gather(*(r.close(drain) for r in runtimes))
 
 
 def runtime_failure(runtime: ModelRuntime) -> str | None:

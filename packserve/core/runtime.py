@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 # How long an unload waits for instance threads once the drain is over and running batches were
 # interrupted; a thread still in a hung in-process model is left behind (daemon) after that.
-POOL_JOIN_TIMEOUT_S = 2.0
+POOL_JOIN_TIMEOUT_S = 1.0
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 
 TRIGGER = 13.0
 
-_MODEL = '''\
+_MODEL = """\
 import ctypes
 import os
 import time
@@ -56,7 +56,7 @@ class TritonPythonModel:
                 _fault()
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", values * 2)]))
         return responses
-'''
+"""
 
 _CONFIG = """\
 name: "{name}"
@@ -69,16 +69,15 @@ instance_group [ {{ count: 1, kind: KIND_CPU }} ]
 """
 
 
-def write_faulty_model(
-    root: Path, name: str, fault: str = "none", width: int = 4, **parameters: str
-) -> Path:
+def write_faulty_model(root: Path, name: str, fault: str = "none", width: int = 4, **parameters: str) -> Path:
     """A python model `name` under `root` that does `fault` on TRIGGER; `parameters` become
     config parameters (isolation="process", execution_timeout_s="2", max_rss_mb="300")."""
     model_dir = root / name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "1" / "model.py").write_text(_MODEL.format(fault=fault, trigger=TRIGGER))
     params = "\n".join(
-        f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}' for key, value in parameters.items()
+        f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}'
+        for key, value in parameters.items()
     )
     (model_dir / "config.pbtxt").write_text(
         textwrap.dedent(_CONFIG.format(name=name, width=width, parameters=params))
