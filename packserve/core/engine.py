@@ -200,10 +200,7 @@ class Engine:
 
     async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
         self._check_explicit("load / unload")
-        if unload_dependents:
-            for dependent in self.repository.dependents(name):
-                await self.repository.unload(dependent)
-        await self.repository.unload(name)
+        await self.repository.unload(name, unload_dependents)
 
     # ---- inference -----------------------------------------------------------------------
     async def infer(self, request: InferRequest) -> InferResponse:
