@@ -215,6 +215,7 @@ class Engine:
         try:
             runtime.validator.validate(request)
             outputs = await runtime.scheduler.submit(request)
+            runtime.validator.restore_output_shapes(outputs)
             result = self._shape_outputs(runtime, request, outputs)
         except PackserveError as exc:
             timing.completed_ns = self._clock.now_ns()

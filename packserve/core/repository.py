@@ -45,6 +45,9 @@ class ModelEntry:
     loaded_mtime: float = 0.0
     # Models it calls (ensemble steps, region-map target), from its last config read.
     callees: frozenset[str] = frozenset()
+    # Loaded by name (startup or the load API), not only as what a composite model calls:
+    # unload_dependents leaves such a model loaded, as Triton does.
+    explicit: bool = False
 
     @property
     def latest(self) -> ModelRuntime | None:
@@ -135,6 +138,8 @@ class ModelRepository:
         models they call), in rounds until no more can be loaded."""
         configs: dict[str, LoadedConfig | PackserveError] = {}
         names = list(names)
+        for name in names:  # asked for by name; what composites bring along is not
+            self.entry(name).explicit = True
         while names:  # composite models bring the models they call that are not ready (Triton does)
             results = await asyncio.gather(*(self._read_config(name, None) for name in names))
             configs.update(zip(names, results, strict=True))
@@ -157,7 +162,13 @@ class ModelRepository:
         for name in composite:  # what is left calls models that never became ready
             await self._load_with(name, configs[name])
 
-    async def load(self, name: str, override_json: str | None = None, _loading: tuple[str, ...] = ()) -> None:
+    async def load(
+        self,
+        name: str,
+        override_json: str | None = None,
+        _loading: tuple[str, ...] = (),
+        explicit: bool = True,
+    ) -> None:
         """Load `name`; a composite model (ensemble, region map) first loads the models it calls
         that are not ready, as Triton 2.51 does in explicit mode. Composite models left
         UNAVAILABLE because `name` was unloaded come back with it, as in Triton."""
@@ -169,11 +180,12 @@ class ModelRepository:
             if callee in _loading or callee == name or not (self.root / callee).is_dir():
                 continue  # a cycle or a missing model: validation below names the problem
             try:
-                await self.load(callee, None, (*_loading, name))
+                await self.load(callee, None, (*_loading, name), explicit=False)
             except PackserveError as exc:
                 log.error("model '%s' needs '%s', which failed to load: %s", name, callee, exc)
         await self._load_with(name, loaded)
         entry = self._entries[name]
+        entry.explicit = entry.explicit or explicit
         if entry.state != READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
         orphans = [
@@ -193,12 +205,14 @@ class ModelRepository:
             # Nothing loaded under that name: unloading is already done, as Triton answers.
             return
         callees = set(entry.callees)
+        entry.explicit = False
         await self._unload_one(entry, "unloaded")
         for caller in self.dependents(name):
             await self._unload_one(self._entries[caller], f"{_CALLEE_UNLOADED} '{name}' was unloaded")
         if unload_dependents:
             still_called = {c for e in self._entries.values() if e.runtimes for c in e.callees}
-            for callee in sorted(callees - still_called):
+            kept = {n for n, e in self._entries.items() if e.explicit}
+            for callee in sorted(callees - still_called - kept):
                 await self.unload(callee, unload_dependents=True)
 
     async def _unload_one(self, entry: ModelEntry, reason: str) -> None:

@@ -73,6 +73,9 @@ async def test_loading_an_ensemble_loads_its_steps_and_unload_follows_triton(tmp
         assert "'other' was unloaded" in {e.name: e for e in engine.repository_index()}["pipe"].reason
         await engine.load_model("other")
         assert states(engine)["pipe"] == "READY"
+        # unload_dependents leaves the steps someone loaded by name ("other" above).
+        await engine.unload_model("pipe", unload_dependents=True)
+        assert states(engine) == {"double": "UNAVAILABLE", "other": "READY", "pipe": "UNAVAILABLE"}
     finally:
         await engine.shutdown()
 
