@@ -13,15 +13,30 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from packserve.core.request import InferRequest, Tensor
+from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.errors import PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
     from packserve.config.spec import ModelSpec
+
+
+class BlsExecutor(Protocol):
+    """How a backend model calls another model of the same server (Triton's BLS): the core gives
+    one to every backend at load. The request runs through the callee's own validation, batcher
+    and statistics, exactly as a client's; tensors are passed by reference. Failures raise the
+    callee's PackserveError."""
+
+    def infer(self, request: InferRequest) -> InferResponse:
+        """Blocking form, for an instance's worker thread (never the event-loop thread)."""
+        ...
+
+    async def infer_async(self, request: InferRequest) -> InferResponse:
+        """Awaitable form, for an event loop running on a thread other than the server's."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +47,7 @@ class ModelContext:
     model_dir: Path  # <repository>/<model name>
     version: int
     version_dir: Path  # <model_dir>/<version>
+    bls: BlsExecutor | None = None  # calls into other models of this server (python backend BLS)
 
     @property
     def model_file(self) -> Path:

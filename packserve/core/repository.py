@@ -287,7 +287,7 @@ class ModelRepository:
         try:
             for version in loaded.versions:
                 instances = await asyncio.to_thread(
-                    load_backend_instances, spec, loaded.config, version, deps
+                    load_backend_instances, spec, loaded.config, version, deps, asyncio.get_running_loop()
                 )
                 built[version] = backend_runtime(spec, loaded.config, version, instances, deps)
         except BaseException:

@@ -17,6 +17,7 @@ from packserve.backends.base import BackendModel, InstanceContext, ModelContext
 from packserve.backends.registry import load_backend
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
+from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
 from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
@@ -99,10 +100,15 @@ class LoadedBackend:
 
 
 def load_backend_instances(
-    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+    spec: ModelSpec,
+    config: ModelConfig,
+    version: int,
+    deps: RuntimeDeps,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> LoadedBackend:
     """Load weights and create instances. Runs on a loader thread; `backend_runtime` then makes the
-    scheduler on the event loop, because asyncio objects belong to the loop."""
+    scheduler on the event loop, because asyncio objects belong to the loop. `loop` (the server's)
+    lets the model call other models (BLS)."""
     started = time.perf_counter()
     model_dir = deps.repository / spec.name
     context = ModelContext(
@@ -112,6 +118,7 @@ def load_backend_instances(
         model_dir=model_dir,
         version=version,
         version_dir=model_dir / str(version),
+        bls=EngineBls(deps.dispatcher, loop, spec.name) if loop is not None else None,
     )
     backend_cls = load_backend(spec.backend)
     try:

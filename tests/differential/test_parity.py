@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from parity_models import bls_test_image
 
 pytestmark = pytest.mark.triton
 
@@ -156,3 +157,33 @@ def _wait_state(server: Any, name: str, state: str) -> None:
     while _states(server).get(name) != state and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _states(server).get(name) == state, (server.name, name, _states(server))
+
+
+def _classify_count(server: Any) -> int:
+    stats = requests.get(server.base + "/v2/models/bls_classify/stats", timeout=10).json()
+    return int(stats["model_stats"][0]["inference_count"])
+
+
+def test_bls_detect_crop_classify(servers):
+    image = bls_test_image()
+    body = {"inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [32, 32], "data": image.ravel().tolist()}]}
+    before = [_classify_count(s) for s in servers]
+    triton, packserve = _both(servers, "/v2/models/bls_pipeline/infer", body)
+    assert triton.status_code == packserve.status_code == 200, (triton.text, packserve.text)
+    (t_shape, t_scores), (p_shape, p_scores) = _outputs(triton)["SCORES"], _outputs(packserve)["SCORES"]
+    assert p_shape == t_shape == [3]
+    # Accepted: packserve writes FP32 JSON numbers at float32 precision, Triton at float64.
+    np.testing.assert_allclose(p_scores, t_scores, rtol=1e-6)
+    np.testing.assert_allclose(p_scores, [0.9, 0.6, 1.0], rtol=1e-6)
+    # Each BLS call is counted in the callee's statistics, on both servers alike.
+    assert [_classify_count(s) - b for s, b in zip(servers, before, strict=True)] == [3, 3]
+
+
+def test_bls_callee_error_reaches_the_client(servers):
+    image = bls_test_image()
+    image[0, 0] = -1.0
+    body = {"inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [32, 32], "data": image.ravel().tolist()}]}
+    triton, packserve = _both(servers, "/v2/models/bls_pipeline/infer", body)
+    assert triton.status_code >= 400 and packserve.status_code >= 400, (triton.text, packserve.text)
+    for response in (triton, packserve):
+        assert "bls_no_such_model" in response.json()["error"], response.text

@@ -8,7 +8,9 @@ thread, `finalize` on the loader thread at unload.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import itertools
 import json
 import logging
@@ -30,6 +32,7 @@ from packserve.backends.base import (
 )
 from packserve.backends.batch_rows import output_names_for
 from packserve.backends.python import pb_utils
+from packserve.backends.python.bls import bls_scope
 from packserve.config.json_form import config_to_json
 from packserve.core.request import InferRequest, Tensor
 from packserve.errors import (
@@ -194,7 +197,10 @@ class PythonInstance(BackendInstance):
         ]
         timer.inputs_ready()
         try:
-            responses = self._model.execute(pb_requests)
+            with bls_scope(self._context.bls, self._name):
+                responses = self._model.execute(pb_requests)
+                if inspect.iscoroutine(responses):  # `async def execute`, as Triton allows
+                    responses = asyncio.run(responses)
         except Exception as exc:  # the user's execute may raise anything; it fails the whole batch
             raise ModelExecutionError(
                 f"model '{self._name}': execute() raised {type(exc).__name__}: {exc}"
