@@ -10,10 +10,10 @@ and share whatever the `BackendModel` holds (an ONNX Runtime session, weights).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.errors import PackserveError
@@ -24,9 +24,20 @@ if TYPE_CHECKING:
     from packserve.config.spec import ModelSpec
 
 
-# Runs a request through the server's engine from a backend worker thread and waits for it, for
-# at most the given seconds (BLS from isolated python models).
-BlockingInfer = Callable[[InferRequest, float], InferResponse]
+class BlsExecutor(Protocol):
+    """How a backend model calls another model of the same server (Triton's BLS): the core gives
+    one to every backend at load. The request runs through the callee's own validation, batcher
+    and statistics, exactly as a client's; tensors are passed by reference. Failures raise the
+    callee's PackserveError."""
+
+    def infer(self, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
+        """Blocking form, for an instance's worker thread (never the event-loop thread); waits
+        at most `timeout_s` (then ExecutionTimeoutError) when given."""
+        ...
+
+    async def infer_async(self, request: InferRequest) -> InferResponse:
+        """Awaitable form, for an event loop running on a thread other than the server's."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +48,7 @@ class ModelContext:
     model_dir: Path  # <repository>/<model name>
     version: int
     version_dir: Path  # <model_dir>/<version>
-    blocking_infer: BlockingInfer | None = None
+    bls: BlsExecutor | None = None  # calls into other models of this server (python backend BLS)
 
     @property
     def model_file(self) -> Path:

@@ -204,10 +204,7 @@ class Engine:
 
     async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
         self._check_explicit("load / unload")
-        if unload_dependents:
-            for dependent in self.repository.dependents(name):
-                await self.repository.unload(dependent)
-        await self.repository.unload(name)
+        await self.repository.unload(name, unload_dependents)
 
     # ---- inference -----------------------------------------------------------------------
     async def infer(self, request: InferRequest) -> InferResponse:
@@ -223,6 +220,7 @@ class Engine:
         try:
             runtime.validator.validate(request)
             outputs = await runtime.scheduler.submit(request)
+            runtime.validator.restore_output_shapes(outputs)
             result = self._shape_outputs(runtime, request, outputs)
         except PackserveError as exc:
             timing.completed_ns = self._clock.now_ns()

@@ -18,8 +18,9 @@ from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
+from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
-from packserve.core.dispatch import Dispatcher, blocking_infer
+from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
@@ -113,8 +114,8 @@ def load_backend_instances(
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> LoadedBackend:
     """Load weights and create instances. Runs on a loader thread; `backend_runtime` then makes the
-    scheduler on the event loop, because asyncio objects belong to the loop. `loop` (the engine's)
-    lets backends run requests through the engine from their threads (BLS)."""
+    scheduler on the event loop, because asyncio objects belong to the loop. `loop` (the server's)
+    lets the model call other models (BLS)."""
     started = time.perf_counter()
     limits = execution_limits(spec)
     model_dir = deps.repository / spec.name
@@ -125,7 +126,7 @@ def load_backend_instances(
         model_dir=model_dir,
         version=version,
         version_dir=model_dir / str(version),
-        blocking_infer=blocking_infer(deps.dispatcher, loop) if loop is not None else None,
+        bls=EngineBls(deps.dispatcher, loop, spec.name) if loop is not None else None,
     )
     backend_cls = load_backend(spec.backend)
     try:

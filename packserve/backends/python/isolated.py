@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from packserve.backends.base import BackendInstance, BatchResult, BlockingInfer, ExecutionTimer
+from packserve.backends.base import BackendInstance, BatchResult, BlsExecutor, ExecutionTimer
 from packserve.backends.batch_rows import output_names_for
 from packserve.backends.limits import ExecutionLimits
 from packserve.backends.python.responses import pb_request_parameters, response_outputs
@@ -57,7 +57,7 @@ class IsolatedPythonInstance(BackendInstance):
         instance_name: str,
         init_message: dict[str, Any],
         limits: ExecutionLimits,
-        blocking_infer: BlockingInfer | None,
+        bls: BlsExecutor | None,
         arena_prefix: str,
     ) -> None:
         self._spec = spec
@@ -65,7 +65,7 @@ class IsolatedPythonInstance(BackendInstance):
         self._instance = instance_name
         self._init = init_message
         self._limits = limits
-        self._blocking_infer = blocking_infer
+        self._bls = bls
         self._prefix = arena_prefix
         self._inputs = WriteArena(f"{arena_prefix}-in")
         self._bls_results = WriteArena(f"{arena_prefix}-bls")
@@ -298,7 +298,7 @@ class IsolatedPythonInstance(BackendInstance):
 
     def _serve_bls(self, worker: WorkerProcess, message: dict[str, Any], deadline: float | None) -> None:
         """Run a model's BLS request through the server's engine and answer in shared memory."""
-        if self._blocking_infer is None:
+        if self._bls is None:
             worker.send({"op": "bls_result", "error": (1, "BLS is not available here")})
             return
         tensors = self._outputs.read(message["arena"], message["inputs"], copy=True)
@@ -312,7 +312,7 @@ class IsolatedPythonInstance(BackendInstance):
         )
         remaining = (deadline - time.monotonic()) if deadline is not None else 3600.0
         try:
-            response = self._blocking_infer(request, max(0.001, remaining))
+            response = self._bls.infer(request, max(0.001, remaining))
         except PackserveError as exc:
             worker.send({"op": "bls_result", "error": (_triton_code(exc), str(exc))})
             return

@@ -9,7 +9,9 @@ thread, `finalize` on the loader thread at unload.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import itertools
 import json
 import logging
@@ -31,12 +33,18 @@ from packserve.backends.base import (
 from packserve.backends.batch_rows import output_names_for
 from packserve.backends.limits import execution_limits
 from packserve.backends.python import pb_utils
+from packserve.backends.python.bls import bls_scope
 from packserve.backends.python.isolated import IsolatedPythonInstance
 from packserve.backends.python.responses import pb_request_parameters, response_outputs
 from packserve.backends.python.shm_arena import shm_dir
 from packserve.config.json_form import config_to_json
 from packserve.core.request import InferRequest, Tensor
-from packserve.errors import ConfigError, ModelExecutionError, ModelLoadError, PackserveError
+from packserve.errors import (
+    ConfigError,
+    ModelExecutionError,
+    ModelLoadError,
+    PackserveError,
+)
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -129,7 +137,7 @@ class PythonModel(BackendModel):
                 instance.name,
                 {"model_name": context.spec.name, "model_file": str(context.model_file), "args": args},
                 self._limits,
-                context.blocking_infer,
+                context.bls,
                 f"{shm_dir()}/packserve-{os.getpid()}-{next(_module_counter)}",
             )
         module = load_user_module(context.model_file, context.spec.name)
@@ -196,7 +204,10 @@ class PythonInstance(BackendInstance):
         ]
         timer.inputs_ready()
         try:
-            responses = self._model.execute(pb_requests)
+            with bls_scope(self._context.bls, self._name):
+                responses = self._model.execute(pb_requests)
+                if inspect.iscoroutine(responses):  # `async def execute`, as Triton allows
+                    responses = asyncio.run(responses)
         except Exception as exc:  # the user's execute may raise anything; it fails the whole batch
             raise ModelExecutionError(
                 f"model '{self._name}': execute() raised {type(exc).__name__}: {exc}"

@@ -10,6 +10,8 @@ does here (crash, os._exit, segfault, spin, leak) ends at most this process.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import sys
@@ -74,6 +76,8 @@ class _Stub:
             )
         try:
             responses = self._model.execute(pb_requests)
+            if inspect.iscoroutine(responses):  # `async def execute`, as Triton allows
+                responses = asyncio.run(responses)
         except Exception as exc:  # the user's execute may raise anything; it fails the whole batch
             return {"op": "raised", "message": f"execute() raised {type(exc).__name__}: {exc}"}
         if not isinstance(responses, list | tuple) or len(responses) != len(pb_requests):
