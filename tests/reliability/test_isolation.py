@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from packserve.backends import worker_processes
 from packserve.backends.python import isolated
 from packserve.core.request import InferRequest
 from packserve.errors import ExecutionTimeoutError, ModelExecutionError, UnavailableError
+from tests.e2e.e2e_server import start_live_server
 from tests.reliability.faulty_models import TRIGGER, row, write_faulty_model
 from tests.reliability.reliability_engine import EngineStarter, double, serves_again, write_python_add
 
@@ -156,3 +158,78 @@ async def test_unload_stops_the_workers_and_removes_shared_memory(
     import os
 
     assert not glob.glob(f"/dev/shm/packserve-{os.getpid()}-*")
+
+
+BYTES_ASYNC_MODEL = """\
+import asyncio
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    async def execute(self, requests):
+        await asyncio.sleep(0)
+        responses = []
+        for request in requests:
+            text = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
+            upper = np.array([t.upper() for t in text.flat], dtype=np.object_).reshape(text.shape)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("UPPER", upper)]))
+        return responses
+"""
+
+BYTES_CONFIG = """\
+name: "shout"
+backend: "python"
+max_batch_size: 0
+input [ { name: "TEXT" data_type: TYPE_STRING dims: [ -1 ] } ]
+output [ { name: "UPPER" data_type: TYPE_STRING dims: [ -1 ] } ]
+parameters { key: "isolation" value { string_value: "process" } }
+"""
+
+
+async def test_bytes_tensors_and_async_execute_cross_the_process_boundary(
+    tmp_path: Path, engines: EngineStarter
+) -> None:
+    (tmp_path / "shout" / "1").mkdir(parents=True)
+    (tmp_path / "shout" / "1" / "model.py").write_text(BYTES_ASYNC_MODEL)
+    (tmp_path / "shout" / "config.pbtxt").write_text(BYTES_CONFIG)
+    engine = await engines.start()
+    text = np.array([b"abc", b"", "é".encode()], dtype=np.object_)
+    response = await engine.infer(InferRequest("shout", {"TEXT": text}))
+    assert list(response.outputs["UPPER"]) == [b"ABC", b"", "é".encode().upper()]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_server_leaves_no_worker_behind(tmp_path: Path) -> None:
+    repository = tmp_path / "models"
+    write_faulty_model(repository, "hangs", "hang", **ISOLATED)
+    server = start_live_server(repository, tmp_path)
+    try:
+        workers = _children(server.process.pid)
+        assert workers, "the isolated model should have a worker process"
+    finally:
+        server.process.kill()  # SIGKILL: no unload, no finalize
+        server.process.wait(30)
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in workers)

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -176,7 +177,22 @@ def _path(text: str) -> Any:
     return Path(text)
 
 
+def _die_with_the_server() -> None:
+    """End this worker when the server is gone, even a SIGKILLed server, so that a worker stuck in
+    a hung model never outlives it. (Not PR_SET_PDEATHSIG: it fires when the server *thread* that
+    started the worker ends, and loader threads may end while the server lives.)"""
+    server = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == server:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="packserve-stub-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
+    _die_with_the_server()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = Connection(int(argv[1]))
     init = conn.recv()
