@@ -4,7 +4,8 @@ isolated, with `simple`-sized (16 INT32) and image-sized (3x224x224 FP32, 588 Ki
     .venv/bin/python bench/isolation_cost.py [--requests 2000] [--image-requests 300]
 
 Runs the engine in this process (no HTTP: the figure is the backend's own cost), one request at a
-time (latency) and 8 at a time (throughput). Prints a table and writes
+time (latency, and CPU time of server + workers per request, which does not depend on how busy
+the machine is) and 8 at a time (throughput). Prints a table and writes
 bench/results/isolation_cost.json with the load average, since the box may be shared.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from packserve.backends import worker_processes
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.request import InferRequest
 
@@ -59,6 +61,19 @@ def write_models(root: Path) -> None:
             )
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) plus its isolated workers: load-independent cost."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in worker_processes.live_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 async def latency_us(engine: Engine, model: str, tensor: np.ndarray, count: int) -> list[float]:
     samples = []
     for _ in range(count):
@@ -91,7 +106,9 @@ async def main(requests: int, image_requests: int) -> dict[str, object]:
             for isolation in ("none", "process"):
                 model = f"{size}_{isolation}"
                 await latency_us(engine, model, tensor, 50)  # warm up
+                cpu_before = cpu_seconds()
                 samples = sorted(await latency_us(engine, model, tensor, count))
+                cpu_us = (cpu_seconds() - cpu_before) / count * 1e6
                 rows.append(
                     {
                         "tensor": size,
@@ -100,6 +117,7 @@ async def main(requests: int, image_requests: int) -> dict[str, object]:
                         "p50_us": round(statistics.median(samples), 1),
                         "p99_us": round(samples[int(len(samples) * 0.99) - 1], 1),
                         "mean_us": round(statistics.fmean(samples), 1),
+                        "cpu_us_per_request": round(cpu_us, 1),
                         "req_per_s_8_in_flight": round(await throughput(engine, model, tensor, count), 1),
                     }
                 )
@@ -115,11 +133,12 @@ if __name__ == "__main__":
     args = parser.parse_args()
     result = asyncio.run(main(args.requests, args.image_requests))
     print(f"load average {result['load_average']}")
-    print(f"{'tensor':8} {'isolation':10} {'p50 us':>9} {'p99 us':>9} {'mean us':>9} {'req/s @8':>9}")
+    columns = ("p50 us", "p99 us", "mean us", "CPU us", "req/s @8")
+    print(f"{'tensor':8} {'isolation':10} " + " ".join(f"{c:>9}" for c in columns))
     for row in result["rows"]:  # type: ignore[attr-defined]
         print(
             f"{row['tensor']:8} {row['isolation']:10} {row['p50_us']:9.1f} {row['p99_us']:9.1f} "
-            f"{row['mean_us']:9.1f} {row['req_per_s_8_in_flight']:9.1f}"
+            f"{row['mean_us']:9.1f} {row['cpu_us_per_request']:9.1f} {row['req_per_s_8_in_flight']:9.1f}"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "isolation_cost.json").write_text(json.dumps(result, indent=2) + "\n")

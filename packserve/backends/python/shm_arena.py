@@ -19,7 +19,6 @@ import mmap
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,15 +35,10 @@ def shm_dir() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
-@dataclass(frozen=True, slots=True)
-class TensorSlot:
-    """Where one tensor lies in an arena: sent over the pipe instead of the data."""
-
-    name: str
-    dtype: str  # numpy dtype string ('<f4', '|b1', ...) or BYTES_DTYPE
-    shape: tuple[int, ...]
-    offset: int
-    nbytes: int
+# Where one tensor lies in an arena, sent over the pipe instead of the data: (name, dtype, shape,
+# offset, nbytes), dtype being a numpy dtype string ('<f4', '|b1') or BYTES_DTYPE. A plain tuple:
+# it pickles several times faster than a dataclass, and it crosses the pipe twice per tensor.
+TensorSlot = tuple[str, str, tuple[int, ...], int, int]
 
 
 def remove_arena_files(prefix: str) -> None:
@@ -85,7 +79,7 @@ class WriteArena:
             elif nbytes:
                 target: np.ndarray = np.ndarray(shape, dtype=data.dtype, buffer=buffer, offset=offset)
                 np.copyto(target, data, casting="no")
-            slots.append(TensorSlot(name, dtype, tuple(int(d) for d in shape), offset, nbytes))
+            slots.append((name, dtype, tuple(int(d) for d in shape), offset, nbytes))
             offset += _aligned(nbytes)
         return self.path, slots
 
@@ -126,19 +120,19 @@ class ReadArena:
         or, with `copy`, private arrays. BYTES tensors are always decoded into new arrays."""
         buffer = self._attach(path)
         tensors: list[tuple[str, np.ndarray]] = []
-        for slot in slots:
-            if slot.dtype == BYTES_DTYPE:
-                raw = bytes(buffer[slot.offset : slot.offset + slot.nbytes])
-                array = deserialize_bytes_tensor(raw).reshape(slot.shape)
+        for name, dtype_text, shape, offset, nbytes in slots:
+            if dtype_text == BYTES_DTYPE:
+                raw = bytes(buffer[offset : offset + nbytes])
+                array = deserialize_bytes_tensor(raw).reshape(shape)
             else:
-                dtype = np.dtype(slot.dtype)
-                if slot.nbytes == 0:
-                    array = np.empty(slot.shape, dtype=dtype)
+                dtype = np.dtype(dtype_text)
+                if nbytes == 0:
+                    array = np.empty(shape, dtype=dtype)
                 else:
-                    array = np.ndarray(slot.shape, dtype=dtype, buffer=buffer, offset=slot.offset)
+                    array = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset)
                     if copy:
                         array = array.copy()
-            tensors.append((slot.name, array))
+            tensors.append((name, array))
         return tensors
 
     def close(self) -> None:
