@@ -1,7 +1,8 @@
 """Python models that misbehave on demand, for the reliability tests of isolation and limits.
 
 Each doubles INPUT0 (FP32 [4], batching) like `python_add`, until a request's first value is
-TRIGGER: then it does its fault (exit, segv, spin, hang, leak, raise). Everything else is normal.
+TRIGGER: then it does its fault (exit, segv, spin for SPIN_S, hang for 600 s, leak 20 MiB, raise).
+Everything else is normal.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 TRIGGER = 13.0
+SPIN_S = 12.0  # a spin ends by itself after this (an in-process spinner cannot be stopped)
 
 _MODEL = """\
 import ctypes
@@ -22,6 +24,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 FAULT = "{fault}"
+SPIN_S = {spin_s}
 _leaked = []
 
 
@@ -31,7 +34,7 @@ def _fault():
     if FAULT == "segv":
         ctypes.string_at(0)
     if FAULT == "spin":
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + SPIN_S
         while time.monotonic() < deadline:  # pure Python: holds the GIL
             pass
     if FAULT == "hang":
@@ -74,7 +77,7 @@ def write_faulty_model(root: Path, name: str, fault: str = "none", width: int = 
     config parameters (isolation="process", execution_timeout_s="2", max_rss_mb="300")."""
     model_dir = root / name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    (model_dir / "1" / "model.py").write_text(_MODEL.format(fault=fault, trigger=TRIGGER))
+    (model_dir / "1" / "model.py").write_text(_MODEL.format(fault=fault, trigger=TRIGGER, spin_s=SPIN_S))
     params = "\n".join(
         f'parameters {{ key: "{key}" value {{ string_value: "{value}" }} }}'
         for key, value in parameters.items()
