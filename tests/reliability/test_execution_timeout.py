@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 import requests
 
+from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.backends.limits import DEFAULT_PYTHON_TIMEOUT_S, execution_limits
 from packserve.config.spec import ModelSpec, VersionPolicy
+from packserve.core.instances import InstancePool
+from packserve.core.request import InferRequest
 from packserve.errors import ConfigError, ExecutionTimeoutError, UnavailableError
 from packserve.frontends.status import grpc_status, http_status
 from tests.e2e.e2e_server import start_live_server
@@ -137,3 +140,43 @@ def test_sigterm_with_a_hung_model_exits_within_the_drain_timeout(tmp_path: Path
     assert took < 15, f"exit took {took:.1f}s with --drain-timeout 2"  # before: 36 s
     assert "requests still in flight" in server.log()
     assert answers == ([503] if isolation == "process" else [0])
+
+
+class _GatedInstance(BackendInstance):
+    """Blocks in execute until released: a model stuck past its deadline that comes back."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
+        if not self.gate.wait(30):
+            raise RuntimeError("never released")
+        return [{"OUTPUT0": request.inputs["INPUT0"] * 2} for request in requests]
+
+
+async def test_a_stuck_instance_serves_again_once_its_execute_returns() -> None:
+    instance = _GatedInstance()
+    pool = InstancePool("gated", [instance], batching=True, execution_timeout_s=0.4)
+    try:
+        late = asyncio.ensure_future(pool.run([InferRequest("gated", {"INPUT0": row(1.0)})]))
+        behind = asyncio.ensure_future(pool.run([InferRequest("gated", {"INPUT0": row(2.0)})]))
+        [late_result] = await asyncio.wait_for(late, 30)
+        assert isinstance(late_result, ExecutionTimeoutError)
+        [behind_result] = await asyncio.wait_for(behind, 30)
+        assert isinstance(behind_result, UnavailableError)  # queued behind the stuck batch
+        assert pool.failed_reason is not None and "exceeded its deadline of 0.4 s" in pool.failed_reason
+        assert pool.free_count == 1  # counted free: what is handed to it fails at once
+        [refused] = await pool.run([InferRequest("gated", {"INPUT0": row(3.0)})])
+        assert isinstance(refused, UnavailableError)
+        instance.gate.set()  # the model finally returns
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while pool.failed_reason is not None and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert pool.failed_reason is None
+        [served] = await pool.run([InferRequest("gated", {"INPUT0": row(4.0)})])
+        np.testing.assert_array_equal(served["OUTPUT0"], row(8.0))  # type: ignore[index]
+        assert pool.free_count == 1
+    finally:
+        instance.gate.set()
+        await asyncio.to_thread(pool.close, 5.0)
