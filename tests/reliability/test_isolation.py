@@ -84,7 +84,9 @@ async def test_gil_spin_in_an_isolated_model_leaves_others_serving(
 async def test_crash_loop_ends_unavailable_with_the_reason(
     tmp_path: Path, engines: EngineStarter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(isolated, "_BACKOFF_FIRST_S", 0.05)  # the policy, not the waiting, is tested
+    # The policy, not the waiting, is tested: short back-off, two failures in a row stop it.
+    monkeypatch.setattr(isolated, "_BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(isolated, "MAX_CONSECUTIVE_FAILURES", 2)
     write_faulty_model(tmp_path, "crashy", "exit", **ISOLATED)
     engine = await engines.start()
     loop = asyncio.get_running_loop()
@@ -99,7 +101,7 @@ async def test_crash_loop_ends_unavailable_with_the_reason(
     assert not engine.model_ready("crashy")
     entry = next(e for e in engine.repository_index() if e.name == "crashy")
     assert entry.state == "UNAVAILABLE"
-    assert "failed 5 times in a row" in entry.reason and "exited with code 1" in entry.reason
+    assert "failed 2 times in a row" in entry.reason and "exited with code 1" in entry.reason
     with pytest.raises(UnavailableError, match="reload the model"):
         await double(engine, "crashy")
 
