@@ -365,4 +365,3 @@ class InstancePool:
             except Exception:  # an error class with its own constructor: share the instance
                 return exc
         return ModelExecutionError(f"model '{self.model_name}' execution failed: {exc}")
-

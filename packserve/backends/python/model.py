@@ -55,6 +55,7 @@ PB_UTILS_MODULE = "triton_python_backend_utils"
 _MODEL_FILENAME = "model.py"
 _module_counter = itertools.count()
 
+
 def install_pb_utils() -> ModuleType:
     """Make `import triton_python_backend_utils` resolve to packserve's implementation."""
     if sys.modules.get(PB_UTILS_MODULE) is not pb_utils:
