@@ -28,7 +28,8 @@ ERROR_TYPES: dict[int, type[PackserveError]] = {
 
 
 def pb_request_parameters(request: InferRequest) -> str:
-    return json.dumps(request.parameters, default=str)
+    # Most requests carry none: skip the encoder on the hot path.
+    return json.dumps(request.parameters, default=str) if request.parameters else "{}"
 
 
 def response_outputs(

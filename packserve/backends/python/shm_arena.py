@@ -27,6 +27,7 @@ from packserve.backends.python.pb_utils import deserialize_bytes_tensor, seriali
 
 _ALIGN = 64
 _MIN_SIZE = 1 << 20
+_SMALL = 1 << 16  # below this a tensor is copied by slice assignment rather than numpy
 BYTES_DTYPE = "BYTES"  # marks a BYTES tensor, serialized Triton-style (length-prefixed elements)
 
 
@@ -76,9 +77,15 @@ class WriteArena:
         for name, dtype, shape, data, nbytes in prepared:
             if dtype == BYTES_DTYPE:
                 buffer[offset : offset + nbytes] = data
+            elif nbytes <= _SMALL and data.flags.c_contiguous:
+                # Slice assignment is the cheapest copy for small tensors; a dtype whose buffer
+                # format memoryview cannot cast falls back to numpy.
+                try:
+                    buffer[offset : offset + nbytes] = memoryview(data).cast("B")
+                except (TypeError, ValueError):
+                    _copy_into(buffer, offset, data)
             elif nbytes:
-                target: np.ndarray = np.ndarray(shape, dtype=data.dtype, buffer=buffer, offset=offset)
-                np.copyto(target, data, casting="no")
+                _copy_into(buffer, offset, data)
             slots.append((name, dtype, tuple(int(d) for d in shape), offset, nbytes))
             offset += _aligned(nbytes)
         return self.path, slots
@@ -153,6 +160,11 @@ class ReadArena:
                 os.close(fd)
             self._path = path
         return self._map
+
+
+def _copy_into(buffer: mmap.mmap, offset: int, data: np.ndarray) -> None:
+    target: np.ndarray = np.ndarray(data.shape, dtype=data.dtype, buffer=buffer, offset=offset)
+    np.copyto(target, data, casting="no")
 
 
 def _aligned(nbytes: int) -> int:

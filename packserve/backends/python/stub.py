@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -51,15 +52,15 @@ class _Stub:
     def serve(self) -> None:
         while True:
             try:
-                message = self._conn.recv()
+                message = _receive(self._conn)
             except EOFError:  # the server went away: nothing left to serve
                 return
             op = message["op"]
             if op == "execute":
-                self._conn.send(self._execute(message))
+                _send(self._conn, self._execute(message))
             elif op == "finalize":
                 self._finalize()
-                self._conn.send({"op": "finalized"})
+                _send(self._conn, {"op": "finalized"})
                 return
 
     def _execute(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +152,8 @@ class _Stub:
     def forward_bls(self, request: pb_utils.InferenceRequest) -> pb_utils.InferenceResponse:
         with self._lock:
             path, slots = self._outputs.write((t.name(), t.as_numpy()) for t in request.inputs())
-            self._conn.send(
+            _send(
+                self._conn,
                 {
                     "op": "bls",
                     "model": request.model_name(),
@@ -161,14 +163,23 @@ class _Stub:
                     "parameters": request.parameters(),
                     "arena": path,
                     "inputs": slots,
-                }
+                },
             )
-            reply = self._conn.recv()
+            reply = _receive(self._conn)
         if "error" in reply:
             code, message = reply["error"]
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
         tensors = self._bls_results.read(reply["arena"], reply["outputs"], copy=True)
         return pb_utils.InferenceResponse([pb_utils.Tensor(name, array) for name, array in tensors])
+
+
+def _send(conn: Connection, message: dict[str, Any]) -> None:
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(conn: Connection) -> dict[str, Any]:
+    message: dict[str, Any] = pickle.loads(conn.recv_bytes())
+    return message
 
 
 def _path(text: str) -> Any:
@@ -195,17 +206,17 @@ def main(argv: list[str]) -> int:
     _die_with_the_server()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conn = Connection(int(argv[1]))
-    init = conn.recv()
+    init = _receive(conn)
     stub = _Stub(conn, init)
     try:
         stub.start(init)
     except PackserveError as exc:  # the module could not be imported: its message says why
-        conn.send({"op": "failed", "message": str(exc)})
+        _send(conn, {"op": "failed", "message": str(exc)})
         return 1
     except Exception as exc:  # initialize() failed
-        conn.send({"op": "failed", "message": f"initialize() failed: {type(exc).__name__}: {exc}"})
+        _send(conn, {"op": "failed", "message": f"initialize() failed: {type(exc).__name__}: {exc}"})
         return 1
-    conn.send({"op": "ready", "pid": os.getpid()})
+    _send(conn, {"op": "ready", "pid": os.getpid()})
     stub.serve()
     return 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import select
 import signal
 import socket
 import subprocess
@@ -19,7 +21,7 @@ from typing import Any
 
 from packserve.backends import worker_processes
 
-_POLL_S = 0.05
+_POLL_MS = 50
 
 
 class WorkerDied(Exception):
@@ -41,6 +43,9 @@ class WorkerProcess:
         finally:
             child_end.close()
         self._conn = Connection(parent_end.detach())
+        # One poll object for the life of the worker: Connection.poll builds a selector per call.
+        self._poller = select.poll()
+        self._poller.register(self._conn.fileno(), select.POLLIN)
         self.pid = self._process.pid
         worker_processes.register(self.pid)
 
@@ -49,7 +54,7 @@ class WorkerProcess:
 
     def send(self, message: dict[str, Any]) -> None:
         try:
-            self._conn.send(message)
+            self._conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
         except OSError:
             raise WorkerDied(self._how_it_ended()) from None
 
@@ -58,8 +63,8 @@ class WorkerProcess:
         WorkerDied when the process ends first."""
         while True:
             try:
-                if self._conn.poll(_POLL_S):
-                    message: dict[str, Any] = self._conn.recv()
+                if self._poller.poll(_POLL_MS):
+                    message: dict[str, Any] = pickle.loads(self._conn.recv_bytes())
                     return message
             except (EOFError, OSError):
                 raise WorkerDied(self._how_it_ended()) from None
