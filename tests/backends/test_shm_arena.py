@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packserve.backends.python.shm_arena import ReadArena, WriteArena, remove_arena_files
+from packserve.backends.python.shm_arena import ReadArena, WriteArena, remove_arena_files, remove_stale_arenas
 
 ARRAYS = [
     np.array([True, False]),
@@ -45,3 +45,20 @@ def test_a_bigger_batch_moves_to_a_bigger_file_and_files_are_removed(tmp_path: P
     reader.close()
     remove_arena_files(prefix)
     assert not list(tmp_path.glob("arena-*"))
+
+
+def test_stale_arenas_of_dead_servers_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f"packserve-{dead_pid}-0-in-0"
+    alive = tmp_path / f"packserve-{os.getpid()}-0-in-0"
+    for path in (stale, alive):
+        path.write_bytes(b"x")
+    assert remove_stale_arenas(str(tmp_path)) == 1
+    assert not stale.exists() and alive.exists()

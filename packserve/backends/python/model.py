@@ -36,7 +36,7 @@ from packserve.backends.python import pb_utils
 from packserve.backends.python.bls import bls_scope
 from packserve.backends.python.isolated import IsolatedPythonInstance
 from packserve.backends.python.responses import pb_request_parameters, response_outputs
-from packserve.backends.python.shm_arena import shm_dir
+from packserve.backends.python.shm_arena import remove_stale_arenas, shm_dir
 from packserve.config.json_form import config_to_json
 from packserve.core.request import InferRequest, Tensor
 from packserve.errors import (
@@ -133,6 +133,7 @@ class PythonModel(BackendModel):
         context = self.context
         args = self._initialize_args(instance)
         if self._limits.isolated:
+            _clean_stale_arenas_once()
             return IsolatedPythonInstance(
                 context.spec,
                 instance.name,
@@ -167,6 +168,19 @@ class PythonModel(BackendModel):
             "model_version": str(context.version),
             "model_name": context.spec.name,
         }
+
+
+_stale_arenas_checked = False
+
+
+def _clean_stale_arenas_once() -> None:
+    """A server that was SIGKILLed left its arena files in /dev/shm: remove them once."""
+    global _stale_arenas_checked
+    if not _stale_arenas_checked:
+        _stale_arenas_checked = True
+        removed = remove_stale_arenas(shm_dir())
+        if removed:
+            log.info("removed %d shared-memory arena files left by dead servers", removed)
 
 
 def _run_auto_complete(config: ModelConfig, hook: Any) -> dict[str, Any]:

@@ -42,6 +42,30 @@ def shm_dir() -> str:
 TensorSlot = tuple[str, str, tuple[int, ...], int, int]
 
 
+def remove_stale_arenas(directory: str) -> int:
+    """Remove arena files left by servers that died without cleaning up (SIGKILL, OOM kill):
+    `packserve-<pid>-...` whose pid no longer runs. Returns how many were removed."""
+    removed = 0
+    for path in glob.glob(os.path.join(directory, "packserve-*-*")):
+        pid_text = os.path.basename(path).split("-")[1]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, not ours to judge
+        return True
+    return True
+
+
 def remove_arena_files(prefix: str) -> None:
     for path in glob.glob(f"{prefix}-*"):
         with contextlib.suppress(OSError):
