@@ -240,8 +240,22 @@ class InstancePool:
                     self.model_name,
                     index,
                 )
+                running = self._watchdog.running[index]
+                if running is not None:  # its callers must not wait for a batch that never ends
+                    job = running[0]
+                    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                        job.loop.call_soon_threadsafe(self._answer_abandoned, index, job)
                 continue
             instance.close()
+
+    def _answer_abandoned(self, index: int, job: Job) -> None:
+        # Loop thread: the pool closed with this batch still running in a hung model.
+        if job.answered:
+            return
+        job.answered = True
+        message = f"model '{self.model_name}' was unloaded while executing"
+        failed: BatchResult = [UnavailableError(message) for _ in job.requests]
+        job.on_done(ExecutionOutcome(failed, job.rows, True, index))
 
     def _pick(self) -> int:
         busy = self._busy
