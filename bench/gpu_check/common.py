@@ -120,8 +120,7 @@ def start_server(repository: Path, log: Path, extra_env: dict[str, str] | None =
         "--host",
         HOST,
     ]
-    env = {**os.environ, **(extra_env or {})}
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return Server(process, http_port, grpc_port, metrics_port, log)
 
 
@@ -146,8 +145,8 @@ def wait_ready(servers: Sequence[Server], timeout_s: float = 300.0) -> None:
 
 
 @contextlib.contextmanager
-def serving(repositories: Sequence[Path], logs: Sequence[Path]) -> Iterator[list[Server]]:
-    servers = [start_server(r, log) for r, log in zip(repositories, logs, strict=True)]
+def serving(repositories: Sequence[Path], logs: Sequence[Path], cuda: bool) -> Iterator[list[Server]]:
+    servers = [start_server(r, log, cuda) for r, log in zip(repositories, logs, strict=True)]
     try:
         wait_ready(servers)
         yield servers

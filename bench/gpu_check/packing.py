@@ -85,7 +85,10 @@ def run(settings: Settings) -> dict[str, Any]:
     packed = repo.write_packed(settings.work, settings.nets_dir, settings.shape, settings.device, 2)
     result: dict[str, Any] = {"concurrency": 2 if settings.quick else 32, "models": list(NETS)}
     metrics: dict[str, Any] = {}
-    with serving([packed], [settings.work / "packed_server.log"]) as (server,):
+    phases: dict[str, float] = {}  # seconds each phase took, start-up included: where the time goes
+    mark = time.perf_counter()
+    with serving([packed], [settings.work / "packed_server.log"], settings.cuda) as (server,):
+        phases["packed_start"] = round(time.perf_counter() - mark, 1)
 
         def read_metrics() -> None:
             metrics.update(_gauges(scrape(f"http://{HOST}:{server.metrics_port}/metrics")))
@@ -104,6 +107,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 "gpu_busy_percent": busy,
                 "gpu_memory_bytes": memory.get(server.process.pid),
             }
+            phases[f"packed_{protocol}"] = round(time.perf_counter() - mark - sum(phases.values()), 1)
     # The dry run starts 2 of the 7 per-process servers: same code path, a fraction of the start-up.
     solo_nets = list(NETS)[:2] if settings.quick else list(NETS)
     threads = max(1, settings.cores // len(solo_nets))
@@ -111,7 +115,9 @@ def run(settings: Settings) -> dict[str, Any]:
         repo.write_solo(settings.work, settings.nets_dir, settings.shape, settings.device, n, threads)
         for n in solo_nets
     ]
-    with serving(solos, [settings.work / f"solo_{n}.log" for n in solo_nets]) as servers:
+    mark = time.perf_counter()
+    with serving(solos, [settings.work / f"solo_{n}.log" for n in solo_nets], settings.cuda) as servers:
+        phases["per_process_start"] = round(time.perf_counter() - mark, 1)
         runs = [(repo.ENSEMBLE, f"{HOST}:{s.grpc_port}", "grpc") for s in servers]
         figures, busy, memory = _drive(settings, runs, "solo")
         per_model = {n: f for n, f in zip(solo_nets, figures, strict=True)}
@@ -126,7 +132,9 @@ def run(settings: Settings) -> dict[str, Any]:
                 n: memory.get(s.process.pid) for n, s in zip(solo_nets, servers, strict=True)
             },
         }
+    phases["per_process_grpc"] = round(time.perf_counter() - mark - phases["per_process_start"], 1)
     result["layouts"] = layouts
+    result["phase_seconds"] = phases
     result["metrics"] = metrics
     packed_rate = layouts["packed_grpc"]["images_per_s"]
     solo_rate = layouts["per_process_grpc"]["images_per_s"]

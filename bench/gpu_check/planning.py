@@ -9,21 +9,20 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from bench.gpu_check import repository as repo
-from bench.gpu_check.common import Settings
+from bench.gpu_check.common import Settings, packserve_argv
 from packserve.backends.gpu_budget import device_memory_bytes
 
 LOAD, PEAK, P99 = "25M/day", "3", "100ms"
 QUICK_P99 = "2s"  # the dry run's CPU cannot meet 100 ms; it checks the commands, not the figure
 
 
-def _cli(arguments: list[str], timeout_s: float) -> str:
+def _cli(arguments: list[str], timeout_s: float, cuda: bool = False) -> str:
     finished = subprocess.run(
-        [sys.executable, "-m", "packserve", *arguments],
+        [*packserve_argv(cuda), *arguments],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -47,7 +46,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "--device", settings.device, "--batch-sizes", "1" if settings.quick else "1,8,32",
         "--instances", "1", "--requests", "4" if settings.quick else "60", "--out", str(profile_path),
     ]  # fmt: skip
-    _cli(profile_command, 300)
+    _cli(profile_command, 300, settings.cuda)
     profile = json.loads(profile_path.read_text())
     models = {
         m["name"]: {
