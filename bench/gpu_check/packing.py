@@ -108,8 +108,8 @@ def run(settings: Settings) -> dict[str, Any]:
                 "gpu_memory_bytes": memory.get(server.process.pid),
             }
             phases[f"packed_{protocol}"] = round(time.perf_counter() - mark - sum(phases.values()), 1)
-    # The dry run starts 2 of the 7 per-process servers: same code path, a fraction of the start-up.
-    solo_nets = list(NETS)[:2] if settings.quick else list(NETS)
+    # The dry run starts 1 of the 7 per-process servers: same code path, a fraction of the start-up.
+    solo_nets = list(NETS)[:1] if settings.quick else list(NETS)
     threads = max(1, settings.cores // len(solo_nets))
     solos = [
         repo.write_solo(settings.work, settings.nets_dir, settings.shape, settings.device, n, threads)

@@ -144,7 +144,10 @@ def _planning(section: dict[str, Any]) -> list[str]:
     lines += _table(["model", "best throughput/s", "memory MiB"], rows)
     lines.append(f"gpu_memory_budget in the profile: {section['gpu_memory_budgets_in_profile']}")
     lines.append("")
-    lines.append(f"`{section['plan_command']}` -> {section['plan_says']}")
+    if "plan_pending" in section:
+        lines.append(f"Plan pending: {section['plan_pending']}")
+    else:
+        lines.append(f"`{section['plan_command']}` -> {section['plan_says']}")
     return [*lines, ""]
 
 
