@@ -56,7 +56,7 @@ for tag in manylinux_2_28 manylinux_2_27 manylinux_2_24 manylinux_2_17 manylinux
 done
 "$python_bin" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --abi cp312 --abi abi3 --abi none "${platforms[@]}" -d "$out" "${wheels[@]}"
-"$python_bin" -m pip wheel -q --no-deps --no-build-isolation -w "$out" .
+"$python_bin" -m pip wheel -q --no-deps -w "$out" .
 
 # perf_analyzer links libb64.so.0d: the Debian package's library, unpacked without installing it.
 scratch="$(mktemp -d)"
