@@ -22,6 +22,10 @@
 # Installed there with:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site OUT/*.whl
 # The script fails when OUT holds more than 40 MiB.
+# Read by tests/bench/test_gpu_wheelhouse_list.py, which checks that these and the wheels below
+# cover packserve's dependencies:
+# gpu-machine-has: numpy onnxruntime onnx protobuf grpcio uvloop prometheus-client psutil typer rich pyyaml opencv-python-headless pillow torch torchvision nvidia-ml-py matplotlib requests
+# left-out: ortools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.gpu_wheelhouse}"
