@@ -59,14 +59,15 @@ def _environment(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _write(out: Path, report: dict[str, Any]) -> int:
+def _write(out: Path, report: dict[str, Any], quiet: bool = False) -> int:
     checks = [c for s in report["sections"].values() for c in s.get("checks", [])]
     failed = [c["check"] for c in checks if c["ok"] is False]
     errors = [n for n, s in report["sections"].items() if "error" in s]
     report["verdict"] = {"errors": errors, "failed_checks": failed}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
     (out / "report.md").write_text(render(report), encoding="utf-8")
-    print(f"report: {out / 'report.md'} ({report['seconds']} s); errors {errors}; failed checks {failed}")
+    if not quiet:
+        print(f"report: {out / 'report.md'} ({report['seconds']} s); errors {errors}; failed checks {failed}")
     return 1 if errors or failed else 0
 
 
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             f"   {result['seconds']} s" + (f"  ERROR {result['error']}" if "error" in result else ""),
             flush=True,
         )
-    report["seconds"] = round(time.perf_counter() - started, 1)
+        # Written after every section: a run cut short by the GPU's time limit still reports.
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        _write(args.out, report, quiet=True)
     shutil.rmtree(work, ignore_errors=True)
     return _write(args.out, report)
 
