@@ -150,6 +150,14 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="shed new requests (503) while resident memory, isolated model workers included, "
+            "is above this (e.g. 6GiB); default: no limit",
+        ),
+    ] = None,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
     console: Annotated[
         bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
@@ -172,6 +180,7 @@ def serve_command(
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
+            max_memory_bytes=_memory_option(max_memory),
         ),
         addresses=Addresses(host, http_address, grpc_address, metrics_address),
         http_port=http_port,
@@ -186,6 +195,18 @@ def serve_command(
         console=console,
     )
     _run(run_server(options))
+
+
+def _memory_option(text: str | None) -> int:
+    from packserve.errors import InvalidArgumentError
+    from packserve.planning.units import parse_memory_bytes
+
+    if text is None:
+        return 0
+    try:
+        return parse_memory_bytes(text)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
 def _run(main: object) -> None:
