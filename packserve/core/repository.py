@@ -272,6 +272,7 @@ class ModelRepository:
         await self._close_runtimes(old.values())
         for runtime in new_runtimes.values():
             self._deps.observer.model_loaded(name, runtime.version_str, runtime.load_seconds)
+            self._report_warmup(runtime)
             log.info("loaded model '%s' version %d in %.2fs", name, runtime.version, runtime.load_seconds)
 
     async def _build(self, loaded: LoadedConfig) -> dict[int, ModelRuntime]:
@@ -294,6 +295,16 @@ class ModelRepository:
             await self._close_runtimes(built.values())
             raise
         return built
+
+    def _report_warmup(self, runtime: ModelRuntime) -> None:
+        """Triton counts warmup in the statistics: each sample row as a request, each run as an
+        execution."""
+        observer, name = self._deps.observer, runtime.spec.name
+        for rows, timing in runtime.warmup_executions:
+            for _ in range(rows):
+                observer.request_finished(name, runtime.version_str, timing, None)
+            observer.execution_finished(name, runtime.version_str, rows, timing)
+        runtime.warmup_executions = []
 
     async def _close_runtimes(self, runtimes: Iterable[ModelRuntime]) -> None:
         await asyncio.gather(*(r.close(self._drain_timeout_s) for r in runtimes))

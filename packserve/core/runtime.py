@@ -24,8 +24,10 @@ from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
+from packserve.core.request import RequestTiming
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.validation import RequestValidator
+from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class ModelRuntime:
     pool: InstancePool | None = None
     version_str: str = field(init=False)
     validator: RequestValidator = field(init=False)
+    # model_warmup executions, reported to the statistics once the version is loaded.
+    warmup_executions: list[tuple[int, RequestTiming]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.version_str = str(self.version)
@@ -97,6 +101,7 @@ class LoadedBackend:
     backend_model: BackendModel
     pool: InstancePool
     load_seconds: float
+    warmup: list[tuple[int, RequestTiming]] = field(default_factory=list)  # (rows, timing) each
 
 
 def load_backend_instances(
@@ -140,6 +145,8 @@ def load_backend_instances(
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
+        # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
+        warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
         for created in instances:
             created.close()
@@ -157,7 +164,7 @@ def load_backend_instances(
         clock=deps.clock,
         inline_threshold_ns=deps.inline_threshold_ns,
     )
-    return LoadedBackend(backend_model, pool, time.perf_counter() - started)
+    return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
 
 
 def backend_runtime(
@@ -165,6 +172,8 @@ def backend_runtime(
 ) -> ModelRuntime:
     """The runtime of a loaded backend model, with its one scheduler. Call it on the event loop."""
     scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, deps.max_pending)
-    return ModelRuntime(
+    runtime = ModelRuntime(
         spec, config, version, scheduler, loaded.load_seconds, loaded.backend_model, loaded.pool
     )
+    runtime.warmup_executions = loaded.warmup
+    return runtime

@@ -89,6 +89,11 @@ async def test_unload_dependents_keeps_steps_another_ensemble_calls(tmp_path: Pa
     try:
         assert engine.model_ready("pipe") and engine.model_ready("pipe2")
         await engine.unload_model("pipe", unload_dependents=True)
-        assert states(engine) == {"double": "READY", "other": "READY", "pipe": "UNAVAILABLE", "pipe2": "READY"}
+        assert states(engine) == {
+            "double": "READY",
+            "other": "READY",
+            "pipe": "UNAVAILABLE",
+            "pipe2": "READY",
+        }
     finally:
         await engine.shutdown()

@@ -18,12 +18,16 @@ pytestmark = pytest.mark.triton
 ROW = [float(v) for v in range(16)]
 
 
-def _post(server: Any, path: str, body: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
+def _post(
+    server: Any, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> requests.Response:
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     return requests.post(server.base + path, data=data, headers=headers or {}, timeout=60)
 
 
-def _both(servers: Any, path: str, body: Any = None, headers: dict[str, str] | None = None) -> list[requests.Response]:
+def _both(
+    servers: Any, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> list[requests.Response]:
     return [_post(server, path, body, headers) for server in servers]
 
 
@@ -31,9 +35,7 @@ def _outputs(response: requests.Response) -> dict[str, tuple[list[int], Any]]:
     return {o["name"]: (o["shape"], o.get("data")) for o in response.json()["outputs"]}
 
 
-@pytest.mark.parametrize(
-    ("model", "shape"), [("reshape_batching", [2, 16]), ("reshape_plain", [16])]
-)
+@pytest.mark.parametrize(("model", "shape"), [("reshape_batching", [2, 16]), ("reshape_plain", [16])])
 def test_reshape_both_ways(servers, model, shape):
     rows = shape[0] if len(shape) == 2 else 1
     body = {"inputs": [{"name": "IN", "datatype": "FP32", "shape": shape, "data": ROW * rows}]}
@@ -49,7 +51,9 @@ def test_reshape_both_ways(servers, model, shape):
 
 
 def test_reshape_metadata_identical(servers):
-    triton, packserve = (requests.get(s.base + "/v2/models/reshape_batching", timeout=10).json() for s in servers)
+    triton, packserve = (
+        requests.get(s.base + "/v2/models/reshape_batching", timeout=10).json() for s in servers
+    )
     assert packserve == triton
 
 
@@ -83,14 +87,20 @@ def test_raw_binary_body_of_the_wrong_size(servers):
 
 
 def test_reserved_request_parameters_refused(servers):
-    body = {"parameters": {"triton_anything": 1}, "inputs": [{"name": "IN", "datatype": "FP32", "shape": [16], "data": ROW}]}
+    body = {
+        "parameters": {"triton_anything": 1},
+        "inputs": [{"name": "IN", "datatype": "FP32", "shape": [16], "data": ROW}],
+    }
     triton, packserve = _both(servers, "/v2/models/reshape_plain/infer", body)
     assert triton.status_code == packserve.status_code == 400
     assert packserve.json()["error"] == triton.json()["error"]
 
 
 def test_missing_input_wording(servers):
-    body = {"id": "req-7", "inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [0] * 16}]}
+    body = {
+        "id": "req-7",
+        "inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [0] * 16}],
+    }
     triton, packserve = _both(servers, "/v2/models/simple/infer", body)
     assert triton.status_code == packserve.status_code == 400
     assert packserve.json()["error"].startswith(triton.json()["error"])
@@ -98,7 +108,11 @@ def test_missing_input_wording(servers):
 
 def test_byte_size_mismatch_wording(servers):
     header = json.dumps(
-        {"inputs": [{"name": "IN", "datatype": "FP32", "shape": [16], "parameters": {"binary_data_size": 60}}]}
+        {
+            "inputs": [
+                {"name": "IN", "datatype": "FP32", "shape": [16], "parameters": {"binary_data_size": 60}}
+            ]
+        }
     ).encode()
     headers = {"Inference-Header-Content-Length": str(len(header))}
     triton, packserve = _both(servers, "/v2/models/reshape_plain/infer", header + b"\x00" * 60, headers)
@@ -125,7 +139,11 @@ def test_explicit_load_of_an_ensemble_loads_its_steps(servers):
     for server in servers:
         try:
             assert _post(server, "/v2/repository/models/parity_pipe/load").status_code == 200
-            assert _states(server) == {"parity_pipe": "READY", "parity_step_a": "READY", "parity_step_b": "READY"}
+            assert _states(server) == {
+                "parity_pipe": "READY",
+                "parity_step_a": "READY",
+                "parity_step_b": "READY",
+            }
             body = {"inputs": [{"name": "IN", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
             infer = _post(server, "/v2/models/parity_pipe/infer", body)
             assert infer.json()["outputs"][0]["data"] == [3.0, 4.0, 5.0, 6.0], server.name
@@ -166,7 +184,9 @@ def _classify_count(server: Any) -> int:
 
 def test_bls_detect_crop_classify(servers):
     image = bls_test_image()
-    body = {"inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [32, 32], "data": image.ravel().tolist()}]}
+    body = {
+        "inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [32, 32], "data": image.ravel().tolist()}]
+    }
     before = [_classify_count(s) for s in servers]
     triton, packserve = _both(servers, "/v2/models/bls_pipeline/infer", body)
     assert triton.status_code == packserve.status_code == 200, (triton.text, packserve.text)
@@ -182,8 +202,31 @@ def test_bls_detect_crop_classify(servers):
 def test_bls_callee_error_reaches_the_client(servers):
     image = bls_test_image()
     image[0, 0] = -1.0
-    body = {"inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [32, 32], "data": image.ravel().tolist()}]}
+    body = {
+        "inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [32, 32], "data": image.ravel().tolist()}]
+    }
     triton, packserve = _both(servers, "/v2/models/bls_pipeline/infer", body)
     assert triton.status_code >= 400 and packserve.status_code >= 400, (triton.text, packserve.text)
     for response in (triton, packserve):
         assert "bls_no_such_model" in response.json()["error"], response.text
+
+
+def test_model_warmup(servers):
+    counts = []
+    for server in servers:
+        good = _post(server, "/v2/repository/models/warmup_good/load")
+        bad = _post(server, "/v2/repository/models/warmup_bad/load")
+        try:
+            assert good.status_code == 200, (server.name, good.text)
+            stats = requests.get(server.base + "/v2/models/warmup_good/stats", timeout=10).json()
+            counts.append(
+                (stats["model_stats"][0]["inference_count"], stats["model_stats"][0]["execution_count"])
+            )
+            # The sample's failure fails the load, with the model's message in the reason.
+            assert bad.status_code == 400, (server.name, bad.text)
+            assert "warmup_marker: value over 60" in bad.json()["error"], (server.name, bad.text)
+            assert requests.get(server.base + "/v2/models/warmup_bad/ready", timeout=10).status_code == 400
+        finally:
+            _post(server, "/v2/repository/models/warmup_good/unload")
+    # Both count the warmup in the statistics: 2 x batch 2 + 1 x batch 1 = 5 rows in 3 executions.
+    assert counts == [(5, 3), (5, 3)]
