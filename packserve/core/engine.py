@@ -25,6 +25,7 @@ from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.views import (
     IndexEntry,
@@ -58,6 +59,7 @@ EXTENSIONS = (
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "system_shared_memory",
 )
 
 
@@ -98,6 +100,8 @@ class Engine:
             inline_threshold_ns=options.inline_execution_us * 1000,
         )
         self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
+        # Clients' system shared-memory regions (front ends read inputs from and write outputs to them).
+        self.shared_memory = SharedMemoryRegistry()
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -268,6 +272,7 @@ class Engine:
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
         await self.repository.unload_all()
+        self.shared_memory.close()
 
     async def _poll_forever(self) -> None:
         while True:
