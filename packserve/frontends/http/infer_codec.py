@@ -330,7 +330,9 @@ def _shm_place(params: dict[str, Any], where: str) -> ShmPlace | None:
     if not isinstance(region, str) or not region:
         raise InvalidArgumentError(f"{where}: 'shared_memory_region' must be a non-empty string")
     if "shared_memory_byte_size" not in params:
-        raise InvalidArgumentError(f"{where}: 'shared_memory_byte_size' is required with 'shared_memory_region'")
+        raise InvalidArgumentError(
+            f"{where}: 'shared_memory_byte_size' is required with 'shared_memory_region'"
+        )
     size = _non_negative_int(params["shared_memory_byte_size"], "shared_memory_byte_size")
     offset = _non_negative_int(params.get("shared_memory_offset", 0), "shared_memory_offset")
     return ShmPlace(region, offset, size)
