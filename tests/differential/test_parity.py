@@ -230,3 +230,65 @@ def test_model_warmup(servers):
             _post(server, "/v2/repository/models/warmup_good/unload")
     # Both count the warmup in the statistics: 2 x batch 2 + 1 x batch 1 = 5 rows in 3 executions.
     assert counts == [(5, 3), (5, 3)]
+
+
+def test_system_shared_memory(servers):
+    """Register, status, an inference with an input and an output in regions, bad requests,
+    unregister: the same answers from both servers (statuses may be stricter in packserve)."""
+    import uuid
+    from multiprocessing import shared_memory
+
+    key = f"packserve_diff_{uuid.uuid4().hex[:10]}"
+    region_in = shared_memory.SharedMemory(key + "_in", create=True, size=64)
+    region_out = shared_memory.SharedMemory(key + "_out", create=True, size=64)
+    np.ndarray((16,), np.float32, region_in.buf)[:] = np.arange(16, dtype=np.float32)
+    body = {
+        "inputs": [{"name": "IN", "datatype": "FP32", "shape": [16],
+                    "parameters": {"shared_memory_region": "d_in", "shared_memory_byte_size": 64}}],
+        "outputs": [{"name": "OUT", "parameters": {"shared_memory_region": "d_out", "shared_memory_byte_size": 64}},
+                    {"name": "SEEN"}],
+    }  # fmt: skip
+    answers: list[dict[str, Any]] = []
+    try:
+        for server in servers:
+            base = server.base + "/v2/systemsharedmemory"
+            seen: dict[str, Any] = {}
+            for name, suffix in (("d_in", "_in"), ("d_out", "_out")):
+                reply = _post(server, f"/v2/systemsharedmemory/region/{name}/register",
+                              {"key": f"/{key}{suffix}", "offset": 0, "byte_size": 64})  # fmt: skip
+                seen[f"register {name}"] = reply.status_code
+            seen["again"] = _post(server, "/v2/systemsharedmemory/region/d_in/register",
+                                  {"key": f"/{key}_in", "offset": 0, "byte_size": 64}).json()  # fmt: skip
+            seen["status"] = sorted(
+                requests.get(base + "/status", timeout=10).json(), key=lambda r: r["name"]
+            )
+            seen["status one"] = requests.get(base + "/region/d_in/status", timeout=10).json()
+            unknown = requests.get(base + "/region/nope/status", timeout=10)
+            seen["status unknown"] = (unknown.status_code, unknown.json())
+            region_out.buf[:64] = b"\x00" * 64
+            infer = _post(server, "/v2/models/reshape_plain/infer", body)
+            seen["infer"] = (infer.status_code, infer.json())
+            seen["written"] = np.ndarray((16,), np.float32, region_out.buf).tolist()
+            past = json.loads(json.dumps(body))
+            past["inputs"][0]["parameters"]["shared_memory_offset"] = 8
+            reply = _post(server, "/v2/models/reshape_plain/infer", past)
+            seen["past the region"] = (reply.status_code, reply.json()["error"].split(" (")[0])
+            missing = json.loads(json.dumps(body))
+            missing["inputs"][0]["parameters"]["shared_memory_region"] = "nope"
+            reply = _post(server, "/v2/models/reshape_plain/infer", missing)
+            seen["unregistered"] = (reply.status_code, reply.json())
+            seen["unregister one"] = _post(
+                server, "/v2/systemsharedmemory/region/d_in/unregister"
+            ).status_code
+            seen["unregister all"] = _post(server, "/v2/systemsharedmemory/unregister").status_code
+            seen["status after"] = requests.get(base + "/status", timeout=10).json()
+            answers.append(seen)
+    finally:
+        for server in servers:
+            _post(server, "/v2/systemsharedmemory/unregister")
+        for region in (region_in, region_out):
+            region.close()
+            region.unlink()
+    triton, packserve = answers
+    assert packserve == triton
+    assert triton["written"] == [2.0 * v for v in range(16)]
