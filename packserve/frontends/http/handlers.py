@@ -14,7 +14,7 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, NotFoundError, UnsupportedError
-from packserve.frontends.http import infer_codec, json_views
+from packserve.frontends.http import infer_codec, json_views, raw_body
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
@@ -84,7 +84,7 @@ async def infer(
         metadata = engine.model_metadata(model, version)
         batching = int(engine.model_config_json(model, version).get("max_batch_size", 0)) > 0
         inputs = [(t.name, t.datatype.wire_name, list(t.shape)) for t in metadata.inputs]
-        header = infer_codec.raw_binary_header(model, inputs, len(body), batching)
+        header = raw_body.raw_binary_header(model, inputs, len(body), batching)
         body, header_length = header + body, str(len(header)).encode()
     decoded = decoder.decode(model, version, body, header_length, engine.shared_memory)
     response = await engine.infer(decoded.request)

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.frontends.http.infer_codec import raw_binary_header
+from packserve.frontends.http.raw_body import raw_binary_header
 
 INFER = "/v2/models/simple/infer"
 
