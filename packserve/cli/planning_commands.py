@@ -132,6 +132,7 @@ def deploy_k8s(
     kserve: Annotated[
         bool, typer.Option(help="Also write a KServe ClusterServingRuntime + InferenceService.")
     ] = False,
+    console: Annotated[bool, typer.Option(help="Serve the web console (/console) in the pods.")] = False,
 ) -> None:
     """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceMonitor) for a plan."""
     from packserve.planning.commands import deploy_k8s_command
@@ -143,6 +144,7 @@ def deploy_k8s(
         repository_volume=repository_volume,
         repository_image=repository_image,
         kserve=kserve,
+        console=console,
     )
     try:
         written = deploy_k8s_command(plan_file, options, out)

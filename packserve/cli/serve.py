@@ -16,7 +16,7 @@ from rich.table import Table
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
-from packserve.frontends.http import HttpLimits, HttpServer
+from packserve.frontends.http import ConsoleAssets, HttpLimits, HttpServer
 from packserve.metrics import MetricsServer, PrometheusObserver
 
 log = logging.getLogger("packserve")
@@ -32,6 +32,7 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc: GrpcOptions = field(default_factory=GrpcOptions)
     drain_timeout_s: float = 30.0
+    console: bool = True  # the web console at /console on the HTTP port
 
 
 def print_model_table(index: list[IndexEntry], console: Console) -> None:
@@ -51,7 +52,10 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     console = console or Console(stderr=True, soft_wrap=True)
     metrics = MetricsServer(options.host, options.metrics_port)
     engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
-    http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
+    console_assets = ConsoleAssets(options.engine.model_control_mode) if options.console else None
+    http = HttpServer(
+        engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s, console_assets
+    )
     grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
     stop = asyncio.Event()
@@ -79,6 +83,8 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         f"packserve: HTTP on {options.host}:{http.port}, gRPC on {options.host}:{grpc_server.port}, "
         f"metrics on {options.host}:{metrics.port}"
     )
+    if console_assets is not None:
+        console.print(f"packserve: web console at http://{options.host}:{http.port}/console/")
     await stop.wait()
     console.print("packserve: stopping - finishing requests in flight")
     # Stop taking new connections, let requests in flight finish, then unload the models.
@@ -118,6 +124,9 @@ def serve_command(
         ),
     ] = EngineOptions.inline_execution_us,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
+    console: Annotated[
+        bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
+    ] = True,
 ) -> None:
     """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
     logging.basicConfig(
@@ -147,6 +156,7 @@ def serve_command(
             max_send_message_bytes=grpc_max_message_mib << 20,
         ),
         drain_timeout_s=drain_timeout,
+        console=console,
     )
     _run(run_server(options))
 

@@ -37,6 +37,7 @@ class DeployOptions:
     repository_image: str | None = None  # image whose /models holds the repository
     max_replicas_factor: float = 2.0  # HPA max = planned replicas x this
     kserve: bool = False
+    console: bool = False  # the web console (/console) stays off in a cluster unless asked for
 
 
 def build_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
@@ -147,6 +148,7 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
             str(GRPC_PORT),
             "--metrics-port",
             str(METRICS_PORT),
+            "--console" if options.console else "--no-console",
         ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -311,6 +313,7 @@ def kserve_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
                         "8080",
                         "--grpc-port",
                         "9000",
+                        "--console" if options.console else "--no-console",
                     ],
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 }

@@ -42,6 +42,8 @@ def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
     ]
     if reply.header_length is not None:
         head.append(b"inference-header-content-length: %d\r\n" % reply.header_length)
+    for name, value in reply.headers:
+        head.append(b"%s: %s\r\n" % (name, value))
     if not keep_alive:
         head.append(b"connection: close\r\n")
     head.append(b"\r\n")
