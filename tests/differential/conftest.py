@@ -64,7 +64,8 @@ class Server:
         return f"http://{self.url}"
 
 
-def _wait_ready(server: Server, timeout_s: float = 60.0) -> None:
+def _wait_ready(server: Server, timeout_s: float = 180.0) -> None:
+    # Generous: Triton starts a stub process per python model, slow on a loaded machine.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

@@ -16,13 +16,15 @@ from parity_models import bls_test_image
 pytestmark = pytest.mark.triton
 
 ROW = [float(v) for v in range(16)]
+# Generous: the machine running the tests may be loaded (Triton loads python models slowly then).
+TIMEOUT_S = 120
 
 
 def _post(
     server: Any, path: str, body: Any = None, headers: dict[str, str] | None = None
 ) -> requests.Response:
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    return requests.post(server.base + path, data=data, headers=headers or {}, timeout=60)
+    return requests.post(server.base + path, data=data, headers=headers or {}, timeout=TIMEOUT_S)
 
 
 def _both(
@@ -52,7 +54,7 @@ def test_reshape_both_ways(servers, model, shape):
 
 def test_reshape_metadata_identical(servers):
     triton, packserve = (
-        requests.get(s.base + "/v2/models/reshape_batching", timeout=10).json() for s in servers
+        requests.get(s.base + "/v2/models/reshape_batching", timeout=TIMEOUT_S).json() for s in servers
     )
     assert packserve == triton
 
@@ -171,14 +173,14 @@ def test_explicit_load_of_an_ensemble_loads_its_steps(servers):
 
 def _wait_state(server: Any, name: str, state: str) -> None:
     """Triton unloads in the background (the index says UNLOADING for a moment)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + TIMEOUT_S
     while _states(server).get(name) != state and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _states(server).get(name) == state, (server.name, name, _states(server))
 
 
 def _classify_count(server: Any) -> int:
-    stats = requests.get(server.base + "/v2/models/bls_classify/stats", timeout=10).json()
+    stats = requests.get(server.base + "/v2/models/bls_classify/stats", timeout=TIMEOUT_S).json()
     return int(stats["model_stats"][0]["inference_count"])
 
 
@@ -218,14 +220,14 @@ def test_model_warmup(servers):
         bad = _post(server, "/v2/repository/models/warmup_bad/load")
         try:
             assert good.status_code == 200, (server.name, good.text)
-            stats = requests.get(server.base + "/v2/models/warmup_good/stats", timeout=10).json()
+            stats = requests.get(server.base + "/v2/models/warmup_good/stats", timeout=TIMEOUT_S).json()
             counts.append(
                 (stats["model_stats"][0]["inference_count"], stats["model_stats"][0]["execution_count"])
             )
             # The sample's failure fails the load, with the model's message in the reason.
             assert bad.status_code == 400, (server.name, bad.text)
             assert "warmup_marker: value over 60" in bad.json()["error"], (server.name, bad.text)
-            assert requests.get(server.base + "/v2/models/warmup_bad/ready", timeout=10).status_code == 400
+            assert requests.get(server.base + "/v2/models/warmup_bad/ready", timeout=TIMEOUT_S).status_code == 400
         finally:
             _post(server, "/v2/repository/models/warmup_good/unload")
     # Both count the warmup in the statistics: 2 x batch 2 + 1 x batch 1 = 5 rows in 3 executions.
@@ -260,10 +262,10 @@ def test_system_shared_memory(servers):
             seen["again"] = _post(server, "/v2/systemsharedmemory/region/d_in/register",
                                   {"key": f"/{key}_in", "offset": 0, "byte_size": 64}).json()  # fmt: skip
             seen["status"] = sorted(
-                requests.get(base + "/status", timeout=10).json(), key=lambda r: r["name"]
+                requests.get(base + "/status", timeout=TIMEOUT_S).json(), key=lambda r: r["name"]
             )
-            seen["status one"] = requests.get(base + "/region/d_in/status", timeout=10).json()
-            unknown = requests.get(base + "/region/nope/status", timeout=10)
+            seen["status one"] = requests.get(base + "/region/d_in/status", timeout=TIMEOUT_S).json()
+            unknown = requests.get(base + "/region/nope/status", timeout=TIMEOUT_S)
             seen["status unknown"] = (unknown.status_code, unknown.json())
             region_out.buf[:64] = b"\x00" * 64
             infer = _post(server, "/v2/models/reshape_plain/infer", body)
@@ -281,7 +283,7 @@ def test_system_shared_memory(servers):
                 server, "/v2/systemsharedmemory/region/d_in/unregister"
             ).status_code
             seen["unregister all"] = _post(server, "/v2/systemsharedmemory/unregister").status_code
-            seen["status after"] = requests.get(base + "/status", timeout=10).json()
+            seen["status after"] = requests.get(base + "/status", timeout=TIMEOUT_S).json()
             answers.append(seen)
     finally:
         for server in servers:
