@@ -15,6 +15,7 @@ import itertools
 import mmap
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,17 @@ class SharedMemoryRegistry:
                 "must be >= 0 and > 0)"
             )
         try:
-            fd = os.open(self._root / key.lstrip("/"), os.O_RDWR)
+            # Never follow a link out of the shared-memory folder.
+            fd = os.open(self._root / key.lstrip("/"), os.O_RDWR | os.O_NOFOLLOW)
         except OSError as exc:
             raise InvalidArgumentError(
                 f"Unable to open shared memory region: '{key}' ({exc.strerror})"
             ) from None
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidArgumentError(f"Unable to open shared memory region: '{key}' (not a region)")
+            size = info.st_size
             if offset + byte_size > size:
                 raise InvalidArgumentError(
                     f"Invalid shared memory region: '{key}' (offset {offset} + byte_size {byte_size} "
