@@ -80,7 +80,8 @@ def decode_infer_request(
                 raise InvalidArgumentError(
                     f"model '{model}' input '{name}': both typed contents and raw_input_contents given"
                 )
-            inputs[name] = tensors.decode_raw(model, name, datatype, shape, count, raw_contents[index])
+            raw = raw_contents[index]
+            inputs[name] = tensors.decode_raw(model, name, datatype, shape, count, raw, message.id)
         elif has_typed or count == 0:
             inputs[name] = tensors.decode_typed(model, name, datatype, shape, count, tensor.contents)
         else:

@@ -25,3 +25,14 @@ def test_reserved_parameter_refused() -> None:
 def test_streaming_final_response_flag_is_allowed_and_consumed() -> None:
     request = decode_infer_request(_request("triton_enable_empty_final_response"))
     assert "triton_enable_empty_final_response" not in request.parameters
+
+
+def test_raw_byte_size_mismatch_has_tritons_wording_first() -> None:
+    message = service_pb2.ModelInferRequest(model_name="m", id="r1")
+    message.inputs.add(name="X", datatype="FP32", shape=[16])
+    message.raw_input_contents.append(b"\x00" * 60)
+    with pytest.raises(InvalidArgumentError) as caught:
+        decode_infer_request(message)
+    assert str(caught.value).startswith(
+        "[request id: r1] input byte size mismatch for input 'X' for model 'm'. Expected 64, got 60"
+    )
