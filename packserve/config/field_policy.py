@@ -25,10 +25,6 @@ def refused_fields(config: ModelConfig) -> list[str]:
         refused.append(
             f"runtime '{config.runtime}' (packserve's backends are built in; choose one with 'backend')"
         )
-    if config.response_cache.enable:
-        refused.append(
-            "response_cache (packserve has no response cache; remove 'response_cache { enable: true }')"
-        )
     for group in config.instance_group:
         limiter = group.rate_limiter
         if limiter.resources or limiter.priority:

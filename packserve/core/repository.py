@@ -270,6 +270,13 @@ class ModelRepository:
             except OSError:
                 entry.loaded_mtime = 0.0
         await self._close_runtimes(old.values())
+        if loaded.spec.response_cache and not self._deps.response_cache:
+            # Triton serves such a model uncached without a word; say it.
+            log.warning(
+                "model '%s' enables response_cache but the server has no cache "
+                "(--cache-config local,size=BYTES): its responses are not cached",
+                name,
+            )
         for runtime in new_runtimes.values():
             self._deps.observer.model_loaded(name, runtime.version_str, runtime.load_seconds)
             self._report_warmup(runtime)

@@ -71,6 +71,7 @@ class RuntimeDeps:
     clock: Clock
     max_pending: int
     inline_threshold_ns: int = 0  # see core/inline_policy.py
+    response_cache: bool = False  # the server has a response cache (--cache-config)
 
 
 def is_composite(spec: ModelSpec) -> bool:

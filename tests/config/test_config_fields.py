@@ -46,7 +46,6 @@ instance_group [ { name: "g" count: 1 kind: KIND_CPU } ]
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
-        ("response_cache { enable: true }", "response_cache"),
         ('runtime: "libtriton_onnxruntime.so"', "runtime"),
         (
             'instance_group [ { name: "r" count: 1 kind: KIND_CPU rate_limiter { resources [ { name: "R" count: 1 } ] } } ]',
