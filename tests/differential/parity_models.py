@@ -290,3 +290,12 @@ WARMUP_FILES = {
     "warmup_bad/warmup/big.bin": "ABCD",
 }
 PARITY_FILES = {**PARITY_FILES, **WARMUP_FILES}
+
+# ---- response cache: a model with response_cache enabled (both servers run a local cache) -------
+
+CACHED_FILES = {
+    "cached_step/config.pbtxt": STEP_CONFIG.format(name="cached_step") + "response_cache { enable: true }\n",
+    "cached_step/1/model.py": STEP_MODEL,
+}
+PARITY_MODELS = (*PARITY_MODELS, "cached_step")
+PARITY_FILES = {**PARITY_FILES, **CACHED_FILES}

@@ -294,3 +294,27 @@ def test_system_shared_memory(servers):
     triton, packserve = answers
     assert packserve == triton
     assert triton["written"] == [2.0 * v for v in range(16)]
+
+
+def test_response_cache(servers):
+    """The same sequence (a, a, b, a) to a model with response_cache enabled: the same answers and
+    the same statistics (hits are successes, not inferences or executions) on both servers."""
+    counts = []
+    for server in servers:
+        for value in (1.0, 1.0, 2.0, 1.0):
+            body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [value] * 4}]}
+            reply = _post(server, "/v2/models/cached_step/infer", body)
+            assert reply.json()["outputs"][0]["data"] == [value + 1] * 4, (server.name, reply.text)
+        stats = requests.get(server.base + "/v2/models/cached_step/stats", timeout=TIMEOUT_S).json()
+        entry = stats["model_stats"][0]
+        inference = entry["inference_stats"]
+        counts.append(
+            (
+                entry["inference_count"],
+                entry["execution_count"],
+                inference["success"]["count"],
+                inference["cache_hit"]["count"],
+                inference["cache_miss"]["count"],
+            )
+        )
+    assert counts == [(2, 2, 4, 2, 2), (2, 2, 4, 2, 2)]
