@@ -188,10 +188,15 @@ class ModelRepository:
         entry.explicit = entry.explicit or explicit
         if entry.state != READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
+        # Those that went down with a model they call come back once all they call is ready.
+        ready = set(self.ready_specs())
         orphans = [
             other
             for other, e in self._entries.items()
-            if e.state == UNAVAILABLE and e.reason.startswith(_CALLEE_UNLOADED) and name in e.callees
+            if e.state == UNAVAILABLE
+            and e.reason.startswith(_CALLEE_UNLOADED)
+            and name in e.callees
+            and e.callees <= ready
         ]
         for other in orphans:
             await self._load_with(other, await self._read_config(other, None))
