@@ -13,7 +13,8 @@ import pytest
 import requests
 from parity_models import bls_test_image
 
-pytestmark = pytest.mark.triton
+# Triton loads python models slowly on a loaded machine: more than the suite default of 120 s.
+pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]
 
 ROW = [float(v) for v in range(16)]
 # Generous: the machine running the tests may be loaded (Triton loads python models slowly then).
