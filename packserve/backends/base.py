@@ -30,8 +30,9 @@ class BlsExecutor(Protocol):
     and statistics, exactly as a client's; tensors are passed by reference. Failures raise the
     callee's PackserveError."""
 
-    def infer(self, request: InferRequest) -> InferResponse:
-        """Blocking form, for an instance's worker thread (never the event-loop thread)."""
+    def infer(self, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
+        """Blocking form, for an instance's worker thread (never the event-loop thread); waits
+        at most `timeout_s` (then ExecutionTimeoutError) when given."""
         ...
 
     async def infer_async(self, request: InferRequest) -> InferResponse:
@@ -92,6 +93,21 @@ class BackendInstance(abc.ABC):
         and the core may call it on the event-loop thread once it has measured it cheaper than a
         hand-off to the worker thread (core/inline_policy.py)."""
         return False
+
+    @property
+    def failed_reason(self) -> str | None:
+        """Why this instance can serve no more (its model then shows UNAVAILABLE), or None."""
+        return None
+
+    @property
+    def enforces_execution_timeout(self) -> bool:
+        """True when `execute` keeps the model's execution deadline itself (an isolated worker
+        is killed); otherwise the instance pool fails late batches and sets the instance aside."""
+        return False
+
+    def interrupt(self) -> None:  # noqa: B027 - in-process instances cannot be stopped
+        """Make a running `execute` return as soon as it can (unload under a hung model).
+        Any thread may call it."""
 
     def close(self) -> None:  # noqa: B027 - most instances hold nothing of their own
         """Release what this instance holds."""

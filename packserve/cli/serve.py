@@ -151,6 +151,14 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="shed new requests (503) while resident memory, isolated model workers included, "
+            "is above this (e.g. 6GiB); default: no limit",
+        ),
+    ] = None,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
     cache_config: Annotated[
         str | None, typer.Option("--cache-config", help="response cache: local,size=BYTES (Triton's)")
@@ -181,6 +189,7 @@ def serve_command(
             drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
             response_cache_bytes=cache_bytes,
+            max_memory_bytes=_memory_option(max_memory),
         ),
         addresses=Addresses(host, http_address, grpc_address, metrics_address),
         http_port=http_port,
@@ -195,6 +204,18 @@ def serve_command(
         console=console,
     )
     _run(run_server(options))
+
+
+def _memory_option(text: str | None) -> int:
+    from packserve.errors import InvalidArgumentError
+    from packserve.planning.units import parse_memory_bytes
+
+    if text is None:
+        return 0
+    try:
+        return parse_memory_bytes(text)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
 def _run(main: object) -> None:

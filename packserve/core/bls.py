@@ -12,10 +12,11 @@ deadlock); `infer_async` awaits from an event loop on another thread (a python m
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 from packserve.core.dispatch import Dispatcher
 from packserve.core.request import InferRequest, InferResponse
-from packserve.errors import InvalidArgumentError, ModelExecutionError
+from packserve.errors import ExecutionTimeoutError, InvalidArgumentError, ModelExecutionError
 
 
 class EngineBls:
@@ -24,13 +25,21 @@ class EngineBls:
         self._loop = loop
         self._caller = caller
 
-    def infer(self, request: InferRequest) -> InferResponse:
+    def infer(self, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
         self._check(request)
         if _running_loop() is self._loop:
             raise ModelExecutionError(
                 f"model '{self._caller}': a blocking BLS call cannot run on the server's event loop"
             )
-        return asyncio.run_coroutine_threadsafe(self._dispatcher.infer(request), self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(self._dispatcher.infer(request), self._loop)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:  # the caller's execution deadline (isolated models)
+            future.cancel()
+            raise ExecutionTimeoutError(
+                f"model '{self._caller}': BLS request to '{request.model_name}' did not finish "
+                f"within the caller's execution deadline ({timeout_s:.1f} s left)"
+            ) from None
 
     async def infer_async(self, request: InferRequest) -> InferResponse:
         self._check(request)

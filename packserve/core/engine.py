@@ -20,6 +20,7 @@ from packserve.config.json_form import config_to_json
 from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
@@ -77,6 +78,8 @@ class EngineOptions:
     inline_execution_us: int = 300
     # Triton's --cache-config local,size=N: bytes of the response cache; 0 = no cache.
     response_cache_bytes: int = 0
+    # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
+    max_memory_bytes: int = 0
 
 
 class Engine:
@@ -114,6 +117,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._poll_task: asyncio.Task[None] | None = None
+        self._memory_guard = MemoryGuard(options.max_memory_bytes)
 
     @classmethod
     async def start(
@@ -224,6 +228,7 @@ class Engine:
         timing.received_ns = self._clock.now_ns()
         if self._draining:
             raise ServerShuttingDownError("server is shutting down and takes no new requests")
+        self._memory_guard.admit()
         runtime = self.repository.runtime(request.model_name, request.model_version)
         spec = runtime.spec
         self._in_flight += 1
@@ -307,18 +312,26 @@ class Engine:
         self._observers.add(observer)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+        """Refuse new requests, wait up to `drain_timeout_s` in all for those in flight, unload every
+        model (batches still executing at the deadline are interrupted: isolated workers are
+        killed). True when everything in flight finished in time."""
         self._draining = True
         if self._poll_task is not None:
             self._poll_task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout_s
+        drained = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
         except asyncio.TimeoutError:
+            drained = False
             log.warning(
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
-        await self.repository.unload_all()
+        await self.repository.unload_all(max(0.0, deadline - loop.time()))
         self.shared_memory.close()
+        return drained
 
     async def _poll_forever(self) -> None:
         while True:

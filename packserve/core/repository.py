@@ -27,7 +27,13 @@ from packserve.core.runtime import (
     load_backend_instances,
 )
 from packserve.core.views import IndexEntry
-from packserve.errors import ModelLoadError, ModelNotReadyError, NotFoundError, PackserveError
+from packserve.errors import (
+    ModelLoadError,
+    ModelNotReadyError,
+    NotFoundError,
+    PackserveError,
+    UnavailableError,
+)
 
 log = logging.getLogger("packserve.repository")
 
@@ -109,7 +115,7 @@ class ModelRepository:
             latest = entry.latest
             if latest is None:
                 raise ModelNotReadyError(f"model '{name}' has no ready version")
-            return latest
+            return _serving(latest)
         try:
             number = int(version)
         except ValueError:
@@ -117,7 +123,7 @@ class ModelRepository:
         runtime = entry.runtimes.get(number)
         if runtime is None:
             raise NotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
-        return runtime
+        return _serving(runtime)
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         rows: list[IndexEntry] = []
@@ -126,9 +132,12 @@ class ModelRepository:
             if ready_only and entry.state != READY:
                 continue
             if entry.runtimes:
-                rows.extend(
-                    IndexEntry(name, str(v), entry.state, entry.reason) for v in sorted(entry.runtimes)
-                )
+                for version in sorted(entry.runtimes):
+                    failed = runtime_failure(entry.runtimes[version])
+                    if failed is None or entry.state != READY:
+                        rows.append(IndexEntry(name, str(version), entry.state, entry.reason))
+                    elif not ready_only:
+                        rows.append(IndexEntry(name, str(version), UNAVAILABLE, failed))
             else:
                 rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
@@ -220,20 +229,21 @@ class ModelRepository:
             for callee in sorted(callees - still_called - kept):
                 await self.unload(callee, unload_dependents=True)
 
-    async def _unload_one(self, entry: ModelEntry, reason: str) -> None:
+    async def _unload_one(self, entry: ModelEntry, reason: str, drain_timeout_s: float | None = None) -> None:
         async with entry.lock:
             runtimes, entry.runtimes = entry.runtimes, {}
             entry.state, entry.reason = UNLOADING, ""
-            await self._close_runtimes(runtimes.values())
+            await self._close_runtimes(runtimes.values(), drain_timeout_s)
             entry.state, entry.reason = UNAVAILABLE, reason
         for runtime in runtimes.values():
             self._deps.observer.model_unloaded(entry.name, runtime.version_str)
         if runtimes:
             log.info("unloaded model '%s'", entry.name)
 
-    async def unload_all(self) -> None:
+    async def unload_all(self, drain_timeout_s: float | None = None) -> None:
+        """Unload everything; requests in flight get `drain_timeout_s` (default: the repository's)."""
         loaded = [e for e in self._entries.values() if e.runtimes]
-        await asyncio.gather(*(self._unload_one(e, "unloaded") for e in loaded))
+        await asyncio.gather(*(self._unload_one(e, "unloaded", drain_timeout_s) for e in loaded))
 
     def dependents(self, name: str) -> list[str]:
         """Loaded composite models that call `name`."""
@@ -318,11 +328,26 @@ class ModelRepository:
             observer.execution_finished(name, runtime.version_str, rows, timing)
         runtime.warmup_executions = []
 
-    async def _close_runtimes(self, runtimes: Iterable[ModelRuntime]) -> None:
-        await asyncio.gather(*(r.close(self._drain_timeout_s) for r in runtimes))
+    async def _close_runtimes(
+        self, runtimes: Iterable[ModelRuntime], drain_timeout_s: float | None = None
+    ) -> None:
+        drain = self._drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        await asyncio.gather(*(r.close(drain) for r in runtimes))
 
 
 _CALLEE_UNLOADED = "a model it calls,"
+
+
+def runtime_failure(runtime: ModelRuntime) -> str | None:
+    """Why a loaded version can serve no more (every instance stuck or failed), else None."""
+    return runtime.pool.failed_reason if runtime.pool is not None else None
+
+
+def _serving(runtime: ModelRuntime) -> ModelRuntime:
+    failed = runtime_failure(runtime)
+    if failed is not None:
+        raise UnavailableError(failed)
+    return runtime
 
 
 def _spec_callees(spec: ModelSpec) -> set[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
+from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
@@ -32,6 +33,11 @@ from packserve.errors import ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+# How long an unload waits for instance threads once the drain is over and running batches were
+# interrupted; a thread still in a hung in-process model is left behind (daemon) after that.
+POOL_JOIN_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -54,9 +60,10 @@ class ModelRuntime:
 
     async def close(self, drain_timeout_s: float) -> None:
         await self.scheduler.close(drain_timeout_s)
-        # Joining worker threads and freeing weights can block: keep it off the event loop.
+        # Joining worker threads and freeing weights can block: keep it off the event loop. The
+        # drain is over: a batch still executing now is stopped (isolated) or left behind.
         if self.pool is not None:
-            await asyncio.to_thread(self.pool.close)
+            await asyncio.to_thread(self.pool.close, POOL_JOIN_TIMEOUT_S)
         if self.backend_model is not None:
             await asyncio.to_thread(self.backend_model.close)
 
@@ -116,6 +123,7 @@ def load_backend_instances(
     scheduler on the event loop, because asyncio objects belong to the loop. `loop` (the server's)
     lets the model call other models (BLS)."""
     started = time.perf_counter()
+    limits = execution_limits(spec)
     model_dir = deps.repository / spec.name
     context = ModelContext(
         spec=spec,
@@ -163,7 +171,9 @@ def load_backend_instances(
         batching=spec.max_batch_size > 0,
         names=names,
         clock=deps.clock,
-        inline_threshold_ns=deps.inline_threshold_ns,
+        # A batch with a deadline never runs on the event loop: a hung model would stop it.
+        inline_threshold_ns=0 if limits.execution_timeout_s else deps.inline_threshold_ns,
+        execution_timeout_s=limits.execution_timeout_s,
     )
     return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
 
