@@ -85,7 +85,7 @@ def plan_command(command: PlanCommand, on_progress: SimulationProgress | None = 
         )
     within = packed.plan.within_bound_devices()
     needed = (
-        p99_for_devices(profile, replace(options, max_utilisation=packed.plan.max_utilisation), within)
+        p99_for_devices(profile, options, within)  # at the search's highest utilisation
         if gpus(packed.plan.pods) > within
         else None
     )

@@ -101,7 +101,7 @@ def _meets(searched: Searched) -> bool:
 
 
 def p99_for_devices(
-    profile: Profile, options: PlanOptions, devices: int, layout: str = "packed", steps: int = 12
+    profile: Profile, options: PlanOptions, devices: int, layout: str = "packed", steps: int = 8
 ) -> float | None:
     """The smallest p99 target (ms) at which the planner's rule fits the fleet in `devices`, at
     `options.max_utilisation` (closed form, not simulated), or None when even 64 x the target does
