@@ -150,6 +150,15 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    cpu_execution_slots: Annotated[
+        int,
+        typer.Option(
+            "--cpu-execution-slots",
+            min=-1,
+            help="batches computing on the CPU at once, all CPU models together; oldest requests "
+            "first (-1 = one per core, 0 = no limit)",
+        ),
+    ] = EngineOptions.cpu_execution_slots,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
     console: Annotated[
         bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
@@ -172,6 +181,7 @@ def serve_command(
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
+            cpu_execution_slots=cpu_execution_slots,
         ),
         addresses=Addresses(host, http_address, grpc_address, metrics_address),
         http_port=http_port,

@@ -20,6 +20,7 @@ from packserve.config.json_form import config_to_json
 from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
@@ -72,6 +73,9 @@ class EngineOptions:
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
+    # Batches computing on the CPU at once, shared by every CPU instance (core/cpu_slots.py):
+    # -1 = one per usable core, 0 = no budget (every worker computes whenever it has a batch).
+    cpu_execution_slots: int = -1
 
 
 class Engine:
@@ -89,6 +93,8 @@ class Engine:
         self._clock = clock or MonotonicClock()
         self.statistics = StatisticsCollector()
         self._observers = ObserverFanout([self.statistics, *observers])
+        slot_count = resolve_slot_count(options.cpu_execution_slots)
+        self.cpu_slots = CpuSlots(slot_count) if slot_count else None
         deps = RuntimeDeps(
             repository=options.model_repository,
             observer=self._observers,
@@ -96,6 +102,7 @@ class Engine:
             clock=self._clock,
             max_pending=options.max_pending_per_model,
             inline_threshold_ns=options.inline_execution_us * 1000,
+            cpu_slots=self.cpu_slots,
         )
         self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
         self._draining = False

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
+from packserve.core.cpu_slots import CpuSlots
 from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.request import InferRequest
 from packserve.errors import ModelExecutionError, PackserveError
@@ -92,6 +93,10 @@ class InstancePool:
     given them; `names` names the worker threads (Triton's instance names). `inline_threshold_ns`
     > 0 lets batches that cost less than that run on the event-loop thread, when every instance
     allows it (`BackendInstance.may_run_inline`).
+
+    `cpu_slots` is the process's CPU execution-slot budget (core/cpu_slots.py): a worker of an
+    instance marked in `on_cpu` (all, when not given) waits for a slot before each batch; inline
+    batches and GPU instances never do.
     """
 
     def __init__(
@@ -103,6 +108,8 @@ class InstancePool:
         names: Sequence[str] | None = None,
         clock: Clock | None = None,
         inline_threshold_ns: int = 0,
+        cpu_slots: CpuSlots | None = None,
+        on_cpu: Sequence[bool] | None = None,
     ) -> None:
         if not instances:
             raise ValueError(f"model '{model_name}' needs at least one instance")
@@ -115,6 +122,8 @@ class InstancePool:
         self._busy = [0] * len(self._instances)
         self._free_count = len(self._instances)
         self._closed = False
+        on_cpu = list(on_cpu) if on_cpu is not None else [True] * len(self._instances)
+        self._slots = [cpu_slots if cpu else None for cpu in on_cpu]
         inline_allowed = all(instance.may_run_inline for instance in self._instances)
         self.inline_policy = InlineExecutionPolicy(inline_threshold_ns if inline_allowed else 0)
         self._jobs: list[queue.SimpleQueue[_Job | None]] = []
@@ -239,15 +248,20 @@ class InstancePool:
             if job is None:
                 return
             cpu_started_ns = time.thread_time_ns()
-            outcome = self._execute(index, instance, job)
+            outcome = self._execute(index, instance, job, self._slots[index])
             outcome.cpu_ns = max(1, time.thread_time_ns() - cpu_started_ns)
             # A closed loop raises RuntimeError: nobody is waiting for this batch any more.
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(self._finished, index, job, outcome)
 
-    def _execute(self, index: int, instance: BackendInstance, job: _Job) -> ExecutionOutcome:
+    def _execute(
+        self, index: int, instance: BackendInstance, job: _Job, slots: CpuSlots | None = None
+    ) -> ExecutionOutcome:
         requests = job.requests
         timer = _BatchTimer(requests, self._clock)
+        if slots is not None:
+            # Before the compute start: the wait for a slot is queue time.
+            slots.acquire(min(request.admitted_ns() for request in requests) if requests else 0)
         start_ns = self._clock.now_ns()
         raised = False
         try:
@@ -257,6 +271,9 @@ class InstancePool:
             raised = True
             # One error object per request: each is raised in its own caller's task.
             results = [self._execution_error(exc) for _ in requests]
+        finally:
+            if slots is not None:
+                slots.release()
         timer.finish(start_ns, job.rows)
         return ExecutionOutcome(results, job.rows, raised, index)
 

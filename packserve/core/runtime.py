@@ -18,6 +18,7 @@ from packserve.backends.registry import load_backend
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
+from packserve.core.cpu_slots import CpuSlots
 from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
@@ -66,6 +67,7 @@ class RuntimeDeps:
     clock: Clock
     max_pending: int
     inline_threshold_ns: int = 0  # see core/inline_policy.py
+    cpu_slots: CpuSlots | None = None  # the CPU execution-slot budget (core/cpu_slots.py); None = off
 
 
 def is_composite(spec: ModelSpec) -> bool:
@@ -122,6 +124,7 @@ def load_backend_instances(
         raise ModelLoadError(f"model '{spec.name}' version {version} failed to load: {exc}") from exc
     instances = []
     names: list[str] = []
+    on_cpu: list[bool] = []
     try:
         for group_index, group in enumerate(spec.instance_groups):
             devices = group.gpus or (0,)
@@ -133,6 +136,7 @@ def load_backend_instances(
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
+                on_cpu.append(instance.kind == "KIND_CPU")
     except Exception as exc:
         for created in instances:
             created.close()
@@ -149,6 +153,8 @@ def load_backend_instances(
         names=names,
         clock=deps.clock,
         inline_threshold_ns=deps.inline_threshold_ns,
+        cpu_slots=deps.cpu_slots,
+        on_cpu=on_cpu,
     )
     return LoadedBackend(backend_model, pool, time.perf_counter() - started)
 

@@ -1,0 +1,147 @@
+"""The CPU execution-slot budget: how many batches may compute on the CPU at once, shared by every
+CPU instance of every model, and which waiting batch runs next.
+
+Why: on a machine with C cores, N models x M instances of worker threads all computing at once
+time-slice the cores. Each batch then takes (runnable threads / C) times longer, every request in
+flight is slowed at once, and the requests admitted first finish no sooner than the ones admitted
+last: throughput is no better and the latency tail much worse. With at most C executions at once,
+each runs at full speed, and the order in which waiting batches get a slot decides which requests
+finish first.
+
+The policy (`SlotPolicy`, pure): a batch gets a free slot at once; when all are taken it waits,
+and a freed slot goes to the waiting batch whose oldest request was admitted to the server first
+(`origin_ns`: an ensemble's steps carry their parent's admission time). So the later steps of
+requests already in flight run before the first steps of newer requests (work in flight finishes
+first), and nothing starves: a newer request never overtakes an older one, and only the finitely
+many requests admitted before a waiting batch's own can go ahead of it. Ties keep arrival order.
+
+The doing (`CpuSlots`): worker threads block in `acquire` until the policy grants them a slot.
+Only worker threads of KIND_CPU instances use it; GPU instances (whose kernels overlap on the
+device) and batches run inline on the event loop (measured cheap) never wait for a slot. Time
+spent waiting for a slot counts as the batch's queue time, not its compute time.
+
+A thread that holds a slot and blocks on other models (a python model's BLS call) must give its
+slot back while it waits (`CpuSlots.released`), or the models it waits for could never run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import os
+import threading
+from collections.abc import Iterator
+
+# (admission time of the batch's oldest request, arrival order): smaller runs first.
+ClaimKey = tuple[int, int]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - no affinity call on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_slot_count(configured: int) -> int:
+    """`--cpu-execution-slots`: -1 = one per usable core, 0 = no budget, N > 0 = N."""
+    if configured < -1:
+        raise ValueError(
+            f"CPU execution slots must be -1 (one per core), 0 (off) or positive, got {configured}"
+        )
+    return usable_cores() if configured == -1 else configured
+
+
+class SlotPolicy:
+    """The decision alone: which claims hold a slot, which wait, and who is granted a freed slot.
+    No threads and no clock of its own; `CpuSlots` and the tests drive it."""
+
+    __slots__ = ("_capacity", "_in_use", "_waiting")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"a slot budget needs at least one slot, got {capacity}")
+        self._capacity = capacity
+        self._in_use = 0
+        self._waiting: list[ClaimKey] = []
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def claim(self, key: ClaimKey) -> bool:
+        """A batch asks for a slot: True = granted now; False = it waits until `release` names it."""
+        if self._in_use < self._capacity:
+            self._in_use += 1
+            return True
+        heapq.heappush(self._waiting, key)
+        return False
+
+    def release(self) -> ClaimKey | None:
+        """A batch finished: its slot goes to the waiting claim that comes first (returned), else
+        it is free."""
+        if self._waiting:
+            return heapq.heappop(self._waiting)  # the slot passes on: in_use is unchanged
+        if self._in_use == 0:
+            raise RuntimeError("a CPU execution slot was released that was never granted")
+        self._in_use -= 1
+        return None
+
+
+class CpuSlots:
+    """The thread-safe door to a `SlotPolicy`, shared by the instance pools of every model."""
+
+    def __init__(self, capacity: int) -> None:
+        self.policy = SlotPolicy(capacity)
+        self._lock = threading.Lock()
+        self._sequence = itertools.count()
+        self._granted: dict[ClaimKey, threading.Event] = {}
+        self._held = threading.local()  # origin_ns of the slot this thread holds, if any
+
+    @property
+    def capacity(self) -> int:
+        return self.policy.capacity
+
+    def acquire(self, origin_ns: int) -> None:
+        """Block the calling worker thread until it holds a slot."""
+        with self._lock:
+            key = (origin_ns, next(self._sequence))
+            if self.policy.claim(key):
+                self._held.origin_ns = origin_ns
+                return
+            event = threading.Event()
+            self._granted[key] = event
+        event.wait()
+        self._held.origin_ns = origin_ns
+
+    def release(self) -> None:
+        with self._lock:
+            self._held.origin_ns = None
+            granted = self.policy.release()
+            if granted is not None:
+                self._granted.pop(granted).set()
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Give this thread's slot back while it blocks on other models; take one again after
+        (with its original admission time, so it is not sent to the back). A no-op on a thread
+        that holds none."""
+        origin_ns = getattr(self._held, "origin_ns", None)
+        if origin_ns is None:
+            yield
+            return
+        self.release()
+        try:
+            yield
+        finally:
+            self.acquire(origin_ns)
