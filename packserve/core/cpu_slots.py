@@ -55,8 +55,13 @@ def resolve_slot_count(configured: int) -> int:
 
 
 class SlotPolicy:
-    """The decision alone: which claims hold a slot, which wait, and who is granted a freed slot.
-    No threads and no clock of its own; `CpuSlots` and the tests drive it."""
+    """The decision alone: which claims hold slots, which wait, and who is granted freed slots.
+    No threads and no clock of its own; `CpuSlots` and the tests drive it.
+
+    A claim's weight is the cores its execution keeps busy (an image batch decoded on a pool of
+    threads: several; capped at the capacity). Waiting claims are granted strictly in order: a
+    light claim does not slip past a heavier one that came first, so heavy claims never starve.
+    """
 
     __slots__ = ("_capacity", "_in_use", "_waiting")
 
@@ -65,7 +70,7 @@ class SlotPolicy:
             raise ValueError(f"a slot budget needs at least one slot, got {capacity}")
         self._capacity = capacity
         self._in_use = 0
-        self._waiting: list[ClaimKey] = []
+        self._waiting: list[tuple[ClaimKey, int]] = []
 
     @property
     def capacity(self) -> int:
@@ -79,23 +84,29 @@ class SlotPolicy:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def claim(self, key: ClaimKey) -> bool:
-        """A batch asks for a slot: True = granted now; False = it waits until `release` names it."""
-        if self._in_use < self._capacity:
-            self._in_use += 1
-            return True
-        heapq.heappush(self._waiting, key)
-        return False
+    def weight_of(self, cores: int) -> int:
+        return min(max(1, cores), self._capacity)
 
-    def release(self) -> ClaimKey | None:
-        """A batch finished: its slot goes to the waiting claim that comes first (returned), else
-        it is free."""
-        if self._waiting:
-            return heapq.heappop(self._waiting)  # the slot passes on: in_use is unchanged
-        if self._in_use == 0:
+    def claim(self, key: ClaimKey, cores: int = 1) -> bool:
+        """A batch asks for slots: True = granted now; False = it waits until `release` names it."""
+        heapq.heappush(self._waiting, (key, self.weight_of(cores)))
+        return key in self._grant()
+
+    def release(self, cores: int = 1) -> list[ClaimKey]:
+        """A batch that held `cores` slots finished: the waiting claims now granted, first first."""
+        weight = self.weight_of(cores)
+        if weight > self._in_use:
             raise RuntimeError("a CPU execution slot was released that was never granted")
-        self._in_use -= 1
-        return None
+        self._in_use -= weight
+        return self._grant()
+
+    def _grant(self) -> list[ClaimKey]:
+        granted = []
+        while self._waiting and self._in_use + self._waiting[0][1] <= self._capacity:
+            key, weight = heapq.heappop(self._waiting)
+            self._in_use += weight
+            granted.append(key)
+        return granted
 
 
 class CpuSlots:
@@ -106,42 +117,45 @@ class CpuSlots:
         self._lock = threading.Lock()
         self._sequence = itertools.count()
         self._granted: dict[ClaimKey, threading.Event] = {}
-        self._held = threading.local()  # origin_ns of the slot this thread holds, if any
+        self._held = threading.local()  # (origin_ns, cores) of the claim this thread holds, if any
 
     @property
     def capacity(self) -> int:
         return self.policy.capacity
 
-    def acquire(self, origin_ns: int) -> None:
-        """Block the calling worker thread until it holds a slot."""
+    def acquire(self, origin_ns: int, cores: int = 1) -> None:
+        """Block the calling worker thread until it holds slots for `cores` cores."""
         with self._lock:
             key = (origin_ns, next(self._sequence))
-            if self.policy.claim(key):
-                self._held.origin_ns = origin_ns
-                return
             event = threading.Event()
             self._granted[key] = event
+            if self.policy.claim(key, cores):
+                del self._granted[key]
+                self._held.claim = (origin_ns, cores)
+                return
         event.wait()
-        self._held.origin_ns = origin_ns
+        self._held.claim = (origin_ns, cores)
 
     def release(self) -> None:
+        claim = getattr(self._held, "claim", None)
+        if claim is None:
+            raise RuntimeError("this thread holds no CPU execution slot")
+        self._held.claim = None
         with self._lock:
-            self._held.origin_ns = None
-            granted = self.policy.release()
-            if granted is not None:
-                self._granted.pop(granted).set()
+            for key in self.policy.release(claim[1]):
+                self._granted.pop(key).set()
 
     @contextlib.contextmanager
     def released(self) -> Iterator[None]:
         """Give this thread's slot back while it blocks on other models; take one again after
         (with its original admission time, so it is not sent to the back). A no-op on a thread
         that holds none."""
-        origin_ns = getattr(self._held, "origin_ns", None)
-        if origin_ns is None:
+        claim = getattr(self._held, "claim", None)
+        if claim is None:
             yield
             return
         self.release()
         try:
             yield
         finally:
-            self.acquire(origin_ns)
+            self.acquire(*claim)

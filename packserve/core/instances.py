@@ -261,7 +261,8 @@ class InstancePool:
         timer = _BatchTimer(requests, self._clock)
         if slots is not None:
             # Before the compute start: the wait for a slot is queue time.
-            slots.acquire(min(request.admitted_ns() for request in requests) if requests else 0)
+            oldest = min(request.admitted_ns() for request in requests) if requests else 0
+            slots.acquire(oldest, instance.cpu_cores(job.rows))
         start_ns = self._clock.now_ns()
         raised = False
         try:

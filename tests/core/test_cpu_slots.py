@@ -35,8 +35,20 @@ def test_freed_slot_goes_to_the_oldest_admission_then_arrival_order() -> None:
     assert not policy.claim((30, 1))  # a newer request's step
     assert not policy.claim((20, 2))  # a later step of a request admitted earlier
     assert not policy.claim((20, 3))  # same admission time: arrival order
-    assert [policy.release(), policy.release(), policy.release()] == [(20, 2), (20, 3), (30, 1)]
-    assert policy.release() is None
+    assert [policy.release(), policy.release(), policy.release()] == [[(20, 2)], [(20, 3)], [(30, 1)]]
+    assert policy.release() == []
+    assert policy.in_use == 0
+
+
+def test_a_heavy_claim_is_not_overtaken_by_lighter_newer_ones() -> None:
+    policy = SlotPolicy(2)
+    assert policy.claim((1, 0))  # one core busy
+    assert not policy.claim((2, 1), cores=4)  # a decode on a pool: capped at the whole budget
+    assert not policy.claim((3, 2))  # would fit, but must not slip past the older heavy claim
+    assert policy.release() == [(2, 1)]
+    assert policy.in_use == 2
+    assert policy.release(cores=4) == [(3, 2)]
+    assert policy.release() == []
     assert policy.in_use == 0
 
 
@@ -104,8 +116,7 @@ class Simulation:
                     claims[key] = (request, step + 1)
             else:
                 self.completed[request] = now
-            granted = self.policy.release()
-            if granted is not None:  # the slot passes on
+            for granted in self.policy.release():  # the slot passes on
                 start(now, *claims.pop(granted))
         raise AssertionError("simulation did not finish")
 
@@ -188,6 +199,8 @@ def test_released_gives_the_slot_back_while_blocked() -> None:
     thread.join(30)
     with slots.released():  # a thread holding nothing: no-op
         assert slots.policy.in_use == 0
+    with pytest.raises(RuntimeError, match="holds no"):
+        slots.release()
 
 
 # ---- the instance pool --------------------------------------------------------------------------
