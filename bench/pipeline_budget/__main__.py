@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -99,8 +100,6 @@ def test_image() -> bytes:
 
 
 def run_bare(args: argparse.Namespace, onnx: dict[str, Path], image: bytes) -> dict[str, Any]:
-    import threading
-
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -221,6 +220,46 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+class RunnableSampler:
+    """Samples, every 50 ms, how many threads of the server's process tree are runnable (state R
+    in /proc): against the core count, it shows whether the server oversubscribes the CPU or
+    leaves it idle."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RunnableSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        try:
+            pids = [self._pid, *(c.pid for c in psutil.Process(self._pid).children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop.wait(0.05):
+            runnable = 0
+            for pid in pids:
+                try:
+                    for task in os.listdir(f"/proc/{pid}/task"):
+                        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                            runnable += stat.read().rsplit(")", 1)[1].split()[0] == "R"
+                except OSError:
+                    continue
+            self._samples.append(runnable)
+
+    def summary(self) -> dict[str, float]:
+        samples = self._samples or [0]
+        return {"mean": round(sum(samples) / len(samples), 2), "p90": float(np.percentile(samples, 90))}
+
+
 def model_stats(url: str) -> dict[str, dict[str, float]]:
     with urllib.request.urlopen(f"http://{url}/v2/models/stats", timeout=30) as reply:
         body = json.load(reply)
@@ -277,12 +316,15 @@ def measure_server(
                 value = args.open_loop_fraction * max(p["requests_per_s"] for p in points)
             before, cpu_before = model_stats(url), cpu_seconds(process.pid)
             load = load_average()
-            if mode == "closed":
-                result = closed_loop(
-                    url, repositories.ENSEMBLE, OUTPUTS, image, int(value), args.warmup_s, args.seconds
-                )
-            else:
-                result = open_loop(url, repositories.ENSEMBLE, OUTPUTS, image, value, args.open_loop_seconds)
+            with RunnableSampler(process.pid) as runnable:
+                if mode == "closed":
+                    result = closed_loop(
+                        url, repositories.ENSEMBLE, OUTPUTS, image, int(value), args.warmup_s, args.seconds
+                    )
+                else:
+                    result = open_loop(
+                        url, repositories.ENSEMBLE, OUTPUTS, image, value, args.open_loop_seconds
+                    )
             cpu = cpu_seconds(process.pid) - cpu_before
             summary = result.summary()
             window = args.warmup_s + args.seconds if mode == "closed" else args.open_loop_seconds
@@ -292,6 +334,7 @@ def measure_server(
                 **summary, "load_before": load, "load_after": load_average(),
                 "server_cpu_ms_per_request": round(cpu * 1000 / served, 1) if mode == "open" else None,
                 "server_cpu_percent": round(cpu / window * 100, 1),
+                "server_runnable_threads": runnable.summary(),
                 "steps": step_table(before, model_stats(url)),
                 "first_error": result.errors[0] if result.errors else None,
             }  # fmt: skip
@@ -300,6 +343,7 @@ def measure_server(
             print(
                 f"{system}{tag} {label}: {summary['requests_per_s']} req/s p50 {summary['p50_ms']} ms "
                 f"p99 {summary['p99_ms']} ms, server CPU {point['server_cpu_percent']}% "
+                f"runnable threads {point['server_runnable_threads']['mean']} "
                 f"(load {point['load_before']})",
                 flush=True,
             )
