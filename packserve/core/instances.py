@@ -247,22 +247,24 @@ class InstancePool:
             job = jobs.get()
             if job is None:
                 return
+            slots = self._slots[index]
+            if slots is not None:  # before the compute start: the wait for a slot is queue time
+                oldest = min(request.admitted_ns() for request in job.requests) if job.requests else 0
+                slots.acquire(oldest, instance.cpu_cores(job.rows))
             cpu_started_ns = time.thread_time_ns()
-            outcome = self._execute(index, instance, job, self._slots[index])
+            try:
+                outcome = self._execute(index, instance, job)
+            finally:
+                if slots is not None:
+                    slots.release()
             outcome.cpu_ns = max(1, time.thread_time_ns() - cpu_started_ns)
             # A closed loop raises RuntimeError: nobody is waiting for this batch any more.
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(self._finished, index, job, outcome)
 
-    def _execute(
-        self, index: int, instance: BackendInstance, job: _Job, slots: CpuSlots | None = None
-    ) -> ExecutionOutcome:
+    def _execute(self, index: int, instance: BackendInstance, job: _Job) -> ExecutionOutcome:
         requests = job.requests
         timer = _BatchTimer(requests, self._clock)
-        if slots is not None:
-            # Before the compute start: the wait for a slot is queue time.
-            oldest = min(request.admitted_ns() for request in requests) if requests else 0
-            slots.acquire(oldest, instance.cpu_cores(job.rows))
         start_ns = self._clock.now_ns()
         raised = False
         try:
@@ -272,9 +274,6 @@ class InstancePool:
             raised = True
             # One error object per request: each is raised in its own caller's task.
             results = [self._execution_error(exc) for _ in requests]
-        finally:
-            if slots is not None:
-                slots.release()
         timer.finish(start_ns, job.rows)
         return ExecutionOutcome(results, job.rows, raised, index)
 
