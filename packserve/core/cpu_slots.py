@@ -88,9 +88,10 @@ class SlotPolicy:
         return min(max(1, cores), self._capacity)
 
     def claim(self, key: ClaimKey, cores: int = 1) -> bool:
-        """A batch asks for slots: True = granted now; False = it waits until `release` names it."""
+        """A batch asks for slots: True = granted now; False = it waits until `release` names it.
+        Only this claim can be granted here: before it, the first waiting claim did not fit."""
         heapq.heappush(self._waiting, (key, self.weight_of(cores)))
-        return key in self._grant()
+        return bool(self._grant())
 
     def release(self, cores: int = 1) -> list[ClaimKey]:
         """A batch that held `cores` slots finished: the waiting claims now granted, first first."""
@@ -127,12 +128,12 @@ class CpuSlots:
         """Block the calling worker thread until it holds slots for `cores` cores."""
         with self._lock:
             key = (origin_ns, next(self._sequence))
-            event = threading.Event()
-            self._granted[key] = event
             if self.policy.claim(key, cores):
-                del self._granted[key]
                 self._held.claim = (origin_ns, cores)
                 return
+            # Only a release (under this lock) can grant it: registering it here is in time.
+            event = threading.Event()
+            self._granted[key] = event
         event.wait()
         self._held.claim = (origin_ns, cores)
 
