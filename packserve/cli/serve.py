@@ -159,6 +159,14 @@ def serve_command(
             "first (-1 = one per core, 0 = no limit)",
         ),
     ] = EngineOptions.cpu_execution_slots,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="shed new requests (503) while resident memory, isolated model workers included, "
+            "is above this (e.g. 6GiB); default: no limit",
+        ),
+    ] = None,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
     console: Annotated[
         bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
@@ -182,6 +190,7 @@ def serve_command(
             drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
             cpu_execution_slots=cpu_execution_slots,
+            max_memory_bytes=_memory_option(max_memory),
         ),
         addresses=Addresses(host, http_address, grpc_address, metrics_address),
         http_port=http_port,
@@ -196,6 +205,18 @@ def serve_command(
         console=console,
     )
     _run(run_server(options))
+
+
+def _memory_option(text: str | None) -> int:
+    from packserve.errors import InvalidArgumentError
+    from packserve.planning.units import parse_memory_bytes
+
+    if text is None:
+        return 0
+    try:
+        return parse_memory_bytes(text)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
 def _run(main: object) -> None:

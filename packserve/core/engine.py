@@ -21,6 +21,7 @@ from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
+from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
@@ -76,6 +77,8 @@ class EngineOptions:
     # Batches computing on the CPU at once, shared by every CPU instance (core/cpu_slots.py):
     # -1 = one per usable core, 0 = no budget (every worker computes whenever it has a batch).
     cpu_execution_slots: int = -1
+    # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
+    max_memory_bytes: int = 0
 
 
 class Engine:
@@ -111,6 +114,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._poll_task: asyncio.Task[None] | None = None
+        self._memory_guard = MemoryGuard(options.max_memory_bytes)
 
     @classmethod
     async def start(
@@ -213,10 +217,7 @@ class Engine:
 
     async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
         self._check_explicit("load / unload")
-        if unload_dependents:
-            for dependent in self.repository.dependents(name):
-                await self.repository.unload(dependent)
-        await self.repository.unload(name)
+        await self.repository.unload(name, unload_dependents)
 
     # ---- inference -----------------------------------------------------------------------
     async def infer(self, request: InferRequest) -> InferResponse:
@@ -224,6 +225,7 @@ class Engine:
         timing.received_ns = self._clock.now_ns()
         if self._draining:
             raise ServerShuttingDownError("server is shutting down and takes no new requests")
+        self._memory_guard.admit()
         runtime = self.repository.runtime(request.model_name, request.model_version)
         spec = runtime.spec
         self._in_flight += 1
@@ -231,6 +233,7 @@ class Engine:
         try:
             runtime.validator.validate(request)
             outputs = await runtime.scheduler.submit(request)
+            runtime.validator.restore_output_shapes(outputs)
             result = self._shape_outputs(runtime, request, outputs)
         except PackserveError as exc:
             timing.completed_ns = self._clock.now_ns()
@@ -272,17 +275,25 @@ class Engine:
         self._observers.add(observer)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+        """Refuse new requests, wait up to `drain_timeout_s` in all for those in flight, unload every
+        model (batches still executing at the deadline are interrupted: isolated workers are
+        killed). True when everything in flight finished in time."""
         self._draining = True
         if self._poll_task is not None:
             self._poll_task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout_s
+        drained = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
         except asyncio.TimeoutError:
+            drained = False
             log.warning(
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
-        await self.repository.unload_all()
+        await self.repository.unload_all(max(0.0, deadline - loop.time()))
+        return drained
 
     async def _poll_forever(self) -> None:
         while True:

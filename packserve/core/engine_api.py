@@ -62,6 +62,6 @@ class EngineApi(Protocol):
 
     def add_observer(self, observer: InferenceObserver) -> None: ...
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         """Stop admitting, finish what is in flight (up to the timeout), unload everything."""
         ...

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
+from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
+from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
 from packserve.core.cpu_slots import CpuSlots
 from packserve.core.dispatch import Dispatcher
@@ -30,6 +32,11 @@ from packserve.errors import ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+# How long an unload waits for instance threads once the drain is over and running batches were
+# interrupted; a thread still in a hung in-process model is left behind (daemon) after that.
+POOL_JOIN_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -50,9 +57,10 @@ class ModelRuntime:
 
     async def close(self, drain_timeout_s: float) -> None:
         await self.scheduler.close(drain_timeout_s)
-        # Joining worker threads and freeing weights can block: keep it off the event loop.
+        # Joining worker threads and freeing weights can block: keep it off the event loop. The
+        # drain is over: a batch still executing now is stopped (isolated) or left behind.
         if self.pool is not None:
-            await asyncio.to_thread(self.pool.close)
+            await asyncio.to_thread(self.pool.close, POOL_JOIN_TIMEOUT_S)
         if self.backend_model is not None:
             await asyncio.to_thread(self.backend_model.close)
 
@@ -101,11 +109,17 @@ class LoadedBackend:
 
 
 def load_backend_instances(
-    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+    spec: ModelSpec,
+    config: ModelConfig,
+    version: int,
+    deps: RuntimeDeps,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> LoadedBackend:
     """Load weights and create instances. Runs on a loader thread; `backend_runtime` then makes the
-    scheduler on the event loop, because asyncio objects belong to the loop."""
+    scheduler on the event loop, because asyncio objects belong to the loop. `loop` (the server's)
+    lets the model call other models (BLS)."""
     started = time.perf_counter()
+    limits = execution_limits(spec)
     model_dir = deps.repository / spec.name
     context = ModelContext(
         spec=spec,
@@ -114,6 +128,7 @@ def load_backend_instances(
         model_dir=model_dir,
         version=version,
         version_dir=model_dir / str(version),
+        bls=EngineBls(deps.dispatcher, loop, spec.name, deps.cpu_slots) if loop is not None else None,
     )
     backend_cls = load_backend(spec.backend)
     try:
@@ -152,7 +167,9 @@ def load_backend_instances(
         batching=spec.max_batch_size > 0,
         names=names,
         clock=deps.clock,
-        inline_threshold_ns=deps.inline_threshold_ns,
+        # A batch with a deadline never runs on the event loop: a hung model would stop it.
+        inline_threshold_ns=0 if limits.execution_timeout_s else deps.inline_threshold_ns,
+        execution_timeout_s=limits.execution_timeout_s,
         cpu_slots=deps.cpu_slots,
         on_cpu=on_cpu,
     )

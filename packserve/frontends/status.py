@@ -8,6 +8,7 @@ from packserve import errors
 
 # Most specific first: the first matching class wins.
 _TABLE: tuple[tuple[type[Exception], int, grpc.StatusCode], ...] = (
+    (errors.ExecutionTimeoutError, 504, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.ResourceExhaustedError, 413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.QueueFullError, 503, grpc.StatusCode.UNAVAILABLE),
     (errors.RequestTimeoutError, 503, grpc.StatusCode.UNAVAILABLE),

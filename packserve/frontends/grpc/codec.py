@@ -13,6 +13,7 @@ from typing import Any
 from tritonclient.grpc import service_pb2
 
 from packserve.core.request import InferRequest, InferResponse, RequestedOutput
+from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.grpc import tensors
 
@@ -21,6 +22,7 @@ _PRIORITY = "priority"
 _TIMEOUT_US = "timeout"
 _CLASSIFICATION = "classification"
 _SHARED_MEMORY = "shared_memory_region"
+_ENABLE_EMPTY_FINAL = "triton_enable_empty_final_response"
 
 
 def parameter_value(parameter: service_pb2.InferParameter) -> Any:
@@ -76,6 +78,10 @@ def decode_infer_request(message: service_pb2.ModelInferRequest) -> InferRequest
             raise InvalidArgumentError(f"model '{model}' input '{name}': no data (neither contents nor raw)")
 
     parameters = read_parameters(message.parameters)
+    # The streaming servicer reads this flag of Triton's own clients; any other triton_ key is refused.
+    parameters.pop(_ENABLE_EMPTY_FINAL, None)
+    if any(key.startswith(RESERVED_PREFIX) for key in parameters):
+        raise InvalidArgumentError(RESERVED_MESSAGE)
     priority = parameters.pop(_PRIORITY, 0)
     timeout_us = parameters.pop(_TIMEOUT_US, 0)
     if not isinstance(priority, int) or isinstance(priority, bool) or priority < 0:

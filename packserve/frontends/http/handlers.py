@@ -80,6 +80,13 @@ async def infer(
     body: bytes,
     header_length: bytes | None,
 ) -> Reply:
+    if header_length is not None and header_length.strip() == b"0":
+        # Raw binary request: the body is the model's one input (Triton's documented form).
+        metadata = engine.model_metadata(model, version)
+        batching = int(engine.model_config_json(model, version).get("max_batch_size", 0)) > 0
+        inputs = [(t.name, t.datatype.wire_name, list(t.shape)) for t in metadata.inputs]
+        header = infer_codec.raw_binary_header(model, inputs, len(body), batching)
+        body, header_length = header + body, str(len(header)).encode()
     decoded = decoder.decode(model, version, body, header_length)
     response = await engine.infer(decoded.request)
     encoded = infer_codec.encode_infer(response, decoded)

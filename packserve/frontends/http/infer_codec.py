@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 
 from packserve.core.request import InferRequest, InferResponse, RequestedOutput
+from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX, triton_request_prefix
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.http import tensor_data
 from packserve.frontends.http.limits import HttpLimits
@@ -110,12 +111,12 @@ class InferDecoder:
         header_end = len(body) if header_length is None else _header_length(header_length, len(body))
         if header_length is None or header_end > _CACHED_HEADER_BYTES:
             # All JSON (no binary part to reuse a plan for), or a header too big to keep.
-            return _plan(body, header_end, self._limits).decode(model, version, body, header_end)
+            return _plan(model, body, header_end, self._limits).decode(model, version, body, header_end)
         key = body[:header_end]
         plan = self._plans.get(key)
         if plan is None or header_end + plan.binary_size != len(body):
             # Unknown header, or binary data that does not add up: the full path says what is wrong.
-            plan = _plan(body, header_end, self._limits)
+            plan = _plan(model, body, header_end, self._limits)
             if not plan.json_inputs:
                 if len(self._plans) >= self._max_plans:
                     del self._plans[next(iter(self._plans))]  # the oldest
@@ -123,12 +124,14 @@ class InferDecoder:
         return plan.decode(model, version, body, header_end)
 
 
-def _plan(body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:
+def _plan(model: str, body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:
     header = _parse_json(body, json_end, limits.max_json_depth)
     if not isinstance(header, dict):
         raise InvalidArgumentError("infer request body must be a JSON object")
 
     parameters = _parameters(header.get("parameters"), "request")
+    if any(key.startswith(RESERVED_PREFIX) for key in parameters):
+        raise InvalidArgumentError(RESERVED_MESSAGE)
     binary_default = _flag(parameters.pop(_BINARY_OUTPUT, False), _BINARY_OUTPUT)
     priority = _non_negative_int(parameters.pop(_PRIORITY, 0), _PRIORITY)
     timeout_us = _non_negative_int(parameters.pop(_TIMEOUT, 0), _TIMEOUT)
@@ -137,7 +140,7 @@ def _plan(body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:
         raise InvalidArgumentError("'id' must be a string")
 
     binary_inputs, json_inputs, order, binary_size = _decode_inputs(
-        header.get("inputs"), len(body) - json_end, limits
+        header.get("inputs"), len(body) - json_end, limits, f"{triton_request_prefix(request_id)} ", model
     )
     outputs, binary_outputs = _decode_outputs(header.get("outputs"), binary_default)
     return _RequestPlan(
@@ -223,7 +226,7 @@ def _non_negative_int(value: Any, name: str) -> int:
 
 
 def _decode_inputs(
-    raw: Any, binary_available: int, limits: HttpLimits
+    raw: Any, binary_available: int, limits: HttpLimits, prefix: str, model: str
 ) -> tuple[tuple[_BinaryInput, ...], dict[str, Any], tuple[str, ...], int]:
     """The inputs of a header: binary ones as where-to-find-them, JSON ones as tensors; their
     names in order; the binary bytes they take, which must be all of the `binary_available`."""
@@ -262,7 +265,7 @@ def _decode_inputs(
                     f"input '{name}': binary_data_size {size} reaches past the end of the body "
                     f"({binary_available - offset} bytes of binary data remain)"
                 )
-            tensor_data.check_binary_size(name, datatype, shape, count, size)
+            tensor_data.check_binary_size(name, datatype, shape, count, size, prefix, model)
             dtype = None if datatype is DataType.BYTES else tensor_data.little_endian(datatype)
             binary.append(_BinaryInput(name, datatype, dtype, shape, count, offset, size))
             offset += size
@@ -306,6 +309,34 @@ def _decode_outputs(
         binary[name] = _flag(params.get("binary_data", binary_default), "binary_data")
         outputs.append(RequestedOutput(name=name, class_count=class_count))
     return tuple(outputs), binary
+
+
+def raw_binary_header(
+    model: str, inputs: list[tuple[str, str, list[int]]], body_size: int, batching: bool
+) -> bytes:
+    """The JSON header a raw binary request (Inference-Header-Content-Length: 0) stands for: the
+    whole body is the model's one input, shaped as its config says (batch 1 for a batching
+    model), and every output comes back binary, as Triton documents. `inputs`: (name, datatype,
+    metadata shape) of each model input."""
+    if len(inputs) != 1:
+        raise InvalidArgumentError(
+            f"raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one "
+            f"input; model '{model}' has {len(inputs)}"
+        )
+    name, datatype, shape = inputs[0]
+    # The metadata shape starts with -1 for a batching model: a raw request is one row.
+    shape = [1, *shape[1:]] if batching else list(shape)
+    if -1 in shape:
+        raise InvalidArgumentError(
+            f"raw binary request to model '{model}': input '{name}' has a variable shape "
+            f"{shape}; send a JSON header that gives its shape"
+        )
+    entry = {"name": name, "datatype": datatype, "shape": shape}
+    header = {
+        "inputs": [{**entry, "parameters": {"binary_data_size": body_size}}],
+        "parameters": {_BINARY_OUTPUT: True},
+    }
+    return orjson.dumps(header)
 
 
 # ---------------------------------------------------------------------------------------- encode

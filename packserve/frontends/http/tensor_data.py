@@ -167,17 +167,24 @@ def little_endian(datatype: DataType) -> np.dtype[Any]:
 
 
 def check_binary_size(
-    input_name: str, datatype: DataType, shape: tuple[int, ...], count: int, size: int
+    input_name: str,
+    datatype: DataType,
+    shape: tuple[int, ...],
+    count: int,
+    size: int,
+    prefix: str = "",
+    model: str = "",
 ) -> None:
     """A fixed-size tensor's binary_data_size must be exactly what its shape needs (BYTES
-    elements carry their own lengths and are checked as they are read)."""
+    elements carry their own lengths and are checked as they are read). Triton's wording first
+    (clients match on it), then what the shape needs."""
     if datatype is DataType.BYTES:
         return
     expected = count * _BYTE_SIZE[datatype]
     if size != expected:
         raise InvalidArgumentError(
-            f"input '{input_name}': unexpected total byte size {size} for {datatype.wire_name} "
-            f"shape {list(shape)}, expecting {expected}"
+            f"{prefix}input byte size mismatch for input '{input_name}' for model '{model}'. "
+            f"Expected {expected}, got {size} ({datatype.wire_name} shape {list(shape)})"
         )
 
 

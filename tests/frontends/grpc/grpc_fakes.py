@@ -197,8 +197,9 @@ class FakeEngine:
     def add_observer(self, observer: InferenceObserver) -> None:
         self.observers.append(observer)
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         self.ready = False
+        return True
 
     # --- inference ------------------------------------------------------------------------------
 

@@ -162,8 +162,8 @@ class FakeEngine:
     def add_observer(self, observer: InferenceObserver) -> None:
         pass
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
-        pass
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+        return True
 
 
 def _classify(tensor: np.ndarray, count: int) -> np.ndarray:

@@ -138,7 +138,7 @@ async def test_huge_shape_is_refused_before_allocation(call):
 
 BINARY_CASES = {
     "size beyond body": (_binary_input(16), "reaches past the end"),
-    "size not matching shape": (_binary_input(4, payload=b"\x00" * 4), "expecting 8"),
+    "size not matching shape": (_binary_input(4, payload=b"\x00" * 4), "Expected 8, got 4"),
     "sizes do not sum up": (_binary_input(8, payload=b"\x00" * 12), "4 bytes of binary data"),
     "negative size": (_binary_input(-8), "non-negative"),
     "string size": (_binary_input("8"), "non-negative"),
