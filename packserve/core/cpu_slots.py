@@ -29,20 +29,44 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 # (admission time of the batch's oldest request, arrival order): smaller runs first.
 ClaimKey = tuple[int, int]
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def cgroup_cpu_limit(text: str) -> int | None:
+    """Whole cores allowed by a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD" = none),
+    rounded up; None when unlimited or unreadable."""
+    parts = text.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return max(1, math.ceil(quota / period)) if quota > 0 and period > 0 else None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a container's CPU limit
+    (a Kubernetes pod's `limits.cpu` shows up as the cgroup quota, not as fewer cores)."""
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - no affinity call on this platform
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        limit = cgroup_cpu_limit(CGROUP_CPU_MAX.read_text())
+    except OSError:
+        limit = None
+    return min(cores, limit) if limit else cores
 
 
 def resolve_slot_count(configured: int) -> int:

@@ -15,7 +15,13 @@ import pytest
 from core_fakes import DoublingInstance, make_request
 
 from packserve.backends.base import BatchResult, ExecutionTimer
-from packserve.core.cpu_slots import CpuSlots, SlotPolicy, resolve_slot_count, usable_cores
+from packserve.core.cpu_slots import (
+    CpuSlots,
+    SlotPolicy,
+    cgroup_cpu_limit,
+    resolve_slot_count,
+    usable_cores,
+)
 from packserve.core.instances import InstancePool
 from packserve.core.request import InferRequest
 
@@ -57,6 +63,14 @@ def test_release_without_a_grant_is_an_error() -> None:
         SlotPolicy(1).release()
     with pytest.raises(ValueError, match="at least one slot"):
         SlotPolicy(0)
+
+
+def test_container_cpu_limit() -> None:
+    assert cgroup_cpu_limit("max 100000\n") is None
+    assert cgroup_cpu_limit("200000 100000\n") == 2
+    assert cgroup_cpu_limit("150000 100000") == 2  # 1.5 cores: both may be busy part of the time
+    assert cgroup_cpu_limit("50000 100000") == 1
+    assert cgroup_cpu_limit("garbage") is None
 
 
 def test_slot_count_settings() -> None:
