@@ -46,6 +46,7 @@ class LoadResult:
     seconds: float
     latencies_s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    answered: int = 0  # every successful answer, warm-up included (for CPU per request)
 
     @property
     def throughput(self) -> float:
@@ -101,6 +102,9 @@ def closed_loop(
             while (sent := time.monotonic()) < end:
                 error = sender.send()
                 done = time.monotonic()
+                if error is None:
+                    with lock:
+                        result.answered += 1
                 if start <= done <= end:  # completions inside the window
                     with lock:
                         if error is None:
@@ -148,6 +152,7 @@ def open_loop(
                 done = time.monotonic()
                 with lock:
                     if error is None:
+                        result.answered += 1
                         result.latencies_s.append(done - when)
                     else:
                         result.errors.append(error)
