@@ -26,8 +26,10 @@ from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
+from packserve.core.request import RequestTiming
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.validation import RequestValidator
+from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ class ModelRuntime:
     pool: InstancePool | None = None
     version_str: str = field(init=False)
     validator: RequestValidator = field(init=False)
+    # model_warmup executions, reported to the statistics once the version is loaded.
+    warmup_executions: list[tuple[int, RequestTiming]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.version_str = str(self.version)
@@ -76,6 +80,7 @@ class RuntimeDeps:
     max_pending: int
     inline_threshold_ns: int = 0  # see core/inline_policy.py
     cpu_slots: CpuSlots | None = None  # the CPU execution-slot budget (core/cpu_slots.py); None = off
+    response_cache: bool = False  # the server has a response cache (--cache-config)
 
 
 def is_composite(spec: ModelSpec) -> bool:
@@ -106,6 +111,7 @@ class LoadedBackend:
     backend_model: BackendModel
     pool: InstancePool
     load_seconds: float
+    warmup: list[tuple[int, RequestTiming]] = field(default_factory=list)  # (rows, timing) each
 
 
 def load_backend_instances(
@@ -152,6 +158,8 @@ def load_backend_instances(
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
                 on_cpu.append(instance.kind == "KIND_CPU")
+        # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
+        warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
         for created in instances:
             created.close()
@@ -173,14 +181,42 @@ def load_backend_instances(
         cpu_slots=deps.cpu_slots,
         on_cpu=on_cpu,
     )
-    return LoadedBackend(backend_model, pool, time.perf_counter() - started)
+    return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
+
+
+# Queued work per instance, in batches, before a new request is refused (503) by default.
+DEFAULT_QUEUE_BATCHES_PER_INSTANCE = 4
+# Never fewer pending requests than this by default: a few dozen closed-loop clients still fit.
+MIN_DEFAULT_QUEUE = 64
+
+
+def admission_bound(spec: ModelSpec, instances: int, ceiling: int) -> int:
+    """How many requests a backend model holds (waiting + executing) before it answers 503.
+
+    Without a bound, overload queues thousands deep: every admitted request waits seconds and the
+    refusals come late. So when the config sets no `max_queue_size`, the bound follows what the
+    model can work off quickly: a few batches per instance (never under MIN_DEFAULT_QUEUE, never
+    over the server's `ceiling`). A config's `max_queue_size` governs the waiting queue itself
+    (the dynamic batcher enforces it); then only the server's ceiling applies here.
+    """
+    batching = spec.dynamic_batching
+    if batching is not None and (
+        batching.default_queue_policy.max_queue_size > 0
+        or any(p.max_queue_size > 0 for p in batching.priority_queue_policy.values())
+    ):
+        return ceiling
+    derived = DEFAULT_QUEUE_BATCHES_PER_INSTANCE * max(1, instances) * max(1, spec.max_batch_size)
+    return min(ceiling, max(MIN_DEFAULT_QUEUE, derived))
 
 
 def backend_runtime(
     spec: ModelSpec, config: ModelConfig, version: int, loaded: LoadedBackend, deps: RuntimeDeps
 ) -> ModelRuntime:
     """The runtime of a loaded backend model, with its one scheduler. Call it on the event loop."""
-    scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, deps.max_pending)
-    return ModelRuntime(
+    bound = admission_bound(spec, loaded.pool.size, deps.max_pending)
+    scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, bound)
+    runtime = ModelRuntime(
         spec, config, version, scheduler, loaded.load_seconds, loaded.backend_model, loaded.pool
     )
+    runtime.warmup_executions = loaded.warmup
+    return runtime
