@@ -12,6 +12,7 @@ import threading
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from packserve.backends.image.geometry import Transform
 from packserve.backends.image.params import Normalization, Pipeline
@@ -21,7 +22,10 @@ CV2_INTERPOLATION = {
     "linear": cv2.INTER_LINEAR,
     "cubic": cv2.INTER_CUBIC,
     "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
 }
+# Crops (warps) sample points: an antialiased filter has no meaning there, plain bilinear is used.
+CV2_INTERPOLATION["linear_antialias"] = cv2.INTER_LINEAR
 
 
 def normalization_table(normalization: Normalization, dtype: np.dtype) -> np.ndarray:
@@ -57,8 +61,31 @@ def render(
     write it, padded/cropped and normalized, into `out` ([3, H, W] or [H, W, 3])."""
     size = (transform.resize_width, transform.resize_height)
     if (pixels.shape[1], pixels.shape[0]) != size:
-        pixels = cv2.resize(pixels, size, interpolation=CV2_INTERPOLATION[pipeline.interpolation])
-    write_canvas(place(pixels, transform, pipeline.pad_value), pipeline, table, out)
+        pixels = resize(pixels, size, pipeline.interpolation)
+    canvas = place(pixels, transform, pipeline.pad_value)
+    if pipeline.jpeg_quality:
+        canvas = jpeg_round_trip(canvas, pipeline.jpeg_quality)
+    write_canvas(canvas, pipeline, table, out)
+
+
+def jpeg_round_trip(canvas: np.ndarray, quality: int) -> np.ndarray:
+    """Encode the canvas as a baseline 4:2:0 JPEG and decode it again: the lossy step some
+    reference pipelines apply (open_nsfw's scores were calibrated on re-encoded crops), with
+    libjpeg-turbo's settings that Pillow's `save(format="JPEG", quality=q)` uses."""
+    data = simplejpeg.encode_jpeg(canvas, quality=quality, colorspace="RGB", colorsubsampling="420")
+    return simplejpeg.decode_jpeg(data, colorspace="RGB")
+
+
+def resize(pixels: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    """Resize an RGB uint8 image to size = (width, height). `linear_antialias` is bilinear whose
+    triangle filter widens with the shrink factor (Pillow's BILINEAR, torch's antialias=True),
+    which PIL-based reference pipelines use; OpenCV's INTER_LINEAR samples 2x2 pixels whatever
+    the factor."""
+    if interpolation == "linear_antialias":
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+    return cv2.resize(pixels, size, interpolation=CV2_INTERPOLATION[interpolation])
 
 
 def _lut_into(source: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
