@@ -24,6 +24,9 @@ as [N, ...] tensors (N = 0 gives empty tensors). Parameters (config `parameters`
                    shapes and batch together                          32
     pad_value, color (RGB|BGR), layout (NCHW|NHWC), dtype (FP32|FP16|UINT8), scale, mean, std
     expand         grow each box by this factor around its centre before cropping ("1.0")
+    crop_mode      "direct": one warp from the image to the crop size (default); "native": cut each
+                   region at its own whole-pixel size (bicubic, replicated borders), then resize
+                   bilinearly, as PP-OCR's reference pipeline does
 
 Threading: scheduling runs on the event loop; cropping runs on the default thread pool.
 """
@@ -66,6 +69,7 @@ class RegionMapParams:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     expand: float
+    crop_mode: str = "direct"
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> RegionMapParams:
@@ -101,6 +105,7 @@ class RegionMapParams:
                 mean=tuple(float(v) for v in p.get("mean", "0").split(",")),
                 std=tuple(float(v) for v in p.get("std", "1").split(",")),
                 expand=float(p.get("expand", "1")),
+                crop_mode=p.get("crop_mode", "direct").lower(),
             )
         except KeyError as exc:
             raise ConfigError(f"{where}: parameter {exc} is required") from None
@@ -117,6 +122,8 @@ class RegionMapParams:
             raise ConfigError(f"{where}: max_crop_width applies with keep_ratio: true only")
         if params.color not in ("RGB", "BGR") or params.layout not in ("NCHW", "NHWC"):
             raise ConfigError(f"{where}: color must be RGB|BGR and layout NCHW|NHWC")
+        if params.crop_mode not in ("direct", "native"):
+            raise ConfigError(f"{where}: crop_mode must be direct or native, got {params.crop_mode}")
         if params.dtype not in ("FP32", "FP16", "UINT8"):
             raise ConfigError(f"{where}: dtype must be FP32, FP16 or UINT8, got {params.dtype}")
         for name in (params.image_input, params.boxes_input, params.image_meta_input):
@@ -181,11 +188,14 @@ def region_sizes(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return width, height
 
 
-def keep_ratio_widths(boxes: np.ndarray, params: RegionMapParams) -> tuple[np.ndarray, int]:
+def keep_ratio_widths(
+    boxes: np.ndarray, params: RegionMapParams, sizes: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, int]:
     """Each region's width at the crop height with its aspect ratio kept (at least 1, at most
     max_crop_width), and the request's common canvas width: the widest, at least the crop_size
-    width (as PP-OCR's recognizer pads to 320 at least), rounded up to a width_bucket multiple."""
-    widths, heights = region_sizes(boxes)
+    width (as PP-OCR's recognizer pads to 320 at least), rounded up to a width_bucket multiple.
+    `sizes` (widths, heights) overrides the regions' own sizes (the native crops' shapes)."""
+    widths, heights = sizes if sizes is not None else region_sizes(boxes)
     scaled = np.ceil(params.crop_height * widths / np.maximum(heights, 1.0)).astype(int)
     fitted = np.clip(scaled, 1, params.max_crop_width)
     widest = max(params.crop_width, int(fitted.max()) if len(fitted) else 0)
@@ -204,6 +214,8 @@ def crop_pixels(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -
 
     size = (params.crop_width, params.crop_height)
     pad = int(params.pad_value)
+    if params.crop_mode == "native":
+        return _native_crops(image, boxes, params)
     if not params.keep_ratio:
         return crop_regions(image, boxes, size, pad_value=pad)
     fitted, canvas = keep_ratio_widths(boxes, params)
@@ -212,6 +224,30 @@ def crop_pixels(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -
         crops[index, :, :width] = crop_regions(
             image, boxes[index : index + 1], (int(width), params.crop_height), pad_value=pad
         )[0]
+    return crops
+
+
+def _native_crops(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -> np.ndarray:
+    """crop_mode native: each region cut at its own size, then resized (keep_ratio: to the crop
+    height keeping its ratio, padded on the right) with bilinear interpolation."""
+    import cv2
+
+    from packserve.backends.image.cpu_ops import crop_native
+
+    try:
+        natives = [crop_native(image, box) for box in boxes]
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    height = params.crop_height
+    if not params.keep_ratio:
+        size = (params.crop_width, height)
+        return np.stack([cv2.resize(n, size, interpolation=cv2.INTER_LINEAR) for n in natives])
+    shapes = np.array([n.shape[:2] for n in natives], dtype=np.float64).reshape(-1, 2)
+    fitted, canvas = keep_ratio_widths(boxes, params, (shapes[:, 1], shapes[:, 0]))
+    crops = np.full((len(boxes), height, canvas, image.shape[2]), int(params.pad_value), np.uint8)
+    for index, (native, width) in enumerate(zip(natives, fitted, strict=True)):
+        resized = cv2.resize(native, (int(width), height), interpolation=cv2.INTER_LINEAR)
+        crops[index, :, : int(width)] = resized.reshape(height, int(width), -1)
     return crops
 
 

@@ -92,7 +92,9 @@ def onnx_models() -> list[tuple[pb.ModelConfig, Callable[[], onnx.ModelProto]]]:
 
 
 def postprocess_models() -> list[pb.ModelConfig]:
-    text_crop = {"keep_ratio": "true", "pad_value": "128", "color": "BGR", "layout": "NCHW"}
+    # PP-OCR's crops: cut at the line's own size, then resized keeping its ratio, padded right.
+    text_crop = {"keep_ratio": "true", "crop_mode": "native", "pad_value": "128", "color": "BGR"}
+    text_crop |= {"layout": "NCHW"}
     text_crop |= {"scale": c.ONE_255, "mean": "0.5,0.5,0.5", "std": "0.5,0.5,0.5"}
     return [
         c.postprocess_model(

@@ -99,3 +99,25 @@ def test_max_crop_width_needs_keep_ratio_and_a_variable_target_width() -> None:
         outputs=(TensorSpec("probs", DataType.FP32, (-1, 5)),),
     )
     validate_region_map(spec(WIDE), {"rec": variable})
+
+
+def test_native_crop_mode_cuts_at_the_region_size_then_resizes() -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (60, 200, 3), dtype=np.uint8)
+    line = np.array([quad(10.3, 5.6, 150.2, 30.1)], np.float32)
+    params = RegionMapParams.from_spec(spec(READ | {"crop_mode": "native", "layout": "NHWC"}))
+    crops = crop_and_normalize(image, line, params)
+    # PP-OCR by hand: a 150x30 whole-pixel cut (bicubic, replicated border), then 240x48 bilinear.
+    source = line.reshape(4, 2)
+    target = np.array([[0, 0], [150, 0], [150, 30], [0, 30]], np.float32)
+    cut = cv2.warpPerspective(
+        image, cv2.getPerspectiveTransform(source, target), (150, 30),
+        flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    expected = cv2.resize(cut, (240, 48), interpolation=cv2.INTER_LINEAR)
+    assert crops.shape == (1, 48, 320, 3)
+    assert np.array_equal(crops[0, :, :240], expected.astype(np.float32))
+    with pytest.raises(ConfigError, match="crop_mode"):
+        RegionMapParams.from_spec(spec(READ | {"crop_mode": "warp"}))

@@ -208,6 +208,24 @@ def crop_regions(
     return crops
 
 
+def crop_native(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """One region cut upright at its own size: width and height are the whole-pixel lengths of its
+    longer opposite sides, sampled with bicubic interpolation and replicated borders. This is
+    PP-OCR's `get_rotate_crop_image`; resizing the result to the model's input is a second step."""
+    box = check_regions(box.reshape(1, -1))[0]
+    if box.shape[0] == 4:
+        x1, y1, x2, y2 = box
+        box = np.array([x1, y1, x2, y1, x2, y2, x1, y2])
+    quad = box.reshape(4, 2).astype(np.float32)
+    width = max(1, int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3]))))
+    height = max(1, int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(quad, target)
+    return cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
 def _area_crop(image: np.ndarray, box: tuple[float, float, float, float], pad_value: int) -> np.ndarray:
     """The whole-pixel region covering `box`, padded where it leaves the image."""
     x1, y1 = int(np.floor(box[0])), int(np.floor(box[1]))
