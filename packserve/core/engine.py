@@ -99,6 +99,7 @@ class Engine:
         )
         self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
         self._draining = False
+        self._withdrawn = False  # SIGTERM: not ready, yet still serving until the listeners close
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -134,7 +135,12 @@ class Engine:
         return True
 
     def is_ready(self) -> bool:
-        return not self._draining
+        return not (self._draining or self._withdrawn)
+
+    def withdraw_readiness(self) -> None:
+        """Answer not-ready from now on but keep taking requests, so a load balancer stops routing
+        here before anything is refused (the first step of a graceful shutdown)."""
+        self._withdrawn = True
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
