@@ -3,14 +3,17 @@ minimum box side in original pixels, and CTC decoding of zero lines of any width
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MakeContext
 
+from packserve.backends.postprocess.op import OpContext
 from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextFilterOp
 from packserve.errors import InvalidArgumentError
+
+MakeContext = Callable[..., OpContext]  # the conftest fixture's type
 
 
 def test_text_filter_keeps_lines_scored_at_least_min_score(make_context: MakeContext) -> None:
