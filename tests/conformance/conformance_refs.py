@@ -99,6 +99,8 @@ def _describe(pixels: np.ndarray | None, upright: np.ndarray, data: bytes = b"")
     diff = float(np.mean(np.abs(pixels.astype(np.int16) - upright.astype(np.int16))))
     if mode == "CMYK":
         return "reads the CMYK channels as RGBA"
+    if mode == "P":
+        return "reads the palette indices as gray levels"
     if mode in ("RGBA", "LA", "PA"):
         transparent = (upright == 255).all(axis=-1) & (pixels < 128).all(axis=-1)
         if transparent.mean() > 0.05:
