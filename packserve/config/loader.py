@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+from packserve.config.confine import check_config_paths
 from packserve.config.ensemble_graph import check_ensemble_dataflow
 from packserve.config.normalize import fill_name, normalize_config
 from packserve.config.parse import parse_config_json, parse_model_config
@@ -56,6 +57,8 @@ def load_model_config(
     except ConfigError as exc:
         raise ConfigError(f"model '{named.name}': {exc}") from exc
 
+    # Before auto-complete, which may open (python: import) the model file.
+    check_config_paths(named, model_dir, versions)
     config = normalize_config(named, model_dir, model_dir / str(versions[-1]), available_gpus)
     validate_config(config, model_dir, available_gpus)
     spec = build_model_spec(config, model_dir)
