@@ -13,6 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from packserve.cli import triton_flags
+from packserve.cli.log_setup import configure_logging
+from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
@@ -32,6 +35,8 @@ class ServeOptions:
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc: GrpcOptions = field(default_factory=GrpcOptions)
     drain_timeout_s: float = 30.0
+    listeners: triton_flags.Listeners = field(default_factory=triton_flags.Listeners)
+    exit_on_error: bool = False  # Triton's --exit-on-error: a model that fails at startup stops it
 
 
 def print_model_table(index: list[IndexEntry], console: Console) -> None:
@@ -49,20 +54,37 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     """Start the engine and the three front ends; return after SIGTERM/SIGINT has drained them."""
     # soft_wrap: log lines stay whole (greppable) when stderr is a file, not a terminal.
     console = console or Console(stderr=True, soft_wrap=True)
-    metrics = MetricsServer(options.host, options.metrics_port)
+    allowed = options.listeners
+    metrics = MetricsServer(
+        options.host,
+        options.metrics_port,
+        cpu_metrics=allowed.cpu_metrics,
+        gpu_metrics=allowed.gpu_metrics,
+        interval_ms=allowed.metrics_interval_ms,
+    )
     engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
     http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
     grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
+    failed = [e for e in engine.repository_index() if e.state != "READY" and e.reason != "unloaded"]
+    if options.exit_on_error and failed:
+        names = ", ".join(sorted({e.name for e in failed}))
+        console.print(f"[red]packserve: failed to load all models ({names}); --exit-on-error is true[/red]")
+        await engine.shutdown(0)
+        raise SystemExit(1)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listeners = (
-        ("metrics", options.metrics_port, metrics.start),
-        ("gRPC", options.grpc_port, grpc_server.start),
-        ("HTTP", options.http_port, http.start),
-    )
+    listeners = [
+        (what, port, start)
+        for what, port, start, on in (
+            ("metrics", options.metrics_port, metrics.start, allowed.metrics),
+            ("gRPC", options.grpc_port, grpc_server.start, allowed.grpc),
+            ("HTTP", options.http_port, http.start, allowed.http),
+        )
+        if on
+    ]
     try:
         for what, port, start in listeners:
             try:
@@ -75,10 +97,17 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         await asyncio.gather(http.stop(0), grpc_server.stop(0), metrics.stop())
         await engine.shutdown(0)
         raise SystemExit(1) from None
-    console.print(
-        f"packserve: HTTP on {options.host}:{http.port}, gRPC on {options.host}:{grpc_server.port}, "
-        f"metrics on {options.host}:{metrics.port}"
+    listening = ", ".join(
+        f"{what} on {options.host}:{port}"
+        for what, port, on in (
+            ("HTTP", http.port, allowed.http),
+            ("gRPC", grpc_server.port, allowed.grpc),
+            ("metrics", metrics.port, allowed.metrics),
+        )
+        if on
     )
+    console.print(f"packserve: {listening}")
+    log.info("listening: %s", listening)
     await stop.wait()
     console.print("packserve: stopping - finishing requests in flight")
     # Stop taking new connections, let requests in flight finish, then unload the models.
@@ -88,13 +117,22 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     console.print("packserve: stopped")
 
 
+_PORT = {"min": 0, "max": 65535}  # out of range is refused, never wrapped onto another port
+_BOOL = {"metavar": "BOOL"}  # Triton's booleans take a value: --allow-http=false
+
+
 def serve_command(
     model_repository: Annotated[
-        Path, typer.Option("--model-repository", help="Triton-format model repository")
+        list[Path],
+        typer.Option(
+            "--model-repository",
+            "--model-store",
+            help="Triton-format model repository; repeat to serve several (model names must be unique)",
+        ),
     ],
-    http_port: Annotated[int, typer.Option("--http-port")] = 8000,
-    grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
-    metrics_port: Annotated[int, typer.Option("--metrics-port")] = 8002,
+    http_port: Annotated[int, typer.Option("--http-port", **_PORT)] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", **_PORT)] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", **_PORT)] = 8002,
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     model_control_mode: Annotated[
         str, typer.Option("--model-control-mode", help="none | explicit | poll")
@@ -117,26 +155,56 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
-    log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
+    # ---- tritonserver's flags of the same name and meaning (docs/triton-flags.md) ----
+    server_id: Annotated[str, typer.Option("--id", help="server name in metadata")] = "packserve",
+    exit_on_error: Annotated[str, typer.Option("--exit-on-error", **_BOOL)] = "false",
+    strict_readiness: Annotated[str, typer.Option("--strict-readiness", **_BOOL)] = "false",
+    disable_auto_complete_config: Annotated[bool, typer.Option("--disable-auto-complete-config")] = False,
+    strict_model_config: Annotated[str | None, typer.Option("--strict-model-config", **_BOOL)] = None,
+    model_config_name: Annotated[str, typer.Option("--model-config-name")] = "",
+    model_load_thread_count: Annotated[int, typer.Option("--model-load-thread-count", min=1)] = 4,
+    allow_http: Annotated[str, typer.Option("--allow-http", **_BOOL)] = "true",
+    allow_grpc: Annotated[str, typer.Option("--allow-grpc", **_BOOL)] = "true",
+    allow_metrics: Annotated[str, typer.Option("--allow-metrics", **_BOOL)] = "true",
+    allow_cpu_metrics: Annotated[str, typer.Option("--allow-cpu-metrics", **_BOOL)] = "true",
+    allow_gpu_metrics: Annotated[str, typer.Option("--allow-gpu-metrics", **_BOOL)] = "true",
+    metrics_interval_ms: Annotated[float, typer.Option("--metrics-interval-ms")] = 2000.0,
+    log_verbose: Annotated[int, typer.Option("--log-verbose", help="0 off, 1 per request, 2 detail")] = 0,
+    log_file: Annotated[Path | None, typer.Option("--log-file")] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="default | ISO8601 | json")] = "default",
+    log_info: Annotated[str, typer.Option("--log-info", **_BOOL)] = "true",
+    log_warning: Annotated[str, typer.Option("--log-warning", **_BOOL)] = "true",
+    log_error: Annotated[str, typer.Option("--log-error", **_BOOL)] = "true",
 ) -> None:
-    """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
-    logging.basicConfig(
-        level=logging.DEBUG if log_verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """Serve model repositories over KServe v2 HTTP and gRPC, with Prometheus metrics."""
+    flags = triton_flags
+    configure_logging(
+        flags.log_settings(log_verbose, log_file, log_format, log_info, log_warning, log_error)
     )
     if model_control_mode not in ("none", "explicit", "poll"):
         raise typer.BadParameter("must be none, explicit or poll", param_hint="--model-control-mode")
-    if not model_repository.is_dir():
-        raise typer.BadParameter(f"'{model_repository}' is not a directory", param_hint="--model-repository")
+    repositories = flags.model_repositories(model_repository)
     options = ServeOptions(
         engine=EngineOptions(
-            model_repository=model_repository.resolve(),
+            model_repository=repositories[0],
+            more_repositories=repositories[1:],
             model_control_mode=model_control_mode,
             load_models=tuple(load_model or ()),
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=drain_timeout,
             inline_execution_us=inline_execution_us,
+            server_id=server_id,
+            strict_readiness=flags.parse_bool(strict_readiness, "--strict-readiness"),
+            config_options=ConfigLoadOptions(
+                config_name=flags.check_config_name(model_config_name),
+                auto_complete=flags.auto_complete_enabled(disable_auto_complete_config, strict_model_config),
+            ),
+            model_load_concurrency=model_load_thread_count,
         ),
+        listeners=flags.listeners(
+            allow_http, allow_grpc, allow_metrics, allow_cpu_metrics, allow_gpu_metrics, metrics_interval_ms
+        ),
+        exit_on_error=flags.parse_bool(exit_on_error, "--exit-on-error"),
         host=host,
         http_port=http_port,
         grpc_port=grpc_port,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packserve import SERVER_NAME, __version__
 from packserve.config.json_form import config_to_json
+from packserve.config.loader import ConfigLoadOptions
 from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
@@ -72,6 +73,12 @@ class EngineOptions:
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
+    # Triton's flags of the same meaning (cli/triton_flags.py; docs/triton-flags.md).
+    more_repositories: tuple[Path, ...] = ()  # --model-repository given more than once
+    server_id: str = SERVER_NAME  # --id: the name in server metadata
+    strict_readiness: bool = False  # --strict-readiness: ready only while every model is
+    config_options: ConfigLoadOptions = field(default_factory=ConfigLoadOptions)
+    model_load_concurrency: int = 4  # --model-load-thread-count
 
 
 class Engine:
@@ -97,7 +104,13 @@ class Engine:
             max_pending=options.max_pending_per_model,
             inline_threshold_ns=options.inline_execution_us * 1000,
         )
-        self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
+        self.repository = ModelRepository(
+            [options.model_repository, *options.more_repositories],
+            deps,
+            options.drain_timeout_s,
+            options.config_options,
+            options.model_load_concurrency,
+        )
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -128,13 +141,20 @@ class Engine:
 
     # ---- health and metadata -------------------------------------------------------------
     def server_metadata(self) -> ServerMetadata:
-        return ServerMetadata(SERVER_NAME, __version__, EXTENSIONS)
+        return ServerMetadata(self.options.server_id, __version__, EXTENSIONS)
 
     def is_live(self) -> bool:
         return True
 
     def is_ready(self) -> bool:
-        return not self._draining
+        if self._draining:
+            return False
+        if self.options.strict_readiness:
+            # As Triton: every model that was asked for (not merely present and unloaded) is READY.
+            return all(
+                e.state == "READY" for e in self.repository.index() if e.reason != "unloaded"
+            )
+        return True
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -290,7 +310,7 @@ class Engine:
         changed: list[str] = []
         for name in sorted(present):
             entry = self.repository.entry(name)
-            mtime = model_dir_mtime(self.options.model_repository / name)
+            mtime = model_dir_mtime(self.repository.model_dir(name))
             if name not in known or mtime > entry.loaded_mtime:
                 changed.append(name)
         if changed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -18,6 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, PackserveError
+from packserve.frontends import request_log
 from packserve.frontends.grpc import codec, messages
 from packserve.frontends.status import grpc_status
 
@@ -31,11 +33,24 @@ _ENABLE_FINAL_FLAG = "triton_enable_empty_final_response"
 _FINAL_FLAG = "triton_final_response"
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
-    if not isinstance(error, PackserveError):
-        logger.exception("unexpected error in a gRPC handler", exc_info=error)
+async def _abort(context: grpc.aio.ServicerContext, error: Exception, target: str = "") -> NoReturn:
+    request_log.FAILED.failed("gRPC", target or _method_name(context), error)
     await context.abort(grpc_status(error), _message(error))
     raise AssertionError("context.abort returned")  # abort always raises; this keeps mypy honest
+
+
+def _method_name(context: grpc.aio.ServicerContext) -> str:
+    try:
+        details = context._rpc_event.call_details  # grpc.aio keeps the method name only here
+        method = details.method
+        return method.decode() if isinstance(method, bytes) else str(method)
+    except AttributeError:
+        return "call"
+
+
+def _infer_detail(request: Any) -> str:
+    """What --log-verbose=2 adds to an inference's line: its inputs' names, types and shapes."""
+    return " ".join(f"{i.name}:{i.datatype}{list(i.shape)}" for i in request.inputs)
 
 
 def _message(error: Exception) -> str:
@@ -122,11 +137,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             await _abort(context, error)
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
             response = await self._engine.infer(codec.decode_infer_request(request))
-            return codec.encode_infer_response(response)
+            answer = codec.encode_infer_response(response)
         except Exception as error:
-            await _abort(context, error)
+            await _abort(context, error, f"ModelInfer {request.model_name}")
+        if started:
+            target = f"ModelInfer {request.model_name}"
+            request_log.request_done("gRPC", target, 200, started, _infer_detail(request))
+        return answer
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -166,8 +186,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             result = await self._engine.infer(codec.decode_infer_request(message))
             response = codec.encode_infer_response(result)
         except Exception as error:
-            if not isinstance(error, PackserveError):
-                logger.exception("unexpected error in a gRPC stream request", exc_info=error)
+            request_log.FAILED.failed("gRPC", f"ModelStreamInfer {message.model_name}", error)
             header = service_pb2.ModelInferResponse(
                 model_name=message.model_name, model_version=message.model_version, id=message.id
             )

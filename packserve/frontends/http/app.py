@@ -7,6 +7,7 @@ Runs on the event loop (packserve.frontends.http.protocol, or any ASGI server); 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import PackserveError
+from packserve.frontends import request_log
 from packserve.frontends.http import body as body_io
 from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.handlers import Reply
@@ -85,17 +87,23 @@ class HttpApp:
         """Answer one request. `read_body` returns the raw body, already checked against
         max_body_bytes while it arrived. Every error becomes a reply; nothing escapes but
         ClientDisconnected."""
+        started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
-            return await self._route(method, path, headers, read_body)
+            reply = await self._route(method, path, headers, read_body)
         except PackserveError as exc:
-            return _error_reply(http_status(exc), str(exc))
+            reply = _error_reply(http_status(exc), str(exc))
+            request_log.FAILED.failed("HTTP", f"{method} {path}", exc, reply.status)
         except _RouteError as exc:
-            return _error_reply(exc.status, str(exc))
+            reply = _error_reply(exc.status, str(exc))
+            request_log.FAILED.failed("HTTP", f"{method} {path}", exc, reply.status)
         except body_io.ClientDisconnected:
             raise
         except Exception as exc:  # the server keeps serving whatever a handler does
-            logger.exception("unexpected error serving %s %s", method, path)
-            return _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
+            reply = _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
+            request_log.FAILED.failed("HTTP", f"{method} {path}", exc, 500)
+        if started:
+            request_log.request_done("HTTP", f"{method} {path}", reply.status, started, _detail(headers))
+        return reply
 
     async def _route(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
         parts = path.strip("/").split("/")
@@ -180,6 +188,12 @@ class HttpApp:
             if coding and coding != "identity":
                 body = body_io.inflate(body, coding, limits)
         return body, header_length
+
+
+def _detail(headers: Headers) -> str:
+    """What --log-verbose=2 adds to a request's line: its headers (sizes and content types)."""
+    shown = (b"content-length", b"content-type", b"content-encoding", b"inference-header-content-length")
+    return " ".join(f"{n.decode()}={v.decode('latin-1')}" for n, v in headers if n in shown)
 
 
 def _expect(method: str, allowed: str) -> None:
