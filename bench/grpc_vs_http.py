@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     print(f"load average before: {os.getloadavg()}", flush=True)
-    print(
-        "| source | model | concurrency | HTTP infer/s | gRPC infer/s | gRPC/HTTP | HTTP p99 us | gRPC p99 us |"
-    )
+    columns = ("source", "model", "concurrency", "HTTP infer/s", "gRPC infer/s", "gRPC/HTTP")
+    print("| " + " | ".join((*columns, "HTTP p99 us", "gRPC p99 us")) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for index, source in enumerate(sources):
         log = work / f"server-{index}.log"

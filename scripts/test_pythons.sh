@@ -47,8 +47,11 @@ import packserve
 assert "site-packages" in packserve.__file__, packserve.__file__  # the installed copy, not the tree
 print("   ", sys.version.split()[0], *(f"{d} {m.version(d)}" for d in ("numpy", "protobuf", "tritonclient", "onnxruntime", "grpcio")))
 PY
-    # The venv's pytest script (not `python -m`) keeps the source tree off sys.path.
-    (cd "$repo" && "$work/venv/bin/pytest" -q -p no:cacheprovider -o pythonpath= -m "not slow and not triton" "${subset[@]}")
+    # The installed packserve is tested, not the tree: the venv's pytest script (not `python -m`)
+    # and no pythonpath keep the repository root off sys.path; only `tests` is put on it.
+    mkdir "$work/path" && ln -s "$repo/tests" "$work/path/tests"
+    (cd "$repo" && PYTHONPATH="$work/path" "$work/venv/bin/pytest" -q -p no:cacheprovider -o pythonpath= \
+        -m "not slow and not triton" "${subset[@]}")
     rm -rf "$work"
     trap - EXIT
 done
