@@ -151,8 +151,12 @@ class Engine:
             return False
         if self.options.strict_readiness:
             # As Triton: every model that was asked for (not merely present and unloaded) is READY.
+            # A name found in two repositories is never loaded, so Triton does not count it either.
+            roots = self.repository.roots
             return all(
-                e.state == "READY" for e in self.repository.index() if e.reason != "unloaded"
+                e.state == "READY"
+                for e in self.repository.index()
+                if e.reason != "unloaded" and roots.duplicate_reason(e.name) is None
             )
         return True
 
