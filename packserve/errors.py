@@ -71,3 +71,9 @@ class ModelLoadError(PackserveError):
 
 class ConfigError(ModelLoadError):
     """A model configuration is unparsable or invalid."""
+
+
+class UnsupportedError(PackserveError):
+    """A valid request for something this server does not do (HTTP 501, gRPC UNIMPLEMENTED)."""
+
+    reason = "REJECTED"

@@ -17,6 +17,7 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "demo": ("skimage", "requests", "matplotlib", "geventhttpclient"),
     "planning": ("ortools", "simpy", "matplotlib", "geventhttpclient"),
+    "trace": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
 }
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from packserve.cli import triton_flags
 from packserve.cli.log_setup import configure_logging
+from packserve.cli.trace_flags import trace_settings
 from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import IndexEntry
@@ -175,6 +176,14 @@ def serve_command(
     log_info: Annotated[str, typer.Option("--log-info", **_BOOL)] = "true",
     log_warning: Annotated[str, typer.Option("--log-warning", **_BOOL)] = "true",
     log_error: Annotated[str, typer.Option("--log-error", **_BOOL)] = "true",
+    http_header_forward_pattern: Annotated[str, typer.Option("--http-header-forward-pattern")] = "",
+    grpc_header_forward_pattern: Annotated[str, typer.Option("--grpc-header-forward-pattern")] = "",
+    trace_config: Annotated[list[str] | None, typer.Option("--trace-config")] = None,
+    trace_file: Annotated[str | None, typer.Option("--trace-file", help="deprecated")] = None,
+    trace_level: Annotated[list[str] | None, typer.Option("--trace-level", help="deprecated")] = None,
+    trace_rate: Annotated[int | None, typer.Option("--trace-rate", help="deprecated")] = None,
+    trace_count: Annotated[int | None, typer.Option("--trace-count", help="deprecated")] = None,
+    trace_log_frequency: Annotated[int | None, typer.Option("--trace-log-frequency")] = None,
 ) -> None:
     """Serve model repositories over KServe v2 HTTP and gRPC, with Prometheus metrics."""
     flags = triton_flags
@@ -184,6 +193,10 @@ def serve_command(
     if model_control_mode not in ("none", "explicit", "poll"):
         raise typer.BadParameter("must be none, explicit or poll", param_hint="--model-control-mode")
     repositories = flags.model_repositories(model_repository)
+    flags.header_forwarding(http_header_forward_pattern, grpc_header_forward_pattern)
+    trace = trace_settings(
+        trace_config or (), trace_file, trace_level or (), trace_rate, trace_count, trace_log_frequency
+    )
     options = ServeOptions(
         engine=EngineOptions(
             model_repository=repositories[0],
@@ -200,6 +213,7 @@ def serve_command(
                 auto_complete=flags.auto_complete_enabled(disable_auto_complete_config, strict_model_config),
             ),
             model_load_concurrency=model_load_thread_count,
+            trace=trace,
         ),
         listeners=flags.listeners(
             allow_http, allow_grpc, allow_metrics, allow_cpu_metrics, allow_gpu_metrics, metrics_interval_ms

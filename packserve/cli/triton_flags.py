@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from packserve.cli.log_setup import LOG_FORMATS, LogSettings
+from packserve.frontends import header_forward
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -120,3 +121,12 @@ def log_settings(
         warning=parse_bool(warning, "--log-warning"),
         error=parse_bool(error, "--log-error"),
     )
+
+
+def header_forwarding(http_pattern: str, grpc_pattern: str) -> None:
+    """--http-header-forward-pattern / --grpc-header-forward-pattern (frontends/header_forward.py)."""
+    try:
+        header_forward.configure(http_pattern, grpc_pattern)
+    except ValueError as exc:
+        flag = str(exc).split(":", 1)[0]
+        raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint=flag) from None

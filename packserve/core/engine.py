@@ -27,6 +27,8 @@ from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
 from packserve.core.statistics import StatisticsCollector
+from packserve.core.trace_export import make_exporter
+from packserve.core.tracing import TraceControl, TraceRecord, TraceSettings, unknown_model
 from packserve.core.views import (
     IndexEntry,
     ModelMetadata,
@@ -59,6 +61,7 @@ EXTENSIONS = (
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "trace",
 )
 
 
@@ -79,6 +82,7 @@ class EngineOptions:
     strict_readiness: bool = False  # --strict-readiness: ready only while every model is
     config_options: ConfigLoadOptions = field(default_factory=ConfigLoadOptions)
     model_load_concurrency: int = 4  # --model-load-thread-count
+    trace: TraceSettings = field(default_factory=TraceSettings)  # --trace-config
 
 
 class Engine:
@@ -116,6 +120,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._poll_task: asyncio.Task[None] | None = None
+        self.tracing = TraceControl(options.trace, make_exporter(options.trace))
 
     @classmethod
     async def start(
@@ -206,6 +211,19 @@ class Engine:
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return self.repository.index(ready_only)
 
+    # ---- trace extension -------------------------------------------------------------------
+    def trace_setting(self, model: str = "") -> dict[str, Any]:
+        self._check_trace_model(model)
+        return self.tracing.settings(model).as_strings()
+
+    def update_trace_setting(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self._check_trace_model(model)
+        return self.tracing.update(model, changes).as_strings()
+
+    def _check_trace_model(self, model: str) -> None:
+        if model and self.repository.find(model) is None and not self.repository.roots.exists(model):
+            raise unknown_model(model)
+
     # ---- repository control --------------------------------------------------------------
     def _check_explicit(self, action: str) -> None:
         if self.options.model_control_mode != "explicit":
@@ -235,6 +253,29 @@ class Engine:
         timing.received_ns = self._clock.now_ns()
         if self._draining:
             raise ServerShuttingDownError("server is shutting down and takes no new requests")
+        trace = self.tracing.begin(request.model_name)
+        if trace is None:
+            return await self._infer(request)
+        try:
+            return await self._infer(request)
+        except Exception as exc:
+            trace.error = str(exc)
+            raise
+        finally:
+            self._end_trace(trace, request)
+
+    def _end_trace(self, trace: TraceRecord, request: InferRequest) -> None:
+        trace.timing, trace.request_id = request.timing, request.id
+        entry = self.repository.find(request.model_name)
+        latest = entry.latest if entry is not None else None
+        trace.version = request.model_version or (latest.version_str if latest is not None else "")
+        if "TENSORS" in self.tracing.settings(request.model_name).level:
+            for name, tensor in request.inputs.items():
+                trace.tensors[name] = f"{getattr(tensor, 'dtype', '?')}{list(getattr(tensor, 'shape', ()))}"
+        self.tracing.end(trace)
+
+    async def _infer(self, request: InferRequest) -> InferResponse:
+        timing = request.timing
         runtime = self.repository.runtime(request.model_name, request.model_version)
         spec = runtime.spec
         self._in_flight += 1
@@ -294,6 +335,7 @@ class Engine:
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
         await self.repository.unload_all()
+        self.tracing.close()  # writes what the trace file still holds
 
     async def _poll_forever(self) -> None:
         while True:

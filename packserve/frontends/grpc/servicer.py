@@ -2,8 +2,8 @@
 
 Every handler runs on the event loop (grpc.aio). Errors leave through one place, `_abort`, which maps
 them with the shared status table; an unexpected exception is logged and becomes INTERNAL, and the
-server keeps serving. Shared-memory, trace and log RPCs are left UNIMPLEMENTED (the server does not
-list those extensions).
+server keeps serving. Shared-memory and log RPCs are left UNIMPLEMENTED (the server does not list
+those extensions).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, PackserveError
-from packserve.frontends import request_log
+from packserve.frontends import header_forward, request_log
 from packserve.frontends.grpc import codec, messages
 from packserve.frontends.status import grpc_status
 
@@ -136,11 +136,36 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
+    async def TraceSetting(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Triton's trace extension: no settings reads, some update; an empty value list sets a
+        setting back to the global value (null in the HTTP form)."""
+        try:
+            changes: dict[str, Any] = {}
+            for key, setting in request.settings.items():
+                values = list(setting.value)
+                if not values:
+                    changes[key] = None
+                else:
+                    changes[key] = values if key == "trace_level" else values[0]
+            if changes:
+                current = self._engine.update_trace_setting(request.model_name, changes)
+            else:
+                current = self._engine.trace_setting(request.model_name)
+            response = service_pb2.TraceSettingResponse()
+            for key, value in current.items():
+                response.settings[key].value.extend(value if isinstance(value, list) else [value])
+            return response
+        except Exception as error:
+            await _abort(context, error)
+
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
-            response = await self._engine.infer(codec.decode_infer_request(request))
-            answer = codec.encode_infer_response(response)
+            decoded = codec.decode_infer_request(request)
+            if header_forward.grpc_enabled():  # --grpc-header-forward-pattern
+                forwarded = header_forward.from_grpc(context.invocation_metadata())
+                header_forward.merge(decoded.parameters, forwarded)
+            answer = codec.encode_infer_response(await self._engine.infer(decoded))
         except Exception as error:
             await _abort(context, error, f"ModelInfer {request.model_name}")
         if started:
@@ -157,8 +182,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[service_pb2.ModelStreamInferResponse | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
 
+        forwarded: dict[str, str] = {}
+        if header_forward.grpc_enabled():
+            forwarded = header_forward.from_grpc(context.invocation_metadata())
+
         async def answer(message: Any) -> None:
-            answers.put_nowait(await self._stream_answer(message))
+            answers.put_nowait(await self._stream_answer(message, forwarded))
 
         async def read_requests() -> None:
             try:
@@ -181,9 +210,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             for task in list(in_flight):
                 task.cancel()
 
-    async def _stream_answer(self, message: Any) -> service_pb2.ModelStreamInferResponse:
+    async def _stream_answer(
+        self, message: Any, forwarded: dict[str, str]
+    ) -> service_pb2.ModelStreamInferResponse:
         try:
-            result = await self._engine.infer(codec.decode_infer_request(message))
+            decoded = codec.decode_infer_request(message)
+            header_forward.merge(decoded.parameters, forwarded)
+            result = await self._engine.infer(decoded)
             response = codec.encode_infer_response(result)
         except Exception as error:
             request_log.FAILED.failed("gRPC", f"ModelStreamInfer {message.model_name}", error)

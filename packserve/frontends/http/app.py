@@ -15,7 +15,7 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import PackserveError
-from packserve.frontends import request_log
+from packserve.frontends import header_forward, request_log
 from packserve.frontends.http import body as body_io
 from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.handlers import Reply
@@ -129,13 +129,19 @@ class HttpApp:
                     raise _NOT_FOUND
                 version = rest[1]
                 rest = rest[2:]
+            if rest == ["trace", "setting"] and not version:
+                body = (await self._read(headers, read_body))[0] if method == _POST else b""
+                return handlers.trace_setting(engine, method, model, body)
             if len(rest) > 1:
                 raise _NOT_FOUND
             action = rest[0] if rest else ""
             if action == "infer":
                 _expect(method, _POST)
                 body, header_length = await self._read(headers, read_body)
-                return await handlers.infer(engine, self._decoder, model, version, body, header_length)
+                forwarded = header_forward.from_http(headers) if header_forward.http_enabled() else None
+                return await handlers.infer(
+                    engine, self._decoder, model, version, body, header_length, forwarded
+                )
             handler = _MODEL_GETS.get(action)
             if handler is None:
                 raise _NOT_FOUND
@@ -148,6 +154,9 @@ class HttpApp:
                 raise _NOT_FOUND
             body, _ = await self._read(headers, read_body)
             return Reply(200, await pipeline_route.infer_raw_image(engine, parts[2], version, body))
+        if section == "trace" and count == 3 and parts[2] == "setting":
+            body = (await self._read(headers, read_body))[0] if method == _POST else b""
+            return handlers.trace_setting(engine, method, "", body)
         if section == "health" and count == 3:
             _expect(method, _GET)
             if parts[2] == "live":

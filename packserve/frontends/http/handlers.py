@@ -14,6 +14,7 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, NotFoundError
+from packserve.frontends import header_forward
 from packserve.frontends.http import infer_codec, json_views
 
 JSON = b"application/json"
@@ -78,8 +79,11 @@ async def infer(
     version: str,
     body: bytes,
     header_length: bytes | None,
+    forwarded: dict[str, str] | None = None,
 ) -> Reply:
     decoded = decoder.decode(model, version, body, header_length)
+    if forwarded:  # --http-header-forward-pattern
+        header_forward.merge(decoded.request.parameters, forwarded)
     response = await engine.infer(decoded.request)
     encoded = infer_codec.encode_infer(response, decoded)
     if encoded.header_length is None:
@@ -144,3 +148,13 @@ async def unload_model(engine: EngineApi, model: str, body: bytes) -> Reply:
         raise InvalidArgumentError(f"unload of '{model}': 'unload_dependents' must be a bool")
     await engine.unload_model(model, dependents)
     return _EMPTY_OK
+
+
+def trace_setting(engine: EngineApi, method: str, model: str, body: bytes) -> Reply:
+    """GET or POST /v2[/models/<model>]/trace/setting (Triton's trace extension)."""
+    if method == "GET":
+        return _json(engine.trace_setting(model))
+    if method != "POST":
+        raise InvalidArgumentError(f"trace setting: method {method} is not GET or POST")
+    changes = _optional_object(body, "trace setting request")
+    return _json(engine.update_trace_setting(model, changes))
