@@ -18,10 +18,12 @@ from packserve.cli.log_setup import configure_logging
 from packserve.cli.trace_flags import trace_settings
 from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
+from packserve.core.observer import InferenceObserver
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
 from packserve.frontends.http import HttpLimits, HttpServer
 from packserve.metrics import MetricsServer, PrometheusObserver
+from packserve.metrics.summaries import LatencySummaries
 
 log = logging.getLogger("packserve")
 
@@ -38,6 +40,7 @@ class ServeOptions:
     drain_timeout_s: float = 30.0
     listeners: triton_flags.Listeners = field(default_factory=triton_flags.Listeners)
     exit_on_error: bool = False  # Triton's --exit-on-error: a model that fails at startup stops it
+    summary_quantiles: tuple[float, ...] = ()  # --metrics-config summary_latencies=true: these quantiles
 
 
 def print_model_table(index: list[IndexEntry], console: Console) -> None:
@@ -63,7 +66,10 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         gpu_metrics=allowed.gpu_metrics,
         interval_ms=allowed.metrics_interval_ms,
     )
-    engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
+    observers: list[InferenceObserver] = [PrometheusObserver(metrics.registry)]
+    if options.summary_quantiles:
+        observers.append(LatencySummaries(metrics.registry, options.summary_quantiles))
+    engine = await Engine.start(options.engine, observers=observers)
     http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
     grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
@@ -178,6 +184,7 @@ def serve_command(
     log_error: Annotated[str, typer.Option("--log-error", **_BOOL)] = "true",
     http_header_forward_pattern: Annotated[str, typer.Option("--http-header-forward-pattern")] = "",
     grpc_header_forward_pattern: Annotated[str, typer.Option("--grpc-header-forward-pattern")] = "",
+    metrics_config: Annotated[list[str] | None, typer.Option("--metrics-config")] = None,
     trace_config: Annotated[list[str] | None, typer.Option("--trace-config")] = None,
     trace_file: Annotated[str | None, typer.Option("--trace-file", help="deprecated")] = None,
     trace_level: Annotated[list[str] | None, typer.Option("--trace-level", help="deprecated")] = None,
@@ -219,6 +226,7 @@ def serve_command(
             allow_http, allow_grpc, allow_metrics, allow_cpu_metrics, allow_gpu_metrics, metrics_interval_ms
         ),
         exit_on_error=flags.parse_bool(exit_on_error, "--exit-on-error"),
+        summary_quantiles=flags.summary_quantiles(metrics_config or ()),
         host=host,
         http_port=http_port,
         grpc_port=grpc_port,

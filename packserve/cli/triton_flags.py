@@ -16,6 +16,7 @@ import typer
 
 from packserve.cli.log_setup import LOG_FORMATS, LogSettings
 from packserve.frontends import header_forward
+from packserve.metrics.summaries import DEFAULT_QUANTILES, parse_quantiles
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -130,3 +131,26 @@ def header_forwarding(http_pattern: str, grpc_pattern: str) -> None:
     except ValueError as exc:
         flag = str(exc).split(":", 1)[0]
         raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint=flag) from None
+
+
+def summary_quantiles(configs: Sequence[str]) -> tuple[float, ...]:
+    """--metrics-config summary_latencies=<bool> and summary_quantiles=<q>:<error>,...; the
+    quantiles to report, or () when summaries are off (the default, as in Triton)."""
+    enabled, quantiles = False, DEFAULT_QUANTILES
+    for config in configs:
+        key, equals, value = config.partition("=")
+        if not equals:
+            raise typer.BadParameter(f"'{config}' is not <setting>=<value>", param_hint="--metrics-config")
+        if key == "summary_latencies":
+            enabled = parse_bool(value, "--metrics-config summary_latencies")
+        elif key == "summary_quantiles":
+            try:
+                quantiles = parse_quantiles(value)
+            except ValueError as exc:
+                raise typer.BadParameter(f"summary_quantiles: {exc}", param_hint="--metrics-config") from None
+        else:
+            raise typer.BadParameter(
+                f"'{key}' is not supported (summary_latencies and summary_quantiles are)",
+                param_hint="--metrics-config",
+            )
+    return quantiles if enabled else ()

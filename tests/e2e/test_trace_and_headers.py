@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from e2e_server import LiveServerFactory
+from e2e_server import LiveServerFactory, direct_http_session
 
 from packserve.examples.simple_repository import build_simple_repository
 
@@ -59,6 +59,7 @@ def test_trace_settings_and_forwarded_headers(
         extra_args=[
             "--trace-config", f"triton,file={trace_file}", "--trace-config", "rate=1",
             "--http-header-forward-pattern", "^x-team", "--grpc-header-forward-pattern", "^x-team",
+            "--metrics-config", "summary_latencies=true",
         ],
     )  # fmt: skip
     http = httpclient.InferenceServerClient(server.http_url)
@@ -86,3 +87,7 @@ def test_trace_settings_and_forwarded_headers(
     result = http.infer("echo_params", [tensor], headers={"X-Team": "vision", "Authorization": "secret"})
     assert _params(result) == {"x-team": "vision"}
     http.close()
+    metrics = direct_http_session().get(server.metrics_url, timeout=10).text
+    assert 'nv_inference_request_summary_us{model="echo_params",quantile="0.5",version="1"}' in metrics
+    assert 'nv_inference_request_summary_us_count{model="echo_params",version="1"} 3' in metrics
+    assert 'nv_inference_request_failure{model="simple",reason="BACKEND",version="1"} 0' in metrics
