@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import TRITONSERVER, Server, _free_ports, _start, _stop, _wait_ready
-from twin_repository import build_twin_repository
+
+from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop, _wait_ready
+from tests.differential.twin_repository import build_twin_repository
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 STEPS: list[tuple[str, str, dict[str, Any] | None]] = [

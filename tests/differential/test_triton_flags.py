@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 import typer.main
-from conftest import TRITONSERVER, Server, _free_ports, _start, _stop
-from twin_repository import build_twin_repository
 
 from packserve.cli import app
+from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
+from tests.differential.twin_repository import build_twin_repository
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
 
