@@ -41,7 +41,8 @@ for version in ${PACKSERVE_TEST_PYTHONS:-3.10 3.13}; do
     "$python_bin" -m venv "$work/venv"
     "$work/venv/bin/python" -m pip install -q --upgrade pip
     "$work/venv/bin/python" -m pip install -q "$repo[test]"
-    "$work/venv/bin/python" - <<'PY'
+    # From outside the tree, so that the import below finds the installed copy.
+    (cd "$work" && "$work/venv/bin/python" -) <<'PY'
 import importlib.metadata as m, sys
 import packserve
 assert "site-packages" in packserve.__file__, packserve.__file__  # the installed copy, not the tree
