@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+# The web console's browser tests (tests/e2e/test_console_browser.py) drive Debian's chromium
+# through Playwright; Playwright's own browser download is not used.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q chromium >/dev/null; } \
+    || echo "setup_dev.sh: WARNING: could not install chromium; the console's browser tests will be skipped" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -19,3 +26,15 @@ bash scripts/install_demo_weights.sh
 # Reference tools for the protocol tests: NVIDIA's perf_analyzer and a real Triton server.
 bash scripts/install_perf_analyzer.sh
 bash scripts/install_triton_reference.sh
+# A real Prometheus for tests/deploy/test_prometheus.py (Debian's package). The tests start their
+# own; a policy-rc.d keeps the package from starting its service on :9090 where none forbids it.
+if ! command -v prometheus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt_install="apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus"
+  DEBIAN_FRONTEND=noninteractive $apt_install >/dev/null \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $apt_install >/dev/null; }
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi

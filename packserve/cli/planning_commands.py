@@ -131,25 +131,43 @@ def deploy_k8s(
     repository_image: Annotated[
         str | None, typer.Option(help="Image with the repository at /models.")
     ] = None,
+    min_replicas: Annotated[
+        int | None, typer.Option(help="HPA minimum; default: the pods the plan's average load needs.")
+    ] = None,
+    max_replicas: Annotated[
+        int | None, typer.Option(help="HPA maximum; default: the pods the plan's peak needs.")
+    ] = None,
     kserve: Annotated[
         bool, typer.Option(help="Also write a KServe ClusterServingRuntime + InferenceService.")
     ] = False,
+    keda_prometheus: Annotated[
+        str | None,
+        typer.Option(help="Prometheus URL: also write KEDA ScaledObjects (instead of the HPAs)."),
+    ] = None,
+    console: Annotated[bool, typer.Option(help="Serve the web console (/console) in the pods.")] = False,
 ) -> None:
-    """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceMonitor) for a plan."""
+    """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceMonitor) for a plan, and the
+    prometheus-adapter rule that gives the HPA its metric."""
     from packserve.planning.commands import deploy_k8s_command
     from packserve.planning.k8s import DeployOptions
+    from packserve.planning.k8s_inputs import ReplicaBounds
 
     options = DeployOptions(
         image=image,
         namespace=namespace,
         repository_volume=repository_volume,
         repository_image=repository_image,
+        replicas=ReplicaBounds(min_replicas, max_replicas),
         kserve=kserve,
+        keda_prometheus_url=keda_prometheus,
+        console=console,
     )
     try:
         written = deploy_k8s_command(plan_file, options, out)
     except PackserveError as exc:
-        raise _bad(exc) from None
+        # One line an operator (or a script) can read; exit 2 as for any usage error.
+        typer.echo(f"packserve deploy k8s: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 

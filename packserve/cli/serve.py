@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -15,13 +14,20 @@ from rich.table import Table
 
 from packserve.cli import triton_flags
 from packserve.cli.log_setup import configure_logging
+from packserve.cli.serve_shutdown import (
+    LOCAL_HOST,
+    Addresses,
+    ShutdownTiming,
+    StopSignals,
+    drain_and_stop,
+)
 from packserve.cli.trace_flags import trace_settings
 from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.observer import InferenceObserver
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
-from packserve.frontends.http import HttpLimits, HttpServer
+from packserve.frontends.http import ConsoleAssets, HttpLimits, HttpServer
 from packserve.metrics import MetricsServer, PrometheusObserver
 from packserve.metrics.summaries import LatencySummaries
 
@@ -31,13 +37,14 @@ log = logging.getLogger("packserve")
 @dataclass(frozen=True)
 class ServeOptions:
     engine: EngineOptions
-    host: str = "127.0.0.1"
+    addresses: Addresses = field(default_factory=Addresses)
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     grpc: GrpcOptions = field(default_factory=GrpcOptions)
-    drain_timeout_s: float = 30.0
+    shutdown: ShutdownTiming = field(default_factory=ShutdownTiming)
+    console: bool = True  # the web console at /console on the HTTP port
     listeners: triton_flags.Listeners = field(default_factory=triton_flags.Listeners)
     exit_on_error: bool = False  # Triton's --exit-on-error: a model that fails at startup stops it
     summary_quantiles: tuple[float, ...] = ()  # --metrics-config summary_latencies=true: these quantiles
@@ -58,9 +65,9 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     """Start the engine and the three front ends; return after SIGTERM/SIGINT has drained them."""
     # soft_wrap: log lines stay whole (greppable) when stderr is a file, not a terminal.
     console = console or Console(stderr=True, soft_wrap=True)
-    allowed = options.listeners
+    at, timing, allowed = options.addresses, options.shutdown, options.listeners
     metrics = MetricsServer(
-        options.host,
+        at.metrics_host,
         options.metrics_port,
         cpu_metrics=allowed.cpu_metrics,
         gpu_metrics=allowed.gpu_metrics,
@@ -70,8 +77,11 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     if options.summary_quantiles:
         observers.append(LatencySummaries(metrics.registry, options.summary_quantiles))
     engine = await Engine.start(options.engine, observers=observers)
-    http = HttpServer(engine, options.host, options.http_port, options.http_limits, options.drain_timeout_s)
-    grpc_server = GrpcServer(engine, options.host, options.grpc_port, options.grpc)
+    console_assets = ConsoleAssets(options.engine.model_control_mode) if options.console else None
+    http = HttpServer(
+        engine, at.http_host, options.http_port, options.http_limits, timing.exit_timeout_s, console_assets
+    )
+    grpc_server = GrpcServer(engine, at.grpc_host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
     failed = [e for e in engine.repository_index() if e.state != "READY" and e.reason != "unloaded"]
     if options.exit_on_error and failed:
@@ -79,25 +89,22 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         console.print(f"[red]packserve: failed to load all models ({names}); --exit-on-error is true[/red]")
         await engine.shutdown(0)
         raise SystemExit(1)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals = StopSignals(asyncio.get_running_loop())
     listeners = [
-        (what, port, start)
-        for what, port, start, on in (
-            ("metrics", options.metrics_port, metrics.start, allowed.metrics),
-            ("gRPC", options.grpc_port, grpc_server.start, allowed.grpc),
-            ("HTTP", options.http_port, http.start, allowed.http),
+        (what, host, port, start)
+        for what, host, port, start, on in (
+            ("metrics", at.metrics_host, options.metrics_port, metrics.start, allowed.metrics),
+            ("gRPC", at.grpc_host, options.grpc_port, grpc_server.start, allowed.grpc),
+            ("HTTP", at.http_host, options.http_port, http.start, allowed.http),
         )
         if on
     ]
     try:
-        for what, port, start in listeners:
+        for what, host, port, start in listeners:
             try:
                 await start()
             except OSError as exc:
-                raise OSError(f"{what} port {options.host}:{port}: {exc.strerror or exc}") from exc
+                raise OSError(f"{what} port {host}:{port}: {exc.strerror or exc}") from exc
     except OSError as exc:
         # A taken port is an operator's mistake: say which, unload, exit non-zero without a traceback.
         console.print(f"[red]packserve: cannot listen on the {exc}[/red]")
@@ -105,22 +112,20 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         await engine.shutdown(0)
         raise SystemExit(1) from None
     listening = ", ".join(
-        f"{what} on {options.host}:{port}"
-        for what, port, on in (
-            ("HTTP", http.port, allowed.http),
-            ("gRPC", grpc_server.port, allowed.grpc),
-            ("metrics", metrics.port, allowed.metrics),
+        f"{what} on {host}:{port}"
+        for what, host, port, on in (
+            ("HTTP", at.http_host, http.port, allowed.http),
+            ("gRPC", at.grpc_host, grpc_server.port, allowed.grpc),
+            ("metrics", at.metrics_host, metrics.port, allowed.metrics),
         )
         if on
     )
     console.print(f"packserve: {listening}")
     log.info("listening: %s", listening)
-    await stop.wait()
-    console.print("packserve: stopping - finishing requests in flight")
-    # Stop taking new connections, let requests in flight finish, then unload the models.
-    await asyncio.gather(http.stop(options.drain_timeout_s), grpc_server.stop(options.drain_timeout_s))
-    await engine.shutdown(options.drain_timeout_s)
-    await metrics.stop()
+    if console_assets is not None and allowed.http:
+        console.print(f"packserve: web console at http://{at.http_host}:{http.port}/console/")
+    await signals.first.wait()
+    await drain_and_stop(engine, http, grpc_server, metrics, timing, signals, console)
     console.print("packserve: stopped")
 
 
@@ -140,7 +145,19 @@ def serve_command(
     http_port: Annotated[int, typer.Option("--http-port", **_PORT)] = 8000,
     grpc_port: Annotated[int, typer.Option("--grpc-port", **_PORT)] = 8001,
     metrics_port: Annotated[int, typer.Option("--metrics-port", **_PORT)] = 8002,
-    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="address of all three listeners; 127.0.0.1 (this machine only) by default, "
+            "0.0.0.0 to be reachable from elsewhere, as in containers (Triton's default)",
+        ),
+    ] = LOCAL_HOST,
+    http_address: Annotated[str | None, typer.Option("--http-address", help="HTTP only [--host]")] = None,
+    grpc_address: Annotated[str | None, typer.Option("--grpc-address", help="gRPC only [--host]")] = None,
+    metrics_address: Annotated[
+        str | None, typer.Option("--metrics-address", help="metrics only [--host]")
+    ] = None,
     model_control_mode: Annotated[
         str, typer.Option("--model-control-mode", help="none | explicit | poll")
     ] = "none",
@@ -151,9 +168,24 @@ def serve_command(
     repository_poll_secs: Annotated[float, typer.Option("--repository-poll-secs")] = 15.0,
     max_body_mib: Annotated[int, typer.Option("--max-body-mib", help="largest HTTP request body")] = 64,
     grpc_max_message_mib: Annotated[int, typer.Option("--grpc-max-message-mib")] = 256,
-    drain_timeout: Annotated[
-        float, typer.Option("--drain-timeout", help="seconds to finish in-flight requests")
+    exit_timeout: Annotated[
+        float,
+        typer.Option(
+            "--exit-timeout-secs",
+            "--drain-timeout",
+            min=0,
+            help="on SIGTERM, once the listeners close: seconds requests in flight get to finish",
+        ),
     ] = 30.0,
+    drain_delay: Annotated[
+        float,
+        typer.Option(
+            "--drain-delay-secs",
+            min=0,
+            help="on SIGTERM: seconds to answer not-ready yet keep serving before closing listeners "
+            "(lets a load balancer stop routing here first)",
+        ),
+    ] = 0.0,
     inline_execution_us: Annotated[
         int,
         typer.Option(
@@ -162,6 +194,9 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    console: Annotated[
+        bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
+    ] = True,
     # ---- tritonserver's flags of the same name and meaning (docs/triton-flags.md) ----
     server_id: Annotated[str, typer.Option("--id", help="server name in metadata")] = "packserve",
     exit_on_error: Annotated[str, typer.Option("--exit-on-error", **_BOOL)] = "false",
@@ -211,7 +246,7 @@ def serve_command(
             model_control_mode=model_control_mode,
             load_models=tuple(load_model or ()),
             poll_interval_s=repository_poll_secs,
-            drain_timeout_s=drain_timeout,
+            drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
             server_id=server_id,
             strict_readiness=flags.parse_bool(strict_readiness, "--strict-readiness"),
@@ -227,7 +262,7 @@ def serve_command(
         ),
         exit_on_error=flags.parse_bool(exit_on_error, "--exit-on-error"),
         summary_quantiles=flags.summary_quantiles(metrics_config or ()),
-        host=host,
+        addresses=Addresses(host, http_address, grpc_address, metrics_address),
         http_port=http_port,
         grpc_port=grpc_port,
         metrics_port=metrics_port,
@@ -236,7 +271,8 @@ def serve_command(
             max_receive_message_bytes=grpc_max_message_mib << 20,
             max_send_message_bytes=grpc_max_message_mib << 20,
         ),
-        drain_timeout_s=drain_timeout,
+        shutdown=ShutdownTiming(drain_delay_s=drain_delay, exit_timeout_s=exit_timeout),
+        console=console,
     )
     _run(run_server(options))
 

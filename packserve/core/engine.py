@@ -116,6 +116,7 @@ class Engine:
             options.model_load_concurrency,
         )
         self._draining = False
+        self._withdrawn = False  # SIGTERM: not ready, yet still serving until the listeners close
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -152,7 +153,7 @@ class Engine:
         return True
 
     def is_ready(self) -> bool:
-        if self._draining:
+        if self._draining or self._withdrawn:
             return False
         if self.options.strict_readiness:
             # As Triton: every model that was asked for (not merely present and unloaded) is READY.
@@ -164,6 +165,11 @@ class Engine:
                 if e.reason != "unloaded" and roots.duplicate_reason(e.name) is None
             )
         return True
+
+    def withdraw_readiness(self) -> None:
+        """Answer not-ready from now on but keep taking requests, so a load balancer stops routing
+        here before anything is refused (the first step of a graceful shutdown)."""
+        self._withdrawn = True
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:

@@ -14,7 +14,8 @@ import yaml
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.config_patch import apply_to_repository, load_patches
-from packserve.planning.k8s import DeployOptions, build_manifests, is_core
+from packserve.planning.k8s import DeployOptions, build_manifests, is_core, keda_manifests
+from packserve.planning.k8s_scaling import adapter_values
 from packserve.planning.plan_check import ScenarioSummary, check_plan, plan_pipelines
 from packserve.planning.plan_schema import Plan
 from packserve.planning.planner import PlanOptions, plan
@@ -102,7 +103,8 @@ def _pbtxt_patch(result: Plan) -> str:
 
 
 def deploy_k8s_command(plan_path: Path, options: DeployOptions, out_dir: Path) -> list[Path]:
-    manifests = build_manifests(Plan.load(plan_path), options)
+    plan = Plan.load(plan_path)
+    manifests = build_manifests(plan, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     core = [m for m in manifests if is_core(m)]
     custom = [m for m in manifests if not is_core(m)]
@@ -111,7 +113,14 @@ def deploy_k8s_command(plan_path: Path, options: DeployOptions, out_dir: Path) -
     if custom:
         # CRD-based resources apart: they apply only where their operators are installed.
         written.append(out_dir / "custom-resources.yaml")
-        written[1].write_text(yaml.safe_dump_all(custom, sort_keys=False), encoding="utf-8")
+        written[-1].write_text(yaml.safe_dump_all(custom, sort_keys=False), encoding="utf-8")
+    # The HPAs' metric exists only once prometheus-adapter has this rule (docs/planning.md).
+    written.append(out_dir / "prometheus-adapter-values.yaml")
+    written[-1].write_text(yaml.safe_dump(adapter_values(), sort_keys=False), encoding="utf-8")
+    keda = keda_manifests(plan, options)
+    if keda:
+        written.append(out_dir / "keda-scaledobjects.yaml")
+        written[-1].write_text(yaml.safe_dump_all(keda, sort_keys=False), encoding="utf-8")
     return written
 
 

@@ -1,6 +1,11 @@
 """Kubernetes manifests for a plan: one Deployment, Service, HPA and PDB per pod type, a ConfigMap
 with the planned model-config patch, a ServiceMonitor, and optionally a KServe runtime.
 
+Every server binds 0.0.0.0 (probes, the Service and Prometheus reach it at the pod IP) and stops
+readiness-first: on SIGTERM it answers not-ready for DRAIN_DELAY_S while still serving, so the
+endpoint is gone before the listeners close, then finishes what it accepted within EXIT_TIMEOUT_S;
+the grace period covers both with room to spare.
+
 The model repository comes from a PVC or an image; either way an init container copies it into an
 emptyDir and applies the patch (`packserve deploy apply-patch`), so the server reads plain
 config.pbtxt files. Pure: returns dictionaries; the CLI writes them as YAML.
@@ -10,10 +15,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from packserve.errors import InvalidArgumentError
+from packserve.planning.k8s_inputs import (
+    ReplicaBounds,
+    check_bounds,
+    check_dns_label,
+    check_image,
+    check_pvc_name,
+    check_replicas,
+)
+from packserve.planning.k8s_scaling import QUEUE_METRIC, hpa, keda_scaled_object, replica_range
 from packserve.planning.plan_schema import Plan, PodPlan
 
 Manifest = dict[str, Any]
@@ -22,10 +36,22 @@ HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 _REPOSITORY = "/models"
 _SOURCE = "/models-source"
 _PATCH_DIR = "/etc/packserve"
-# The per-pod queue-time metric the Prometheus adapter exposes through custom.metrics.k8s.io,
-# derived from rate(nv_inference_queue_duration_us) / rate(nv_inference_request_success).
-QUEUE_METRIC = "packserve_queue_duration_us_per_request"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LISTEN_ADDRESS = "0.0.0.0"
+# Endpoint removal reaches kube-proxy and ingresses within seconds; readiness fails within
+# READINESS_PERIOD_S x READINESS_FAILURES for load balancers that only watch the probe.
+DRAIN_DELAY_S = 5
+EXIT_TIMEOUT_S = 30
+GRACE_PERIOD_S = DRAIN_DELAY_S + EXIT_TIMEOUT_S + 10
+READINESS_PERIOD_S, READINESS_FAILURES = 2, 2
+__all__ = [
+    "QUEUE_METRIC",
+    "DeployOptions",
+    "build_manifests",
+    "is_core",
+    "keda_manifests",
+    "kserve_manifests",
+    "serve_args",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,21 +61,24 @@ class DeployOptions:
     name: str = "packserve"
     repository_volume: str | None = None  # PVC holding the model repository
     repository_image: str | None = None  # image whose /models holds the repository
-    max_replicas_factor: float = 2.0  # HPA max = planned replicas x this
+    replicas: ReplicaBounds = field(default_factory=ReplicaBounds)  # HPA bounds; from the plan where unset
     kserve: bool = False
+    keda_prometheus_url: str | None = None  # also write a KEDA ScaledObject querying this server
+    console: bool = False  # the web console (/console) stays off in a cluster unless asked for
 
 
 def build_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
-    _check(options)
+    _check(plan, options)
     manifests: list[Manifest] = []
     for pod in plan.pods:
         app = _app_name(options.name, pod)
+        replicas = replica_range(plan, pod, options.replicas.minimum, options.replicas.maximum)
         manifests.extend(
             [
                 _config_map(plan, pod, app, options),
                 _deployment(plan, pod, app, options),
                 _service(app, options),
-                _hpa(pod, app, plan, options),
+                hpa(pod, _meta(app, app, options), replicas),
                 _pdb(pod, app, options),
                 _service_monitor(app, options),
             ]
@@ -59,22 +88,66 @@ def build_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
     return manifests
 
 
+def keda_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
+    """KEDA ScaledObjects: apply these instead of the HPAs (KEDA makes its own), not beside them."""
+    url = options.keda_prometheus_url
+    if not url:
+        return []
+    objects = []
+    for pod in plan.pods:
+        app = _app_name(options.name, pod)
+        replicas = replica_range(plan, pod, options.replicas.minimum, options.replicas.maximum)
+        objects.append(keda_scaled_object(pod, _meta(app, app, options), replicas, url))
+    return objects
+
+
+def serve_args(
+    models: tuple[str, ...], repository: str, ports: tuple[int, int, int], console: bool = False
+) -> list[str]:
+    """The container's `packserve serve` command line: reachable, draining readiness-first."""
+    http_port, grpc_port, metrics_port = ports
+    return [
+        "packserve",
+        "serve",
+        "--model-repository",
+        repository,
+        *(["--model-control-mode", "explicit"] if models else []),
+        *(arg for name in models for arg in ("--load-model", name)),
+        "--host",
+        LISTEN_ADDRESS,
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--drain-delay-secs",
+        str(DRAIN_DELAY_S),
+        "--exit-timeout-secs",
+        str(EXIT_TIMEOUT_S),
+        "--console" if console else "--no-console",
+    ]
+
+
 def is_core(manifest: Manifest) -> bool:
     """Resources whose schema ships with Kubernetes (the rest are CRDs)."""
     group = str(manifest["apiVersion"]).split("/")[0]
     return "." not in group or group.endswith(".k8s.io")
 
 
-def _check(options: DeployOptions) -> None:
+def _check(plan: Plan, options: DeployOptions) -> None:
     if bool(options.repository_volume) == bool(options.repository_image):
         raise InvalidArgumentError("give exactly one of --repository-volume (a PVC) or --repository-image")
-    if not options.image:
-        raise InvalidArgumentError("--image must name the packserve container image")
-    for label, value in (("namespace", options.namespace), ("name", options.name)):
-        if not _DNS_LABEL.match(value) or len(value) > 40:
-            raise InvalidArgumentError(
-                f"{label} '{value}' must be a DNS label (a-z, 0-9, '-', at most 40 chars)"
-            )
+    check_image("--image", options.image)
+    if options.repository_image:
+        check_image("--repository-image", options.repository_image)
+    if options.repository_volume:
+        check_pvc_name("--repository-volume", options.repository_volume)
+    check_dns_label("--namespace", options.namespace)
+    check_dns_label("name", options.name)
+    check_bounds(options.replicas)
+    for pod in plan.pods:
+        check_replicas(f"the plan's replica count for {pod.name}:", pod.replicas)
 
 
 def _app_name(base: str, pod: PodPlan) -> str:
@@ -133,21 +206,9 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
     server = {
         "name": "packserve",
         "image": options.image,
-        "args": [
-            "packserve",
-            "serve",
-            "--model-repository",
-            _REPOSITORY,
-            "--model-control-mode",
-            "explicit",
-            *(arg for name in pod.load_models() for arg in ("--load-model", name)),
-            "--http-port",
-            str(HTTP_PORT),
-            "--grpc-port",
-            str(GRPC_PORT),
-            "--metrics-port",
-            str(METRICS_PORT),
-        ],
+        "args": serve_args(
+            pod.load_models(), _REPOSITORY, (HTTP_PORT, GRPC_PORT, METRICS_PORT), options.console
+        ),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -157,7 +218,7 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
         "volumeMounts": [{"name": "models", "mountPath": _REPOSITORY, "readOnly": True}],
         # Loading models can take minutes; liveness waits for startup to succeed first.
         "startupProbe": _probe("/v2/health/ready", 5, 60),
-        "readinessProbe": _probe("/v2/health/ready", 5, 3),
+        "readinessProbe": _probe("/v2/health/ready", READINESS_PERIOD_S, READINESS_FAILURES),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
     }
     volumes: list[dict[str, Any]] = [
@@ -212,7 +273,7 @@ def _deployment(plan: Plan, pod: PodPlan, app: str, options: DeployOptions) -> M
             "template": {
                 "metadata": {"labels": _selector(app), "annotations": {"packserve.io/models": models}},
                 "spec": {
-                    "terminationGracePeriodSeconds": 45,
+                    "terminationGracePeriodSeconds": GRACE_PERIOD_S,
                     "initContainers": init,
                     "containers": [server],
                     "volumes": volumes,
@@ -238,31 +299,6 @@ def _service(app: str, options: DeployOptions) -> Manifest:
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
                 {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
             ],
-        },
-    }
-
-
-def _hpa(pod: PodPlan, app: str, plan: Plan, options: DeployOptions) -> Manifest:
-    # Scale before the queue eats the latency budget: target half the worst model's queue share.
-    queue_budget_us = max(1000, int(min(m.budget_ms - m.batch_latency_ms for m in pod.models) * 500))
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(app, app, options),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
-            "minReplicas": max(1, pod.replicas),
-            "maxReplicas": max(pod.replicas + 1, int(pod.replicas * options.max_replicas_factor)),
-            "metrics": [
-                {
-                    "type": "Pods",
-                    "pods": {
-                        "metric": {"name": QUEUE_METRIC},
-                        "target": {"type": "AverageValue", "averageValue": str(queue_budget_us)},
-                    },
-                }
-            ],
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
         },
     }
 
@@ -302,17 +338,14 @@ def kserve_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
                 {
                     "name": "kserve-container",
                     "image": options.image,
-                    "args": [
-                        "packserve",
-                        "serve",
-                        "--model-repository",
-                        "/mnt/models",
-                        "--http-port",
-                        "8080",
-                        "--grpc-port",
-                        "9000",
-                    ],
+                    # KServe's storage initializer puts the repository at /mnt/models.
+                    "args": serve_args((), "/mnt/models", (8080, 9000, METRICS_PORT), options.console),
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/v2/health/ready", "port": 8080},
+                        "periodSeconds": READINESS_PERIOD_S,
+                        "failureThreshold": READINESS_FAILURES,
+                    },
                 }
             ],
         },
@@ -327,6 +360,7 @@ def kserve_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
         limits: dict[str, Any] = (
             {"nvidia.com/gpu": 1} if plan.device_kind == "KIND_GPU" else {"cpu": _cores(pod)}
         )
+        low, high = replica_range(plan, pod, options.replicas.minimum, options.replicas.maximum)
         services.append(
             {
                 "apiVersion": "serving.kserve.io/v1beta1",
@@ -334,8 +368,8 @@ def kserve_manifests(plan: Plan, options: DeployOptions) -> list[Manifest]:
                 "metadata": {"name": app, "namespace": options.namespace},
                 "spec": {
                     "predictor": {
-                        "minReplicas": pod.replicas,
-                        "maxReplicas": max(pod.replicas + 1, int(pod.replicas * options.max_replicas_factor)),
+                        "minReplicas": low,
+                        "maxReplicas": high,
                         "model": {
                             "modelFormat": {"name": "triton"},
                             "runtime": options.name,

@@ -135,3 +135,27 @@ def test_cpu_plan_requests_the_profiled_cores_and_loads_the_whole_pipeline() -> 
     assert loaded == ["crops", "inner", "pipe", "pre"]
     config_map = next(m for m in manifests if m["kind"] == "ConfigMap")
     assert "crops" not in config_map["data"]["config-patch.json"]  # the core runs it: nothing to set
+
+
+@pytest.mark.parametrize("console", [False, True])
+def test_the_web_console_is_off_in_pods_unless_asked(two_pod_plan, console: bool) -> None:  # type: ignore[no-untyped-def]
+    import click
+    import typer.main
+
+    from packserve.cli import app
+
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    options = DeployOptions(image="i:1", repository_volume="pvc", kserve=True, console=console)
+    containers = [
+        m["spec"]["template"]["spec"]["containers"][0] for m in build_manifests(two_pod_plan, options) if m["kind"] == "Deployment"
+    ]
+    containers += [
+        m["spec"]["containers"][0] for m in build_manifests(two_pod_plan, options) if m["kind"] == "ClusterServingRuntime"
+    ]
+    assert len(containers) == len(two_pod_plan.pods) + 1
+    for container in containers:
+        assert ("--console" if console else "--no-console") in container["args"]
+        # The serve command's own parser accepts the arguments as written.
+        with click.Context(serve) as context:
+            parsed = serve.parse_args(context, container["args"][2:])
+            assert parsed == [] and context.params["console"] is console

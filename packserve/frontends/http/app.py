@@ -18,6 +18,7 @@ from packserve.errors import PackserveError
 from packserve.frontends import header_forward, request_log
 from packserve.frontends.http import body as body_io
 from packserve.frontends.http import handlers, pipeline_route
+from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.handlers import Reply
 from packserve.frontends.http.infer_codec import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
@@ -61,9 +62,10 @@ def _error_reply(status: int, message: str) -> Reply:
 class HttpApp:
     """`create_http_app` returns one of these; it is an ASGI 3 callable."""
 
-    def __init__(self, engine: EngineApi, limits: HttpLimits) -> None:
+    def __init__(self, engine: EngineApi, limits: HttpLimits, console: ConsoleAssets | None = None) -> None:
         self._engine = engine
         self._limits = limits
+        self._console = console
         self._decoder = InferDecoder(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,7 +110,10 @@ class HttpApp:
     async def _route(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
         parts = path.strip("/").split("/")
         if not parts or parts[0] != "v2":
-            raise _NOT_FOUND
+            console_reply = self._console.reply(method, path) if self._console is not None else None
+            if console_reply is None:
+                raise _NOT_FOUND
+            return console_reply
         count = len(parts)
         engine = self._engine
         if count == 1:
@@ -214,6 +219,7 @@ async def _send_reply(send: Send, reply: Reply) -> None:
     headers = [(b"content-type", reply.content_type), (b"content-length", str(len(reply.body)).encode())]
     if reply.header_length is not None:
         headers.append((b"inference-header-content-length", str(reply.header_length).encode()))
+    headers.extend(reply.headers)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
@@ -229,6 +235,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def create_http_app(engine: EngineApi, limits: HttpLimits | None = None) -> ASGIApp:
-    """The KServe v2 / Triton HTTP protocol over `engine` as an ASGI 3 application."""
-    return HttpApp(engine, limits or HttpLimits())
+def create_http_app(
+    engine: EngineApi, limits: HttpLimits | None = None, console: ConsoleAssets | None = None
+) -> ASGIApp:
+    """The KServe v2 / Triton HTTP protocol over `engine` as an ASGI 3 application (with the web
+    console at /console when `console` is given)."""
+    return HttpApp(engine, limits or HttpLimits(), console)

@@ -27,6 +27,7 @@ class Reply:
     body: bytes = b""
     content_type: bytes = JSON
     header_length: int | None = None  # Inference-Header-Content-Length, for binary outputs
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # any others (the console's pages set a few)
 
 
 _EMPTY_OK = Reply(200)

@@ -42,6 +42,8 @@ def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
     ]
     if reply.header_length is not None:
         head.append(b"inference-header-content-length: %d\r\n" % reply.header_length)
+    for name, value in reply.headers:
+        head.append(b"%s: %s\r\n" % (name, value))
     if not keep_alive:
         head.append(b"connection: close\r\n")
     head.append(b"\r\n")
@@ -90,6 +92,9 @@ class HttpProtocol(asyncio.Protocol):
         self._waiting: deque[_Request] = deque()
         self._current: asyncio.Task[None] | None = None
         self._reading = True
+        # A request counts as accepted (and busy, for a graceful stop) from its first byte: one
+        # still arriving when the server stops is read to the end and answered.
+        self._receiving = False
         self.closing = False
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
@@ -100,7 +105,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._tracker.connections.discard(self)
+        for _ in range(len(self._waiting) + self._receiving):
+            self._tracker.request_finished()
         self._waiting.clear()
+        self._receiving = False
         self.closing = True
         if self._current is not None:
             # The client is gone: nobody can read the answer. The engine skips a cancelled
@@ -118,6 +126,8 @@ class HttpProtocol(asyncio.Protocol):
     # ---- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._request = _Request()
+        self._receiving = True
+        self._tracker.request_started()
 
     def on_url(self, url: bytes) -> None:
         self._request.url += url
@@ -150,6 +160,7 @@ class HttpProtocol(asyncio.Protocol):
         request = self._request
         request.method = self._parser.get_method().decode("latin-1")
         request.keep_alive = self._parser.should_keep_alive()
+        self._receiving = False
         self._waiting.append(request)
         if len(self._waiting) > _MAX_PIPELINED and self._transport is not None and self._reading:
             self._reading = False
@@ -159,13 +170,17 @@ class HttpProtocol(asyncio.Protocol):
 
     # ---- answering -----------------------------------------------------------------------
     def _start_next(self) -> None:
-        if not self._waiting or self.closing:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # connection_lost releases what still waits
+        if not self._waiting:
+            if self.closing and not self._receiving:
+                transport.close()
             return
-        if not self._reading and len(self._waiting) <= _MAX_PIPELINED // 2 and self._transport is not None:
+        if not self._reading and len(self._waiting) <= _MAX_PIPELINED // 2:
             self._reading = True
-            self._transport.resume_reading()
+            transport.resume_reading()
         request = self._waiting.popleft()
-        self._tracker.request_started()
         self._current = asyncio.get_running_loop().create_task(self._answer(request))
 
     async def _answer(self, request: _Request) -> None:
@@ -210,9 +225,10 @@ class HttpProtocol(asyncio.Protocol):
             self._transport.close()
 
     def close_when_idle(self) -> None:
-        """Server stop: answer what is in progress, then close."""
+        """Server stop: answer what is in progress (also a request still arriving), then close."""
         self.closing = True
-        if self._current is None and self._transport is not None:
+        idle = self._current is None and not self._waiting and not self._receiving
+        if idle and self._transport is not None:
             self._transport.close()
 
 

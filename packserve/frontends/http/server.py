@@ -8,6 +8,7 @@ import contextlib
 
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.http.app import HttpApp
+from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.limits import HttpLimits
 from packserve.frontends.http.protocol import ConnectionTracker, HttpProtocol
 
@@ -22,9 +23,10 @@ class HttpServer:
         port: int = 8000,
         limits: HttpLimits | None = None,
         drain_timeout_s: float = 30.0,
+        console: ConsoleAssets | None = None,
     ) -> None:
         self._limits = limits or HttpLimits()
-        self._app = HttpApp(engine, self._limits)
+        self._app = HttpApp(engine, self._limits, console)
         self._host = host
         self._requested_port = port
         self._drain_timeout_s = drain_timeout_s

@@ -112,6 +112,36 @@ async def test_stop_finishes_in_flight_requests():
     writer.close()
 
 
+async def test_stop_answers_a_request_still_arriving_and_closes_idle_connections():
+    """A request whose body is still on its way when stop() starts was accepted: it is read to the
+    end and answered (Connection: close); an idle keep-alive connection is closed at once."""
+    import importlib
+    import sys
+
+    fakes = sys.modules.get("packserve_tests_http_fakes") or importlib.import_module("conftest").fakes
+    server = HttpServer(fakes.FakeEngine(), "127.0.0.1", 0, HttpLimits(), drain_timeout_s=5)
+    await server.start()
+    body = b'{"inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[4]}]}'
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+    writer.write(body[:10])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    stopping = asyncio.create_task(server.stop())
+    assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # the idle one: closed
+    await asyncio.sleep(0.2)
+    assert not stopping.done()  # waits for the one still arriving
+    writer.write(body[10:])
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(), 5)
+    assert reply.startswith(b"HTTP/1.1 200") and b"connection: close" in reply.lower()
+    assert b'"data":[4]' in reply
+    await asyncio.wait_for(stopping, 10)
+    writer.close()
+    idle_writer.close()
+
+
 async def test_start_fails_loudly_when_port_taken():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
