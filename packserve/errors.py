@@ -51,6 +51,16 @@ class ServerShuttingDownError(UnavailableError):
     """The server is draining after SIGTERM and takes no new requests."""
 
 
+class ServerOverloadedError(UnavailableError):
+    """The server's memory is above --max-memory: new work is shed until it falls (HTTP 503)."""
+
+
+class ExecutionTimeoutError(PackserveError):
+    """The model's execution ran past its execution deadline (HTTP 504, gRPC DEADLINE_EXCEEDED)."""
+
+    reason = "BACKEND"
+
+
 class ResourceExhaustedError(PackserveError):
     """The request is larger than a configured limit: body, elements, pixels (HTTP 413)."""
 
@@ -73,7 +83,17 @@ class ConfigError(ModelLoadError):
     """A model configuration is unparsable or invalid."""
 
 
-class UnsupportedError(PackserveError):
-    """A valid request for something this server does not do (HTTP 501, gRPC UNIMPLEMENTED)."""
+class TraceSettingRefusedError(PackserveError):
+    """A trace setting that cannot change at run time, e.g. the trace file (HTTP 501 as in Triton,
+    gRPC UNIMPLEMENTED)."""
 
     reason = "REJECTED"
+
+
+class AlreadyExistsError(InvalidArgumentError):
+    """Registering a name that is already registered (HTTP 400, gRPC ALREADY_EXISTS)."""
+
+
+class UnsupportedError(InvalidArgumentError):
+    """A protocol feature packserve does not implement, e.g. CUDA shared memory (HTTP 400,
+    gRPC UNIMPLEMENTED)."""

@@ -13,15 +13,31 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from packserve.core.request import InferRequest, Tensor
+from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.errors import PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
     from packserve.config.spec import ModelSpec
+
+
+class BlsExecutor(Protocol):
+    """How a backend model calls another model of the same server (Triton's BLS): the core gives
+    one to every backend at load. The request runs through the callee's own validation, batcher
+    and statistics, exactly as a client's; tensors are passed by reference. Failures raise the
+    callee's PackserveError."""
+
+    def infer(self, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
+        """Blocking form, for an instance's worker thread (never the event-loop thread); waits
+        at most `timeout_s` (then ExecutionTimeoutError) when given."""
+        ...
+
+    async def infer_async(self, request: InferRequest) -> InferResponse:
+        """Awaitable form, for an event loop running on a thread other than the server's."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +48,7 @@ class ModelContext:
     model_dir: Path  # <repository>/<model name>
     version: int
     version_dir: Path  # <model_dir>/<version>
+    bls: BlsExecutor | None = None  # calls into other models of this server (python backend BLS)
 
     @property
     def model_file(self) -> Path:
@@ -76,6 +93,21 @@ class BackendInstance(abc.ABC):
         and the core may call it on the event-loop thread once it has measured it cheaper than a
         hand-off to the worker thread (core/inline_policy.py)."""
         return False
+
+    @property
+    def failed_reason(self) -> str | None:
+        """Why this instance can serve no more (its model then shows UNAVAILABLE), or None."""
+        return None
+
+    @property
+    def enforces_execution_timeout(self) -> bool:
+        """True when `execute` keeps the model's execution deadline itself (an isolated worker
+        is killed); otherwise the instance pool fails late batches and sets the instance aside."""
+        return False
+
+    def interrupt(self) -> None:  # noqa: B027 - in-process instances cannot be stopped
+        """Make a running `execute` return as soon as it can (unload under a hung model).
+        Any thread may call it."""
 
     def close(self) -> None:  # noqa: B027 - most instances hold nothing of their own
         """Release what this instance holds."""

@@ -28,6 +28,7 @@ from packserve.backends.base import (
     ModelContext,
 )
 from packserve.backends.batch_rows import output_names_for, request_rows, same_row_shapes, split_rows
+from packserve.backends.gpu_budget import LEDGER, MemoryNeed, check_fits, measure_need, parse_budget
 from packserve.config.spec import ModelSpec, TensorSpec
 from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, ModelExecutionError, ModelLoadError
@@ -75,6 +76,8 @@ class TorchModel(BackendModel):
                 )
         self._lock = threading.Lock()
         self._modules: dict[str, Any] = {}
+        self._budget = parse_budget(context.spec.name, context.spec.parameters)
+        self.memory_need: MemoryNeed | None = None  # measured at load when the model has a budget
         group = context.spec.instance_groups[0] if context.spec.instance_groups else None
         self._module_for(
             device_name(group.kind if group else "KIND_CPU", group.gpus[0] if group and group.gpus else 0)
@@ -95,6 +98,8 @@ class TorchModel(BackendModel):
 
     def close(self) -> None:
         with self._lock:
+            for device in self._modules:
+                LEDGER.release(device, self.context.spec.name, self)
             self._modules.clear()
 
     def _module_for(self, device: str) -> Any:
@@ -127,7 +132,36 @@ class TorchModel(BackendModel):
                 module.eval()
         except Exception as exc:  # torch raises RuntimeError, pickle and zip errors...
             raise ModelLoadError(f"model '{name}': torch cannot load '{path}': {exc}") from exc
+        if self._budget is not None:
+            try:
+                need = measure_need(module, device, self._warmup(module, device))
+            except Exception as exc:  # the warm-up ran the model: torch raises anything
+                raise ModelLoadError(f"model '{name}': the budget's warm-up run failed: {exc}") from exc
+            check_fits(name, device, self._budget, need)
+            LEDGER.reserve(device, name, self._budget, self)
+            self.memory_need = need
         return module
+
+    def _warmup(self, module: Any, device: str) -> Any:
+        """A run at the largest batch on zeros, for the budget's working memory; None when an input
+        has a variable dimension (no shape to run it at)."""
+        import torch
+
+        spec = self.context.spec
+        if any(-1 in (t.reshape or t.dims) for t in spec.inputs):
+            return None
+        batch = (spec.max_batch_size,) if spec.max_batch_size > 0 else ()
+        by_name = {t.name: t for t in spec.inputs}
+        order = tensor_positions(spec.inputs, _argument_names(module))
+        arguments = [
+            torch.zeros(
+                (*batch, *(by_name[n].reshape or by_name[n].dims)),
+                dtype=getattr(torch, str(by_name[n].datatype.numpy)),
+                device=device,
+            )
+            for n in order
+        ]
+        return lambda: module(*arguments)
 
 
 def device_name(kind: str, device_id: int) -> str:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from packserve.cli import triton_flags
+from packserve.cli import hygiene, triton_flags
 from packserve.cli.log_setup import configure_logging
 from packserve.cli.serve_shutdown import (
     LOCAL_HOST,
@@ -25,13 +25,22 @@ from packserve.cli.trace_flags import trace_settings
 from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.observer import InferenceObserver
+from packserve.core.response_cache import parse_cache_config
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
-from packserve.frontends.http import ConsoleAssets, HttpLimits, HttpServer
+from packserve.frontends.http import (
+    ConnectionLimits,
+    ConsoleAssets,
+    HttpLimits,
+    HttpServer,
+    raise_open_file_limit,
+)
+from packserve.frontends.restrictions import Restrictions
 from packserve.metrics import MetricsServer, PrometheusObserver
 from packserve.metrics.summaries import LatencySummaries
 
 log = logging.getLogger("packserve")
+_CONN = ConnectionLimits()  # defaults of the connection flags
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class ServeOptions:
     grpc: GrpcOptions = field(default_factory=GrpcOptions)
     shutdown: ShutdownTiming = field(default_factory=ShutdownTiming)
     console: bool = True  # the web console at /console on the HTTP port
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    http_restrictions: Restrictions = field(default_factory=Restrictions)
     listeners: triton_flags.Listeners = field(default_factory=triton_flags.Listeners)
     exit_on_error: bool = False  # Triton's --exit-on-error: a model that fails at startup stops it
     summary_quantiles: tuple[float, ...] = ()  # --metrics-config summary_latencies=true: these quantiles
@@ -65,6 +76,8 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     """Start the engine and the three front ends; return after SIGTERM/SIGINT has drained them."""
     # soft_wrap: log lines stay whole (greppable) when stderr is a file, not a terminal.
     console = console or Console(stderr=True, soft_wrap=True)
+    open_files = raise_open_file_limit()  # before anything opens sockets or models
+    log.debug("open-file limit %d", open_files)
     at, timing, allowed = options.addresses, options.shutdown, options.listeners
     metrics = MetricsServer(
         at.metrics_host,
@@ -79,7 +92,14 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     engine = await Engine.start(options.engine, observers=observers)
     console_assets = ConsoleAssets(options.engine.model_control_mode) if options.console else None
     http = HttpServer(
-        engine, at.http_host, options.http_port, options.http_limits, timing.exit_timeout_s, console_assets
+        engine,
+        at.http_host,
+        options.http_port,
+        options.http_limits,
+        timing.exit_timeout_s,
+        console_assets,
+        options.connection_limits,
+        options.http_restrictions,
     )
     grpc_server = GrpcServer(engine, at.grpc_host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
@@ -194,9 +214,27 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="shed new requests (503) while resident memory, isolated model workers included, "
+            "is above this (e.g. 6GiB); default: no limit",
+        ),
+    ] = None,
+    cache_config: Annotated[
+        str | None, typer.Option("--cache-config", help="response cache: local,size=BYTES (Triton's)")
+    ] = None,
     console: Annotated[
         bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
     ] = True,
+    # Connection hygiene and the closed control plane (packserve/cli/hygiene.py).
+    http_restricted_api: hygiene.HttpRestrictedApi = None,
+    grpc_restricted_protocol: hygiene.GrpcRestrictedProtocol = None,
+    http_max_connections: hygiene.MaxConnections = 0,
+    http_header_timeout: hygiene.HeaderTimeout = _CONN.header_timeout_s,
+    http_body_timeout: hygiene.BodyTimeout = _CONN.body_timeout_s,
+    http_keep_alive_timeout: hygiene.KeepAliveTimeout = _CONN.keep_alive_timeout_s,
     # ---- tritonserver's flags of the same name and meaning (docs/triton-flags.md) ----
     server_id: Annotated[str, typer.Option("--id", help="server name in metadata")] = "packserve",
     exit_on_error: Annotated[str, typer.Option("--exit-on-error", **_BOOL)] = "false",
@@ -235,6 +273,10 @@ def serve_command(
     if model_control_mode not in ("none", "explicit", "poll"):
         raise typer.BadParameter("must be none, explicit or poll", param_hint="--model-control-mode")
     repositories = flags.model_repositories(model_repository)
+    try:
+        cache_bytes = parse_cache_config(cache_config) if cache_config else 0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cache-config") from None
     flags.header_forwarding(http_header_forward_pattern, grpc_header_forward_pattern)
     trace = trace_settings(
         trace_config or (), trace_file, trace_level or (), trace_rate, trace_count, trace_log_frequency
@@ -256,6 +298,8 @@ def serve_command(
             ),
             model_load_concurrency=model_load_thread_count,
             trace=trace,
+            response_cache_bytes=cache_bytes,
+            max_memory_bytes=_memory_option(max_memory),
         ),
         listeners=flags.listeners(
             allow_http, allow_grpc, allow_metrics, allow_cpu_metrics, allow_gpu_metrics, metrics_interval_ms
@@ -270,11 +314,29 @@ def serve_command(
         grpc=GrpcOptions(
             max_receive_message_bytes=grpc_max_message_mib << 20,
             max_send_message_bytes=grpc_max_message_mib << 20,
+            max_connection_idle_ms=int(http_keep_alive_timeout * 1000),
+            restrictions=hygiene.restrictions(grpc_restricted_protocol, "--grpc-restricted-protocol"),
         ),
         shutdown=ShutdownTiming(drain_delay_s=drain_delay, exit_timeout_s=exit_timeout),
         console=console,
+        connection_limits=hygiene.connection_limits(
+            http_max_connections, http_header_timeout, http_body_timeout, http_keep_alive_timeout
+        ),
+        http_restrictions=hygiene.restrictions(http_restricted_api, "--http-restricted-api"),
     )
     _run(run_server(options))
+
+
+def _memory_option(text: str | None) -> int:
+    from packserve.errors import InvalidArgumentError
+    from packserve.planning.units import parse_memory_bytes
+
+    if text is None:
+        return 0
+    try:
+        return parse_memory_bytes(text)
+    except InvalidArgumentError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-memory") from None
 
 
 def _run(main: object) -> None:

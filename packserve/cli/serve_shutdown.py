@@ -4,7 +4,8 @@ On SIGTERM (or SIGINT) the server turns not-ready at once - `/v2/health/ready` a
 health NOT_SERVING - while every listener keeps answering for `drain_delay_s`, the time a load
 balancer needs to stop routing here (Kubernetes removes the pod from its Service's endpoints once
 readiness fails, asynchronously). Only then do the listeners close; requests already accepted
-finish within `exit_timeout_s`, the models unload, and the process exits 0. A second signal skips
+finish within `exit_timeout_s`, the models unload, and the process exits 0 - or 1 when requests
+were still in flight at that deadline (a hung model), as tritonserver does. A second signal skips
 what is left of the delay.
 """
 
@@ -88,6 +89,9 @@ async def drain_and_stop(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timing.exit_timeout_s
     await asyncio.gather(http.stop(timing.exit_timeout_s), grpc_server.stop(timing.exit_timeout_s))
-    await engine.shutdown(max(0.0, deadline - loop.time()))
+    drained = await engine.shutdown(max(0.0, deadline - loop.time()))
     # Metrics last: a scrape during the drain still sees the final counts.
     await metrics.stop()
+    if not drained:  # as Triton at its exit timeout: work was abandoned, exit non-zero
+        console.print("[red]packserve: stopped with requests still in flight after the exit timeout[/red]")
+        raise SystemExit(1)

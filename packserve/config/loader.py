@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+from packserve.config.confine import check_config_paths
 from packserve.config.ensemble_graph import check_ensemble_dataflow
 from packserve.config.normalize import fill_name, normalize_config
 from packserve.config.parse import find_config_file, parse_config_json, parse_model_config
@@ -71,6 +72,8 @@ def load_model_config(
     except ConfigError as exc:
         raise ConfigError(f"model '{named.name}': {exc}") from exc
 
+    # Before auto-complete, which may open (python: import) the model file.
+    check_config_paths(named, model_dir, versions)
     config = normalize_config(
         named, model_dir, model_dir / str(versions[-1]), available_gpus, options.auto_complete
     )

@@ -21,11 +21,14 @@ from packserve.config.loader import ConfigLoadOptions
 from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.request import InferRequest, InferResponse, Tensor
+from packserve.core.response_cache import ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.trace_export import make_exporter
 from packserve.core.tracing import TraceControl, TraceRecord, TraceSettings, unknown_model
@@ -62,6 +65,7 @@ EXTENSIONS = (
     "parameters",
     "statistics",
     "trace",
+    "system_shared_memory",
 )
 
 
@@ -83,6 +87,10 @@ class EngineOptions:
     config_options: ConfigLoadOptions = field(default_factory=ConfigLoadOptions)
     model_load_concurrency: int = 4  # --model-load-thread-count
     trace: TraceSettings = field(default_factory=TraceSettings)  # --trace-config
+    # Triton's --cache-config local,size=N: bytes of the response cache; 0 = no cache.
+    response_cache_bytes: int = 0
+    # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
+    max_memory_bytes: int = 0
 
 
 class Engine:
@@ -107,6 +115,7 @@ class Engine:
             clock=self._clock,
             max_pending=options.max_pending_per_model,
             inline_threshold_ns=options.inline_execution_us * 1000,
+            response_cache=options.response_cache_bytes > 0,
         )
         self.repository = ModelRepository(
             [options.model_repository, *options.more_repositories],
@@ -115,6 +124,10 @@ class Engine:
             options.config_options,
             options.model_load_concurrency,
         )
+        # Clients' system shared-memory regions (front ends read inputs from and write outputs to them).
+        self.shared_memory = SharedMemoryRegistry()
+        cache_bytes = options.response_cache_bytes
+        self.response_cache = ResponseCache(cache_bytes) if cache_bytes else None
         self._draining = False
         self._withdrawn = False  # SIGTERM: not ready, yet still serving until the listeners close
         self._in_flight = 0
@@ -122,6 +135,7 @@ class Engine:
         self._idle.set()
         self._poll_task: asyncio.Task[None] | None = None
         self.tracing = TraceControl(options.trace, make_exporter(options.trace))
+        self._memory_guard = MemoryGuard(options.max_memory_bytes)
 
     @classmethod
     async def start(
@@ -233,10 +247,8 @@ class Engine:
     # ---- repository control --------------------------------------------------------------
     def _check_explicit(self, action: str) -> None:
         if self.options.model_control_mode != "explicit":
-            raise UnavailableError(
-                f"explicit model {action} is not allowed if model control mode is not EXPLICIT "
-                f"(it is {self.options.model_control_mode.upper()})"
-            )
+            # Triton's words (2.51), in NONE mode as in POLL mode.
+            raise UnavailableError(f"explicit model {action} is not allowed if polling is enabled")
 
     async def load_model(
         self, name: str, config_json: str | None = None, files: dict[str, bytes] | None = None
@@ -248,10 +260,7 @@ class Engine:
 
     async def unload_model(self, name: str, unload_dependents: bool = False) -> None:
         self._check_explicit("load / unload")
-        if unload_dependents:
-            for dependent in self.repository.dependents(name):
-                await self.repository.unload(dependent)
-        await self.repository.unload(name)
+        await self.repository.unload(name, unload_dependents)
 
     # ---- inference -----------------------------------------------------------------------
     async def infer(self, request: InferRequest) -> InferResponse:
@@ -259,6 +268,7 @@ class Engine:
         timing.received_ns = self._clock.now_ns()
         if self._draining:
             raise ServerShuttingDownError("server is shutting down and takes no new requests")
+        self._memory_guard.admit()
         trace = self.tracing.begin(request.model_name)
         if trace is None:
             return await self._infer(request)
@@ -286,10 +296,19 @@ class Engine:
         spec = runtime.spec
         self._in_flight += 1
         self._idle.clear()
+        cache_key: bytes | None = None
         try:
             runtime.validator.validate(request)
+            if spec.response_cache and self.response_cache is not None:
+                cache_key = self.response_cache.key(request, runtime.version_str)
+                cached = self._cache_lookup(runtime, request, cache_key)
+                if cached is not None:
+                    return cached
             outputs = await runtime.scheduler.submit(request)
+            runtime.validator.restore_output_shapes(outputs)
             result = self._shape_outputs(runtime, request, outputs)
+            if cache_key is not None:
+                self._cache_store(runtime, cache_key, result, timing.cache_ns)
         except PackserveError as exc:
             timing.completed_ns = self._clock.now_ns()
             self._observers.request_finished(spec.name, runtime.version_str, timing, exc.reason)
@@ -306,6 +325,32 @@ class Engine:
         timing.completed_ns = self._clock.now_ns()
         self._observers.request_finished(spec.name, runtime.version_str, timing, None)
         return InferResponse(spec.name, runtime.version_str, request.id, result)
+
+    def _cache_lookup(
+        self, runtime: ModelRuntime, request: InferRequest, key: bytes | None
+    ) -> InferResponse | None:
+        """A cached response, or None. A hit is a successful request that never queued; the
+        statistics count it as Triton does (success and cache_hit, no inference or execution)."""
+        assert self.response_cache is not None
+        timing = request.timing
+        started = self._clock.now_ns()
+        outputs = self.response_cache.get(key) if key is not None else None
+        timing.cache_ns = self._clock.now_ns() - started
+        if outputs is None:
+            return None
+        timing.completed_ns = self._clock.now_ns()
+        self._observers.cache_hit(runtime.spec.name, runtime.version_str, timing)
+        return InferResponse(runtime.spec.name, runtime.version_str, request.id, outputs)
+
+    def _cache_store(
+        self, runtime: ModelRuntime, key: bytes, result: dict[str, Tensor], lookup_ns: int
+    ) -> None:
+        """A miss: store the response; the miss time is the lookup and the insertion, as in Triton."""
+        assert self.response_cache is not None
+        started = self._clock.now_ns()
+        self.response_cache.put(key, result)
+        miss_ns = lookup_ns + self._clock.now_ns() - started
+        self._observers.cache_miss(runtime.spec.name, runtime.version_str, miss_ns)
 
     def _shape_outputs(
         self, runtime: ModelRuntime, request: InferRequest, outputs: dict[str, Tensor]
@@ -330,18 +375,27 @@ class Engine:
         self._observers.add(observer)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+        """Refuse new requests, wait up to `drain_timeout_s` in all for those in flight, unload every
+        model (batches still executing at the deadline are interrupted: isolated workers are
+        killed). True when everything in flight finished in time."""
         self._draining = True
         if self._poll_task is not None:
             self._poll_task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout_s
+        drained = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
         except asyncio.TimeoutError:
+            drained = False
             log.warning(
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
-        await self.repository.unload_all()
+        await self.repository.unload_all(max(0.0, deadline - loop.time()))
+        self.shared_memory.close()
         self.tracing.close()  # writes what the trace file still holds
+        return drained
 
     async def _poll_forever(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from packserve.core.observer import InferenceObserver
 from packserve.core.request import InferRequest, InferResponse
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
 
 if TYPE_CHECKING:
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 
 class EngineApi(Protocol):
+    # Clients' system shared-memory regions; the front ends register, read and write them.
+    shared_memory: SharedMemoryRegistry
+
     def server_metadata(self) -> ServerMetadata: ...
 
     def is_live(self) -> bool: ...
@@ -70,6 +74,6 @@ class EngineApi(Protocol):
         """Apply changes (null = back to the global value) and return the settings now in force."""
         ...
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         """Stop admitting, finish what is in flight (up to the timeout), unload everything."""
         ...

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
+from packserve.core.execution_watchdog import ExecutionWatchdog
 from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.request import InferRequest
-from packserve.errors import ModelExecutionError, PackserveError
+from packserve.errors import ExecutionTimeoutError, ModelExecutionError, PackserveError, UnavailableError
 
 
 @dataclass(slots=True)
@@ -78,11 +79,13 @@ class _BatchTimer(ExecutionTimer):
 
 
 @dataclass(slots=True)
-class _Job:
+class Job:
     requests: list[InferRequest]
     rows: int
     loop: asyncio.AbstractEventLoop
     on_done: DoneCallback
+    # Its requests were already answered (deadline passed, or failed unstarted); loop thread only.
+    answered: bool = False
 
 
 class InstancePool:
@@ -92,6 +95,13 @@ class InstancePool:
     given them; `names` names the worker threads (Triton's instance names). `inline_threshold_ns`
     > 0 lets batches that cost less than that run on the event-loop thread, when every instance
     allows it (`BackendInstance.may_run_inline`).
+
+    `execution_timeout_s` > 0 is the model's execution deadline. Instances that keep it themselves
+    (isolated python workers, which are killed) get it through their config; for the others a
+    watchdog on the loop answers a batch still running past it with ExecutionTimeoutError (504)
+    and sets its instance aside as stuck: batches handed to it fail at once with a 503, and when
+    every instance is stuck or failed the model reports `failed_reason` (shown as UNAVAILABLE). A
+    stuck instance whose execute finally returns serves again.
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class InstancePool:
         names: Sequence[str] | None = None,
         clock: Clock | None = None,
         inline_threshold_ns: int = 0,
+        execution_timeout_s: float = 0.0,
     ) -> None:
         if not instances:
             raise ValueError(f"model '{model_name}' needs at least one instance")
@@ -115,12 +126,15 @@ class InstancePool:
         self._busy = [0] * len(self._instances)
         self._free_count = len(self._instances)
         self._closed = False
+        self._watchdog = ExecutionWatchdog(
+            model_name, self._instances, execution_timeout_s, self._busy, self._answer_late
+        )
         inline_allowed = all(instance.may_run_inline for instance in self._instances)
         self.inline_policy = InlineExecutionPolicy(inline_threshold_ns if inline_allowed else 0)
-        self._jobs: list[queue.SimpleQueue[_Job | None]] = []
+        self._jobs: list[queue.SimpleQueue[Job | None]] = []
         self._threads: list[threading.Thread] = []
         for index, instance in enumerate(self._instances):
-            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
             # Daemon: a backend stuck in native code must not keep the process alive at exit;
             # `close` still joins every thread it can.
             thread = threading.Thread(
@@ -133,6 +147,17 @@ class InstancePool:
     @property
     def size(self) -> int:
         return len(self._instances)
+
+    @property
+    def failed_reason(self) -> str | None:
+        """Why no instance can serve (every one stuck past its deadline or failed), else None."""
+        reasons = []
+        for index, instance in enumerate(self._instances):
+            reason = self._watchdog.stuck[index] or instance.failed_reason
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return reasons[0]
 
     @property
     def free_count(self) -> int:
@@ -154,6 +179,13 @@ class InstancePool:
         index = self._pick() if instance_index is None else instance_index
         if not 0 <= index < len(self._instances):
             raise ValueError(f"model '{self.model_name}' has no instance {index}")
+        loop = asyncio.get_running_loop()
+        stuck = self._watchdog.stuck[index]
+        if stuck is not None:  # fail at once, in a callback of its own like any completion
+            failed: BatchResult = [UnavailableError(stuck) for _ in requests]
+            outcome = ExecutionOutcome(failed, rows or len(requests), True, index)
+            loop.call_soon(on_done, outcome)
+            return
         idle = self._busy[index] == 0
         if idle:
             self._free_count -= 1
@@ -162,14 +194,14 @@ class InstancePool:
             rows = 0
             for request in requests:
                 rows += request.batch_size(self._batching)
-        loop = asyncio.get_running_loop()
-        job = _Job(requests, rows, loop, on_done)
+        job = Job(requests, rows, loop, on_done)
         # An instance still busy on its worker takes the batch there too: one batch at a time.
         if idle and self.inline_policy.inline:
             # Its own callback, not a call from here: the caller (a scheduler's pump) is not
             # re-entered, and what else is ready on the loop runs first.
             loop.call_soon(self._run_inline, index, job)
         else:
+            self._watchdog.arm(loop)
             self._jobs[index].put(job)
 
     async def run(self, requests: list[InferRequest], instance_index: int | None = None) -> BatchResult:
@@ -184,29 +216,60 @@ class InstancePool:
         return (await future).results
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Stop the workers after the batches already handed out, join them, close the instances.
+        """Stop the workers after the batches already handed out, join them for up to `timeout_s`
+        in all, close the instances. A batch still executing is interrupted (isolated instances
+        stop their worker process); a thread still inside a hung in-process model is left behind.
         Blocking: call it from a loader thread (or `asyncio.to_thread`), not the loop."""
         if self._closed:
             return
         self._closed = True
+        self._watchdog.stop()
         for jobs in self._jobs:
             jobs.put(None)
+        for index, instance in enumerate(self._instances):
+            if self._watchdog.running[index] is not None:
+                instance.interrupt()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))
         for index, instance in enumerate(self._instances):
             if self._threads[index].is_alive():
-                continue  # still executing: closing it under the worker would be unsafe
+                # Still executing: closing it under the worker would be unsafe.
+                log.warning(
+                    "model '%s': instance %d is still executing at unload; its thread is left behind",
+                    self.model_name,
+                    index,
+                )
+                running = self._watchdog.running[index]
+                if running is not None:  # its callers must not wait for a batch that never ends
+                    job = running[0]
+                    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                        job.loop.call_soon_threadsafe(self._answer_abandoned, index, job)
+                continue
             instance.close()
+
+    def _answer_abandoned(self, index: int, job: Job) -> None:
+        # Loop thread: the pool closed with this batch still running in a hung model.
+        if job.answered:
+            return
+        job.answered = True
+        message = f"model '{self.model_name}' was unloaded while executing"
+        failed: BatchResult = [UnavailableError(message) for _ in job.requests]
+        job.on_done(ExecutionOutcome(failed, job.rows, True, index))
 
     def _pick(self) -> int:
         busy = self._busy
+        stuck = self._watchdog.stuck
         best = 0
         for index in range(1, len(busy)):
-            if busy[index] < busy[best]:
+            # A stuck instance is picked only when every instance is stuck.
+            if (stuck[best] is not None and stuck[index] is None) or (
+                (stuck[index] is None) == (stuck[best] is None) and busy[index] < busy[best]
+            ):
                 best = index
         return best
 
-    def _run_inline(self, index: int, job: _Job) -> None:
+    def _run_inline(self, index: int, job: Job) -> None:
         cpu_started_ns = time.thread_time_ns()
         outcome = self._execute(index, self._instances[index], job)
         policy = self.inline_policy
@@ -218,7 +281,7 @@ class InstancePool:
             )
         self._finished(index, job, outcome)
 
-    def _finished(self, index: int, job: _Job, outcome: ExecutionOutcome) -> None:
+    def _finished(self, index: int, job: Job, outcome: ExecutionOutcome) -> None:
         # Runs on the loop thread.
         policy = self.inline_policy
         if outcome.cpu_ns and policy.record_worker_execution(outcome.cpu_ns):
@@ -228,24 +291,56 @@ class InstancePool:
                 policy.decided_on_ns // 1000,
             )
         self._busy[index] -= 1
+        if job.answered:  # answered at its deadline: its instance is back
+            if self._watchdog.release(index) and self._busy[index] > 0:
+                self._free_count -= 1  # counted free while stuck; busy again with queued work
+            return
         if self._busy[index] == 0:
             self._free_count += 1
         job.on_done(outcome)
 
-    def _work(self, index: int, instance: BackendInstance, jobs: queue.SimpleQueue[_Job | None]) -> None:
+    def _answer_late(self, index: int, job: Job, reason: str) -> None:
+        """The watchdog's verdict on a batch past its deadline (loop thread): answer its requests
+        with 504, set the instance aside (it counts as free: batches handed to it fail at once)
+        and fail the batches queued behind it."""
+        if job.answered or self._closed:
+            return
+        job.answered = True
+        if self._busy[index] > 0 and not self._watchdog.stuck[index]:
+            self._free_count += 1
+        self._watchdog.stuck[index] = reason
+        log.error("%s", reason)
+        late: BatchResult = [ExecutionTimeoutError(reason) for _ in job.requests]
+        job.on_done(ExecutionOutcome(late, job.rows, True, index))
+        while True:
+            try:
+                queued = self._jobs[index].get_nowait()
+            except queue.Empty:
+                break
+            if queued is None:  # closing: put the stop sign back
+                self._jobs[index].put(None)
+                break
+            self._busy[index] -= 1
+            queued.answered = True
+            failed: BatchResult = [UnavailableError(reason) for _ in queued.requests]
+            queued.on_done(ExecutionOutcome(failed, queued.rows, True, index))
+
+    def _work(self, index: int, instance: BackendInstance, jobs: queue.SimpleQueue[Job | None]) -> None:
         # The worker thread of one instance: runs its batches one after another until told to stop.
         while True:
             job = jobs.get()
             if job is None:
                 return
             cpu_started_ns = time.thread_time_ns()
+            self._watchdog.running[index] = (job, time.monotonic())
             outcome = self._execute(index, instance, job)
+            self._watchdog.running[index] = None
             outcome.cpu_ns = max(1, time.thread_time_ns() - cpu_started_ns)
             # A closed loop raises RuntimeError: nobody is waiting for this batch any more.
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(self._finished, index, job, outcome)
 
-    def _execute(self, index: int, instance: BackendInstance, job: _Job) -> ExecutionOutcome:
+    def _execute(self, index: int, instance: BackendInstance, job: Job) -> ExecutionOutcome:
         requests = job.requests
         timer = _BatchTimer(requests, self._clock)
         start_ns = self._clock.now_ns()

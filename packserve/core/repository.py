@@ -13,8 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import ConfigLoadOptions, LoadedConfig, load_model_config
+from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
 from packserve.core.region_map import validate_region_map
 from packserve.core.repository_roots import RepositoryRoots
@@ -27,7 +29,14 @@ from packserve.core.runtime import (
     load_backend_instances,
 )
 from packserve.core.views import IndexEntry
-from packserve.errors import ConfigError, ModelLoadError, ModelNotReadyError, NotFoundError, PackserveError
+from packserve.errors import (
+    ConfigError,
+    ModelLoadError,
+    ModelNotReadyError,
+    NotFoundError,
+    PackserveError,
+    UnavailableError,
+)
 
 log = logging.getLogger("packserve.repository")
 
@@ -43,6 +52,11 @@ class ModelEntry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The newest file change seen when it was loaded (poll mode reloads when it moves).
     loaded_mtime: float = 0.0
+    # Models it calls (ensemble steps, region-map target), from its last config read.
+    callees: frozenset[str] = frozenset()
+    # Loaded by name (startup or the load API), not only as what a composite model calls:
+    # unload_dependents leaves such a model loaded, as Triton does.
+    explicit: bool = False
 
     @property
     def latest(self) -> ModelRuntime | None:
@@ -109,6 +123,8 @@ class ModelRepository:
         """The runtime that serves (name, version); NotFoundError / ModelNotReadyError otherwise."""
         entry = self._entries.get(name)
         if entry is None or (entry.state != READY and not entry.runtimes):
+            if entry is None:
+                check_model_name(name)  # off the hot path: only names never loaded get here
             if entry is None and not self.roots.exists(name):
                 raise NotFoundError(f"Request for unknown model: '{name}' is not found")
             raise ModelNotReadyError(f"Request for unknown model: '{name}' is not ready")
@@ -116,7 +132,7 @@ class ModelRepository:
             latest = entry.latest
             if latest is None:
                 raise ModelNotReadyError(f"model '{name}' has no ready version")
-            return latest
+            return _serving(latest)
         try:
             number = int(version)
         except ValueError:
@@ -124,7 +140,7 @@ class ModelRepository:
         runtime = entry.runtimes.get(number)
         if runtime is None:
             raise NotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
-        return runtime
+        return _serving(runtime)
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         rows: list[IndexEntry] = []
@@ -133,9 +149,12 @@ class ModelRepository:
             if ready_only and entry.state != READY:
                 continue
             if entry.runtimes:
-                rows.extend(
-                    IndexEntry(name, str(v), entry.state, entry.reason) for v in sorted(entry.runtimes)
-                )
+                for version in sorted(entry.runtimes):
+                    failed = runtime_failure(entry.runtimes[version])
+                    if failed is None or entry.state != READY:
+                        rows.append(IndexEntry(name, str(version), entry.state, entry.reason))
+                    elif not ready_only:
+                        rows.append(IndexEntry(name, str(version), UNAVAILABLE, failed))
             else:
                 rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
@@ -145,8 +164,15 @@ class ModelRepository:
         models they call), in rounds until no more can be loaded."""
         configs: dict[str, LoadedConfig | PackserveError] = {}
         names = list(names)
-        results = await asyncio.gather(*(self._read_config(name, None) for name in names))
-        configs = dict(zip(names, results, strict=True))
+        for name in names:  # asked for by name; what composites bring along is not
+            self.entry(name).explicit = True
+        while names:  # composite models bring the models they call that are not ready (Triton does)
+            results = await asyncio.gather(*(self._read_config(name, None) for name in names))
+            configs.update(zip(names, results, strict=True))
+            ready = set(self.ready_specs())
+            wanted = {c for loaded in results for c in _callees(loaded)}
+            names = sorted(c for c in wanted - ready - set(configs) if self.roots.exists(c))
+        names = list(configs)
         plain = [n for n, c in configs.items() if not (isinstance(c, LoadedConfig) and is_composite(c.spec))]
         await asyncio.gather(*(self._load_limited(name, configs[name]) for name in plain))
         composite = [n for n in names if n not in plain]
@@ -162,33 +188,84 @@ class ModelRepository:
         for name in composite:  # what is left calls models that never became ready
             await self._load_with(name, configs[name])
 
-    async def load(self, name: str, override_json: str | None = None) -> None:
-        if not self.roots.exists(name) and override_json is None:
+    async def load(
+        self,
+        name: str,
+        override_json: str | None = None,
+        _loading: tuple[str, ...] = (),
+        explicit: bool = True,
+    ) -> None:
+        """Load `name`; a composite model (ensemble, region map) first loads the models it calls
+        that are not ready, as Triton 2.51 does in explicit mode. Composite models left
+        UNAVAILABLE because `name` was unloaded come back with it, as in Triton."""
+        check_model_name(name)
+        if not self.roots.exists(name):
+            # No folder, no entry: loads of names that do not exist leave nothing in the index.
             raise NotFoundError(f"failed to load '{name}', failed to poll from model repository")
-        await self._load_with(name, await self._read_config(name, override_json))
+        loaded = await self._read_config(name, override_json)
+        ready = set(self.ready_specs())
+        for callee in sorted(_callees(loaded) - ready):
+            if callee in _loading or callee == name or not self.roots.exists(callee):
+                continue  # a cycle or a missing model: validation below names the problem
+            try:
+                await self.load(callee, None, (*_loading, name), explicit=False)
+            except PackserveError as exc:
+                log.error("model '%s' needs '%s', which failed to load: %s", name, callee, exc)
+        await self._load_with(name, loaded)
         entry = self._entries[name]
+        entry.explicit = entry.explicit or explicit
         if entry.state != READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
+        # Those that went down with a model they call come back once all they call is ready.
+        ready = set(self.ready_specs())
+        orphans = [
+            other
+            for other, e in self._entries.items()
+            if e.state == UNAVAILABLE
+            and e.reason.startswith(_CALLEE_UNLOADED)
+            and name in e.callees
+            and e.callees <= ready
+        ]
+        for other in orphans:
+            await self._load_with(other, await self._read_config(other, None))
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, unload_dependents: bool = False) -> None:
+        """Unload `name`. Composite models calling it go UNAVAILABLE with it (Triton does the
+        same); with `unload_dependents` the models a composite `name` calls are unloaded too,
+        unless another loaded composite model still calls them."""
         entry = self._entries.get(name)
         if entry is None:
             # Nothing loaded under that name: unloading is already done, as Triton answers.
             return
+        callees = set(entry.callees)
+        entry.explicit = False
+        await self._unload_one(entry, "unloaded")
+        for caller in self.dependents(name):
+            await self._unload_one(self._entries[caller], f"{_CALLEE_UNLOADED} '{name}' was unloaded")
+        if unload_dependents:
+            still_called = {c for e in self._entries.values() if e.runtimes for c in e.callees}
+            kept = {n for n, e in self._entries.items() if e.explicit}
+            for callee in sorted(callees - still_called - kept):
+                await self.unload(callee, unload_dependents=True)
+
+    async def _unload_one(self, entry: ModelEntry, reason: str, drain_timeout_s: float | None = None) -> None:
         async with entry.lock:
             runtimes, entry.runtimes = entry.runtimes, {}
             entry.state, entry.reason = UNLOADING, ""
-            await self._close_runtimes(runtimes.values())
-            entry.state, entry.reason = UNAVAILABLE, "unloaded"
+            await self._close_runtimes(runtimes.values(), drain_timeout_s)
+            entry.state, entry.reason = UNAVAILABLE, reason
         for runtime in runtimes.values():
-            self._deps.observer.model_unloaded(name, runtime.version_str)
-        log.info("unloaded model '%s'", name)
+            self._deps.observer.model_unloaded(entry.name, runtime.version_str)
+        if runtimes:
+            log.info("unloaded model '%s'", entry.name)
 
-    async def unload_all(self) -> None:
-        await asyncio.gather(*(self.unload(name) for name, e in list(self._entries.items()) if e.runtimes))
+    async def unload_all(self, drain_timeout_s: float | None = None) -> None:
+        """Unload everything; requests in flight get `drain_timeout_s` (default: the repository's)."""
+        loaded = [e for e in self._entries.values() if e.runtimes]
+        await asyncio.gather(*(self._unload_one(e, "unloaded", drain_timeout_s) for e in loaded))
 
     def dependents(self, name: str) -> list[str]:
-        """Ready composite models that call `name`."""
+        """Loaded composite models that call `name`."""
         return [
             other
             for other, entry in self._entries.items()
@@ -216,6 +293,7 @@ class ModelRepository:
             try:
                 if isinstance(loaded, PackserveError):
                     raise loaded
+                entry.callees = frozenset(_spec_callees(loaded.spec))
                 new_runtimes = await self._build(loaded)
             except PackserveError as exc:
                 entry.state = READY if previous_state == READY and entry.runtimes else UNAVAILABLE
@@ -231,8 +309,16 @@ class ModelRepository:
             except OSError:
                 entry.loaded_mtime = 0.0
         await self._close_runtimes(old.values())
+        if loaded.spec.response_cache and not self._deps.response_cache:
+            # Triton serves such a model uncached without a word; say it.
+            log.warning(
+                "model '%s' enables response_cache but the server has no cache "
+                "(--cache-config local,size=BYTES): its responses are not cached",
+                name,
+            )
         for runtime in new_runtimes.values():
             self._deps.observer.model_loaded(name, runtime.version_str, runtime.load_seconds)
+            self._report_warmup(runtime)
             log.info("loaded model '%s' version %d in %.2fs", name, runtime.version, runtime.load_seconds)
 
     async def _load_limited(self, name: str, loaded: LoadedConfig | PackserveError) -> None:
@@ -257,7 +343,7 @@ class ModelRepository:
         try:
             for version in loaded.versions:
                 instances = await asyncio.to_thread(
-                    load_backend_instances, spec, loaded.config, version, deps
+                    load_backend_instances, spec, loaded.config, version, deps, asyncio.get_running_loop()
                 )
                 built[version] = backend_runtime(spec, loaded.config, version, instances, deps)
         except BaseException:
@@ -265,13 +351,45 @@ class ModelRepository:
             raise
         return built
 
-    async def _close_runtimes(self, runtimes: Iterable[ModelRuntime]) -> None:
-        await asyncio.gather(*(r.close(self._drain_timeout_s) for r in runtimes))
+    def _report_warmup(self, runtime: ModelRuntime) -> None:
+        """Triton counts warmup in the statistics: each sample row as a request, each run as an
+        execution."""
+        observer, name = self._deps.observer, runtime.spec.name
+        for rows, timing in runtime.warmup_executions:
+            for _ in range(rows):
+                observer.request_finished(name, runtime.version_str, timing, None)
+            observer.execution_finished(name, runtime.version_str, rows, timing)
+        runtime.warmup_executions = []
+
+    async def _close_runtimes(
+        self, runtimes: Iterable[ModelRuntime], drain_timeout_s: float | None = None
+    ) -> None:
+        drain = self._drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        await asyncio.gather(*(r.close(drain) for r in runtimes))
+
+
+_CALLEE_UNLOADED = "a model it calls,"
+
+
+def runtime_failure(runtime: ModelRuntime) -> str | None:
+    """Why a loaded version can serve no more (every instance stuck or failed), else None."""
+    return runtime.pool.failed_reason if runtime.pool is not None else None
+
+
+def _serving(runtime: ModelRuntime) -> ModelRuntime:
+    failed = runtime_failure(runtime)
+    if failed is not None:
+        raise UnavailableError(failed)
+    return runtime
 
 
 def _spec_callees(spec: ModelSpec) -> set[str]:
+    """The models a composite model calls. Only a region map's `model` parameter names one: any
+    other model may have a parameter called `model` for its own use."""
     if spec.is_ensemble:
         return {step.model_name for step in spec.ensemble_steps}
+    if spec.platform != REGION_MAP_PLATFORM:
+        return set()
     target = spec.parameters.get("model")
     return {target} if target else set()
 

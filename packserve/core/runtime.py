@@ -14,21 +14,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
+from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.config.spec import ModelSpec
+from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
 from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
+from packserve.core.request import RequestTiming
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.validation import RequestValidator
+from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+
+# How long an unload waits for instance threads once the drain is over and running batches were
+# interrupted; a thread still in a hung in-process model is left behind (daemon) after that.
+POOL_JOIN_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -42,6 +51,8 @@ class ModelRuntime:
     pool: InstancePool | None = None
     version_str: str = field(init=False)
     validator: RequestValidator = field(init=False)
+    # model_warmup executions, reported to the statistics once the version is loaded.
+    warmup_executions: list[tuple[int, RequestTiming]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.version_str = str(self.version)
@@ -49,9 +60,10 @@ class ModelRuntime:
 
     async def close(self, drain_timeout_s: float) -> None:
         await self.scheduler.close(drain_timeout_s)
-        # Joining worker threads and freeing weights can block: keep it off the event loop.
+        # Joining worker threads and freeing weights can block: keep it off the event loop. The
+        # drain is over: a batch still executing now is stopped (isolated) or left behind.
         if self.pool is not None:
-            await asyncio.to_thread(self.pool.close)
+            await asyncio.to_thread(self.pool.close, POOL_JOIN_TIMEOUT_S)
         if self.backend_model is not None:
             await asyncio.to_thread(self.backend_model.close)
 
@@ -66,6 +78,7 @@ class RuntimeDeps:
     clock: Clock
     max_pending: int
     inline_threshold_ns: int = 0  # see core/inline_policy.py
+    response_cache: bool = False  # the server has a response cache (--cache-config)
 
 
 def is_composite(spec: ModelSpec) -> bool:
@@ -96,14 +109,21 @@ class LoadedBackend:
     backend_model: BackendModel
     pool: InstancePool
     load_seconds: float
+    warmup: list[tuple[int, RequestTiming]] = field(default_factory=list)  # (rows, timing) each
 
 
 def load_backend_instances(
-    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+    spec: ModelSpec,
+    config: ModelConfig,
+    version: int,
+    deps: RuntimeDeps,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> LoadedBackend:
     """Load weights and create instances. Runs on a loader thread; `backend_runtime` then makes the
-    scheduler on the event loop, because asyncio objects belong to the loop."""
+    scheduler on the event loop, because asyncio objects belong to the loop. `loop` (the server's)
+    lets the model call other models (BLS)."""
     started = time.perf_counter()
+    limits = execution_limits(spec)
     model_dir = deps.repository / spec.name
     context = ModelContext(
         spec=spec,
@@ -112,6 +132,7 @@ def load_backend_instances(
         model_dir=model_dir,
         version=version,
         version_dir=model_dir / str(version),
+        bls=EngineBls(deps.dispatcher, loop, spec.name) if loop is not None else None,
     )
     backend_cls = load_backend(spec.backend)
     try:
@@ -133,6 +154,8 @@ def load_backend_instances(
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
+        # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
+        warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
         for created in instances:
             created.close()
@@ -148,16 +171,46 @@ def load_backend_instances(
         batching=spec.max_batch_size > 0,
         names=names,
         clock=deps.clock,
-        inline_threshold_ns=deps.inline_threshold_ns,
+        # A batch with a deadline never runs on the event loop: a hung model would stop it.
+        inline_threshold_ns=0 if limits.execution_timeout_s else deps.inline_threshold_ns,
+        execution_timeout_s=limits.execution_timeout_s,
     )
-    return LoadedBackend(backend_model, pool, time.perf_counter() - started)
+    return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
+
+
+# Queued work per instance, in batches, before a new request is refused (503) by default.
+DEFAULT_QUEUE_BATCHES_PER_INSTANCE = 4
+# Never fewer pending requests than this by default: a few dozen closed-loop clients still fit.
+MIN_DEFAULT_QUEUE = 64
+
+
+def admission_bound(spec: ModelSpec, instances: int, ceiling: int) -> int:
+    """How many requests a backend model holds (waiting + executing) before it answers 503.
+
+    Without a bound, overload queues thousands deep: every admitted request waits seconds and the
+    refusals come late. So when the config sets no `max_queue_size`, the bound follows what the
+    model can work off quickly: a few batches per instance (never under MIN_DEFAULT_QUEUE, never
+    over the server's `ceiling`). A config's `max_queue_size` governs the waiting queue itself
+    (the dynamic batcher enforces it); then only the server's ceiling applies here.
+    """
+    batching = spec.dynamic_batching
+    if batching is not None and (
+        batching.default_queue_policy.max_queue_size > 0
+        or any(p.max_queue_size > 0 for p in batching.priority_queue_policy.values())
+    ):
+        return ceiling
+    derived = DEFAULT_QUEUE_BATCHES_PER_INSTANCE * max(1, instances) * max(1, spec.max_batch_size)
+    return min(ceiling, max(MIN_DEFAULT_QUEUE, derived))
 
 
 def backend_runtime(
     spec: ModelSpec, config: ModelConfig, version: int, loaded: LoadedBackend, deps: RuntimeDeps
 ) -> ModelRuntime:
     """The runtime of a loaded backend model, with its one scheduler. Call it on the event loop."""
-    scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, deps.max_pending)
-    return ModelRuntime(
+    bound = admission_bound(spec, loaded.pool.size, deps.max_pending)
+    scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, bound)
+    runtime = ModelRuntime(
         spec, config, version, scheduler, loaded.load_seconds, loaded.backend_model, loaded.pool
     )
+    runtime.warmup_executions = loaded.warmup
+    return runtime

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from packserve.core.request import RequestTiming
-from packserve.errors import InvalidArgumentError, UnsupportedError
+from packserve.errors import InvalidArgumentError, TraceSettingRefusedError
 
 LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
 MODES = ("triton", "opentelemetry")
@@ -113,9 +113,9 @@ def apply(settings: TraceSettings, changes: Mapping[str, Any], base: TraceSettin
         if name not in SETTING_NAMES:
             raise InvalidArgumentError(f"unknown trace setting '{name}' (one of {', '.join(SETTING_NAMES)})")
         if name == "trace_file":
-            raise UnsupportedError("trace file location can not be updated through network protocol")
+            raise TraceSettingRefusedError("trace file location can not be updated through network protocol")
         if name == "trace_mode":
-            raise UnsupportedError("trace mode can not be updated through network protocol")
+            raise TraceSettingRefusedError("trace mode can not be updated through network protocol")
         key = {"trace_level": "level", "trace_rate": "rate", "trace_count": "count"}.get(name, name)
         if value is None:
             values[key] = getattr(base, key)

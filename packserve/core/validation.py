@@ -15,7 +15,8 @@ import numpy as np
 
 from packserve.config.spec import ModelSpec, TensorSpec
 from packserve.core.request import InferRequest
-from packserve.errors import InvalidArgumentError
+from packserve.core.wording import missing_inputs_message
+from packserve.errors import InvalidArgumentError, ModelExecutionError
 from packserve.types import DataType
 
 # Output types Triton can turn into a classification result.
@@ -75,13 +76,17 @@ class RequestValidator:
     numpy input of the expected dtype and a fixed shape costs a few comparisons; anything else
     (torch tensors, BYTES, variable dims, an error to explain) takes the general checks."""
 
-    __slots__ = ("_batching", "_fast", "_max_batch", "_reshapes", "_spec")
+    __slots__ = ("_batching", "_fast", "_max_batch", "_output_dims", "_reshapes", "_spec")
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
         self._batching = spec.max_batch_size > 0
         self._max_batch = spec.max_batch_size
         self._reshapes = any(t.reshape is not None and t.reshape != t.dims for t in spec.inputs)
+        # Outputs the backend produces in their `reshape` shape, answered in their `dims` shape.
+        self._output_dims = {
+            t.name: t.dims for t in spec.outputs if t.reshape is not None and t.reshape != t.dims
+        }
         # Input name -> (numpy dtype, full expected shape) for numeric inputs without -1 dims.
         self._fast: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
         for tensor_spec in spec.inputs:
@@ -98,6 +103,25 @@ class RequestValidator:
             _check_outputs(spec, request)
         if self._reshapes:
             _apply_reshape(spec, request)
+
+    def restore_output_shapes(self, outputs: dict[str, Any]) -> None:
+        """Give outputs with a config `reshape` their declared `dims` back (Triton does, so dims
+        [4,4] reshape [16] answers [N,4,4] and dims [1] reshape [] answers [N,1])."""
+        for name, dims in self._output_dims.items():
+            tensor = outputs.get(name)
+            if tensor is None:
+                continue
+            # One variable dimension is resolved by the element count; more stay as produced.
+            if sum(1 for d in dims if d == -1) > 1:
+                continue
+            shape = (int(tensor.shape[0]), *dims) if self._batching and len(tensor.shape) else dims
+            try:
+                outputs[name] = tensor.reshape(shape)
+            except (ValueError, RuntimeError) as exc:
+                raise ModelExecutionError(
+                    f"model '{self._spec.name}' output '{name}': cannot reshape "
+                    f"{format_shape(tensor.shape)} to the configured dims {format_shape(shape)}: {exc}"
+                ) from exc
 
     def _fast_inputs_fit(self, request: InferRequest) -> bool:
         """True when every input is a numpy array of the right dtype and shape, with one batch
@@ -150,9 +174,11 @@ def _check_inputs(spec: ModelSpec, request: InferRequest) -> None:
     if len(inputs) < len(spec.inputs):
         missing = [t.name for t in spec.inputs if not t.optional and t.name not in inputs]
         if missing:
+            required = sum(1 for t in spec.inputs if not t.optional)
             raise InvalidArgumentError(
-                f"model '{model}' is missing required input(s) {', '.join(repr(n) for n in missing)}; "
-                f"got {', '.join(repr(n) for n in inputs) or 'none'}"
+                missing_inputs_message(
+                    model, required, len(spec.inputs), list(inputs), missing, request.id
+                )
             )
 
 

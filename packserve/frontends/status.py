@@ -8,6 +8,7 @@ from packserve import errors
 
 # Most specific first: the first matching class wins.
 _TABLE: tuple[tuple[type[Exception], int, grpc.StatusCode], ...] = (
+    (errors.ExecutionTimeoutError, 504, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.ResourceExhaustedError, 413, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.QueueFullError, 503, grpc.StatusCode.UNAVAILABLE),
     (errors.RequestTimeoutError, 503, grpc.StatusCode.UNAVAILABLE),
@@ -17,10 +18,12 @@ _TABLE: tuple[tuple[type[Exception], int, grpc.StatusCode], ...] = (
     (errors.UnavailableError, 503, grpc.StatusCode.UNAVAILABLE),
     # Triton 2.51 answers 404 for an unknown model or version (metadata, config, infer).
     (errors.NotFoundError, 404, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError, 400, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.UnsupportedError, 400, grpc.StatusCode.UNIMPLEMENTED),
     (errors.InvalidArgumentError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelLoadError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelExecutionError, 500, grpc.StatusCode.INTERNAL),
-    (errors.UnsupportedError, 501, grpc.StatusCode.UNIMPLEMENTED),
+    (errors.TraceSettingRefusedError, 501, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from packserve.backends.gpu_budget import BUDGET_PARAMETER
 from packserve.config.loader import load_model_config
 from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.core.engine import Engine, EngineOptions
@@ -121,10 +122,17 @@ async def run_profile(options: ProfileOptions, on_point: ProgressCallback | None
             models=tuple(models),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             notes=f"packserve profile, {options.requests_per_point} requests per point",
-            extra={"cpu_cores": _cores()} if options.device == "cpu" else {},
+            extra=({"cpu_cores": _cores()} if options.device == "cpu" else {}) | _budgets(engine, names),
         )
     finally:
         await engine.shutdown(drain_timeout_s=5.0)
+
+
+def _budgets(engine: Engine, names: list[str]) -> dict[str, Any]:
+    """Each model's gpu_memory_budget parameter as configured, when any model has one."""
+    budgets = {n: engine.model_spec(n).parameters.get(BUDGET_PARAMETER) for n in names}
+    listed = {n: text for n, text in budgets.items() if text is not None}
+    return {"gpu_memory_budgets": listed} if listed else {}
 
 
 def _cores() -> int:

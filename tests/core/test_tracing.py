@@ -11,7 +11,7 @@ import pytest
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.request import InferRequest
 from packserve.core.tracing import TraceControl, TraceSettings
-from packserve.errors import InvalidArgumentError, UnsupportedError
+from packserve.errors import InvalidArgumentError, TraceSettingRefusedError
 from packserve.examples.simple_repository import build_simple_repository
 
 DEFAULTS = {
@@ -32,7 +32,7 @@ def test_defaults_are_tritons() -> None:
         ({"trace_level": ["SOMETIMES"]}, InvalidArgumentError, "Unable to parse 'trace_level'"),
         ({"trace_level": "TIMESTAMPS"}, InvalidArgumentError, "array of strings"),
         ({"trace_rate": 5}, InvalidArgumentError, "must be a string"),
-        ({"trace_file": "/tmp/x"}, UnsupportedError, "can not be updated through network protocol"),
+        ({"trace_file": "/tmp/x"}, TraceSettingRefusedError, "can not be updated through network protocol"),
         ({"nope": "1"}, InvalidArgumentError, "unknown trace setting 'nope'"),
         ({"trace_level": ["TIMESTAMPS"]}, InvalidArgumentError, "trace file name is not given"),
     ],

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parity_models import PARITY_FILES, PARITY_MODELS
+
 from packserve.examples.simple_repository import PYTHON_ADD_CONFIG, PYTHON_ADD_MODEL
 
 SIMPLE_TWIN_CONFIG = """\
@@ -39,7 +41,7 @@ class TritonPythonModel:
         return responses
 '''
 
-MODELS = ("simple", "python_add")
+MODELS = ("simple", "python_add", *PARITY_MODELS)
 
 
 def build_twin_repository(root: Path) -> Path:
@@ -48,6 +50,7 @@ def build_twin_repository(root: Path) -> Path:
         "simple/1/model.py": SIMPLE_TWIN_MODEL,
         "python_add/config.pbtxt": PYTHON_ADD_CONFIG,
         "python_add/1/model.py": PYTHON_ADD_MODEL,
+        **PARITY_FILES,
     }
     for relative, content in files.items():
         path = root / relative

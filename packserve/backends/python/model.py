@@ -1,4 +1,5 @@
-"""Python backend: runs Triton python-backend models (model.py with TritonPythonModel) in-process.
+"""Python backend: runs Triton python-backend models (model.py with TritonPythonModel) in-process,
+or each instance in a worker process of its own with `isolation: process` (isolated.py).
 
 As in Triton, every instance gets its own copy of the user's module and its own TritonPythonModel
 object (Triton runs each instance in its own stub process), so module-level state is never shared
@@ -8,17 +9,18 @@ thread, `finalize` on the loader thread at unload.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import inspect
 import itertools
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from packserve.backends.base import (
     BackendInstance,
@@ -29,17 +31,19 @@ from packserve.backends.base import (
     ModelContext,
 )
 from packserve.backends.batch_rows import output_names_for
+from packserve.backends.limits import execution_limits
 from packserve.backends.python import pb_utils
+from packserve.backends.python.bls import bls_scope
+from packserve.backends.python.isolated import IsolatedPythonInstance
+from packserve.backends.python.responses import pb_request_parameters, response_outputs
+from packserve.backends.python.shm_arena import remove_stale_arenas, shm_dir
 from packserve.config.json_form import config_to_json
 from packserve.core.request import InferRequest, Tensor
 from packserve.errors import (
     ConfigError,
-    InvalidArgumentError,
     ModelExecutionError,
     ModelLoadError,
-    NotFoundError,
     PackserveError,
-    UnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -50,13 +54,6 @@ log = logging.getLogger(__name__)
 PB_UTILS_MODULE = "triton_python_backend_utils"
 _MODEL_FILENAME = "model.py"
 _module_counter = itertools.count()
-
-# TritonError codes -> the error type the client sees.
-_ERROR_TYPES: dict[int, type[PackserveError]] = {
-    pb_utils.TritonError.INVALID_ARG: InvalidArgumentError,
-    pb_utils.TritonError.NOT_FOUND: NotFoundError,
-    pb_utils.TritonError.UNAVAILABLE: UnavailableError,
-}
 
 
 def install_pb_utils() -> ModuleType:
@@ -107,6 +104,7 @@ class PythonModel(BackendModel):
                 f"model '{context.spec.name}': python model file '{context.model_file}' not found"
             )
         self._config_json = json.dumps(config_to_json(context.config))
+        self._limits = execution_limits(context.spec)
 
     @classmethod
     def complete_config(cls, config: ModelConfig, version_dir: Path) -> None:
@@ -133,17 +131,18 @@ class PythonModel(BackendModel):
 
     def create_instance(self, instance: InstanceContext) -> BackendInstance:
         context = self.context
+        args = self._initialize_args(instance)
+        if self._limits.isolated:
+            _clean_stale_arenas_once()
+            return IsolatedPythonInstance(
+                context.spec,
+                instance.name,
+                {"model_name": context.spec.name, "model_file": str(context.model_file), "args": args},
+                self._limits,
+                context.bls,
+                f"{shm_dir()}/packserve-{os.getpid()}-{next(_module_counter)}",
+            )
         module = load_user_module(context.model_file, context.spec.name)
-        args = {
-            "model_config": self._config_json,
-            "model_instance_kind": "GPU" if instance.kind == "KIND_GPU" else "CPU",
-            "model_instance_name": instance.name,
-            "model_instance_device_id": str(instance.device_id),
-            # Triton passes the model's own folder under this key.
-            "model_repository": str(context.model_dir),
-            "model_version": str(context.version),
-            "model_name": context.spec.name,
-        }
         try:
             user_model = module.TritonPythonModel()
             initialize = getattr(user_model, "initialize", None)
@@ -156,6 +155,32 @@ class PythonModel(BackendModel):
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return PythonInstance(context, module, user_model)
+
+    def _initialize_args(self, instance: InstanceContext) -> dict[str, str]:
+        context = self.context
+        return {
+            "model_config": self._config_json,
+            "model_instance_kind": "GPU" if instance.kind == "KIND_GPU" else "CPU",
+            "model_instance_name": instance.name,
+            "model_instance_device_id": str(instance.device_id),
+            # Triton passes the model's own folder under this key.
+            "model_repository": str(context.model_dir),
+            "model_version": str(context.version),
+            "model_name": context.spec.name,
+        }
+
+
+_stale_arenas_checked = False
+
+
+def _clean_stale_arenas_once() -> None:
+    """A server that was SIGKILLed left its arena files in /dev/shm: remove them once."""
+    global _stale_arenas_checked
+    if not _stale_arenas_checked:
+        _stale_arenas_checked = True
+        removed = remove_stale_arenas(shm_dir())
+        if removed:
+            log.info("removed %d shared-memory arena files left by dead servers", removed)
 
 
 def _run_auto_complete(config: ModelConfig, hook: Any) -> dict[str, Any]:
@@ -194,7 +219,10 @@ class PythonInstance(BackendInstance):
         ]
         timer.inputs_ready()
         try:
-            responses = self._model.execute(pb_requests)
+            with bls_scope(self._context.bls, self._name):
+                responses = self._model.execute(pb_requests)
+                if inspect.iscoroutine(responses):  # `async def execute`, as Triton allows
+                    responses = asyncio.run(responses)
         except Exception as exc:  # the user's execute may raise anything; it fails the whole batch
             raise ModelExecutionError(
                 f"model '{self._name}': execute() raised {type(exc).__name__}: {exc}"
@@ -228,7 +256,7 @@ class PythonInstance(BackendInstance):
             requested_output_names=names,
             inputs=[pb_utils.Tensor(name, tensor) for name, tensor in request.inputs.items()],
             request_id=request.id,
-            parameters=json.dumps(request.parameters, default=str),
+            parameters=pb_request_parameters(request),
         )
 
     def _outputs(self, response: Any, names: list[str]) -> dict[str, Tensor] | PackserveError:
@@ -238,20 +266,10 @@ class PythonInstance(BackendInstance):
                 "expected InferenceResponse"
             )
         error = response.error()
+        described: tuple[int, str] | None = None
         if error is not None:
             message = error.message() if isinstance(error, pb_utils.TritonError) else str(error)
             code = error.code() if isinstance(error, pb_utils.TritonError) else pb_utils.TritonError.INTERNAL
-            return _ERROR_TYPES.get(code, ModelExecutionError)(message)
+            described = (code, message)
         produced = {tensor.name(): tensor.data() for tensor in response.output_tensors()}
-        outputs: dict[str, Tensor] = {}
-        for name in names:
-            if name not in produced:
-                return ModelExecutionError(
-                    f"model '{self._name}': the response has no output '{name}' that the request asked for"
-                )
-            value = produced[name]
-            # Fixed-width byte strings become the object arrays of bytes the front ends expect.
-            if isinstance(value, np.ndarray) and value.dtype.kind == "S":
-                value = value.astype(np.object_)
-            outputs[name] = value
-        return outputs
+        return response_outputs(self._name, described, produced, names)

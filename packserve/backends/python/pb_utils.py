@@ -230,12 +230,17 @@ class InferenceRequest:
         raise TritonModelException("decoupled models (response senders) are not supported by packserve")
 
     def exec(self, decoupled: bool = False) -> InferenceResponse:
-        raise TritonModelException("BLS not supported: InferenceRequest.exec() cannot call other models")
+        """Run this request on the model it names (BLS); the callee's failure is the response's
+        error(). Call it from within execute()."""
+        from packserve.backends.python import bls
+
+        return bls.run(self, decoupled)
 
     async def async_exec(self, decoupled: bool = False) -> InferenceResponse:
-        raise TritonModelException(
-            "BLS not supported: InferenceRequest.async_exec() cannot call other models"
-        )
+        """`exec()` as an awaitable, for `async def execute` and asyncio.gather of several calls."""
+        from packserve.backends.python import bls
+
+        return await bls.run_async(self, decoupled)
 
 
 class InferenceResponse:

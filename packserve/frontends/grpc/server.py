@@ -6,7 +6,7 @@ the grpc server: requests go straight to the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -14,7 +14,9 @@ from tritonclient.grpc import service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.grpc.health import EngineHealthServicer
+from packserve.frontends.grpc.restriction import RestrictionInterceptor
 from packserve.frontends.grpc.servicer import InferenceServicer
+from packserve.frontends.restrictions import Restrictions
 
 _MIB = 1024 * 1024
 
@@ -28,13 +30,20 @@ class GrpcOptions:
     reuse_port: bool = False
     # Keepalive pings let load balancers notice dead connections; 0 leaves gRPC's default.
     keepalive_time_ms: int = 0
+    # Connection hygiene (as the HTTP side): idle connections closed, header block bounded.
+    max_connection_idle_ms: int = 75_000
+    max_metadata_bytes: int = 32 * 1024
+    restrictions: Restrictions = field(default_factory=Restrictions)
 
     def channel_options(self) -> list[tuple[str, int]]:
         options = [
             ("grpc.max_receive_message_length", self.max_receive_message_bytes),
             ("grpc.max_send_message_length", self.max_send_message_bytes),
             ("grpc.so_reuseport", int(self.reuse_port)),
+            ("grpc.max_metadata_size", self.max_metadata_bytes),
         ]
+        if self.max_connection_idle_ms > 0:
+            options.append(("grpc.max_connection_idle_ms", self.max_connection_idle_ms))
         if self.keepalive_time_ms > 0:
             options.append(("grpc.keepalive_time_ms", self.keepalive_time_ms))
         return options
@@ -66,7 +75,11 @@ class GrpcServer:
     async def start(self) -> None:
         if self._server is not None:
             return
-        server = grpc.aio.server(options=self._options.channel_options())
+        restrictions = self._options.restrictions
+        server = grpc.aio.server(
+            options=self._options.channel_options(),
+            interceptors=[RestrictionInterceptor(restrictions)] if restrictions else None,
+        )
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self._engine), server)
         health = EngineHealthServicer(self._engine)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

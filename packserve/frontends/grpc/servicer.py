@@ -2,8 +2,9 @@
 
 Every handler runs on the event loop (grpc.aio). Errors leave through one place, `_abort`, which maps
 them with the shared status table; an unexpected exception is logged and becomes INTERNAL, and the
-server keeps serving. Shared-memory and log RPCs are left UNIMPLEMENTED (the server does not list
-those extensions).
+server keeps serving. System shared memory is served; CUDA shared memory answers an empty status
+and refuses registration (UNIMPLEMENTED) with the reason. Trace settings are served (Triton's trace
+extension); log RPCs are left UNIMPLEMENTED (the server does not list that extension).
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
-from packserve.errors import InvalidArgumentError, PackserveError
+from packserve.errors import InvalidArgumentError, PackserveError, UnsupportedError
 from packserve.frontends import header_forward, request_log
 from packserve.frontends.grpc import codec, messages
 from packserve.frontends.status import grpc_status
 
 logger = logging.getLogger(__name__)
+
+CUDA_SHM_UNSUPPORTED = (
+    "CUDA shared memory is not supported by packserve: register system shared memory instead"
+)
 
 _CONFIG_OVERRIDE = "config"
 _FILE_PREFIX = "file:"
@@ -161,17 +166,56 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
-            decoded = codec.decode_infer_request(request)
+            forwarded: dict[str, str] = {}
             if header_forward.grpc_enabled():  # --grpc-header-forward-pattern
                 forwarded = header_forward.from_grpc(context.invocation_metadata())
-                header_forward.merge(decoded.parameters, forwarded)
-            answer = codec.encode_infer_response(await self._engine.infer(decoded))
+            answer = await self._infer(request, forwarded)
         except Exception as error:
             await _abort(context, error, f"ModelInfer {request.model_name}")
         if started:
             target = f"ModelInfer {request.model_name}"
             request_log.request_done("gRPC", target, 200, started, _infer_detail(request))
         return answer
+
+    async def _infer(self, request: Any, forwarded: dict[str, str]) -> service_pb2.ModelInferResponse:
+        shm = self._engine.shared_memory
+        in_shm = codec.shm_outputs(request)
+        decoded = codec.decode_infer_request(request, shm)
+        header_forward.merge(decoded.parameters, forwarded)
+        response = await self._engine.infer(decoded)
+        return codec.encode_infer_response(response, in_shm, shm)
+
+    # ---- system / CUDA shared memory ----------------------------------------------------------
+    async def SystemSharedMemoryStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            answer = service_pb2.SystemSharedMemoryStatusResponse()
+            for region in self._engine.shared_memory.status(request.name):
+                entry = answer.regions[region.name]
+                entry.name, entry.key = region.name, region.key
+                entry.offset, entry.byte_size = region.offset, region.byte_size
+            return answer
+        except Exception as error:
+            await _abort(context, error)
+
+    async def SystemSharedMemoryRegister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            self._engine.shared_memory.register(request.name, request.key, request.offset, request.byte_size)
+            return service_pb2.SystemSharedMemoryRegisterResponse()
+        except Exception as error:
+            await _abort(context, error)
+
+    async def SystemSharedMemoryUnregister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self._engine.shared_memory.unregister(request.name)
+        return service_pb2.SystemSharedMemoryUnregisterResponse()
+
+    async def CudaSharedMemoryStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.CudaSharedMemoryStatusResponse()  # none can be registered
+
+    async def CudaSharedMemoryRegister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await _abort(context, UnsupportedError(CUDA_SHM_UNSUPPORTED))
+
+    async def CudaSharedMemoryUnregister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.CudaSharedMemoryUnregisterResponse()
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -214,10 +258,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, message: Any, forwarded: dict[str, str]
     ) -> service_pb2.ModelStreamInferResponse:
         try:
-            decoded = codec.decode_infer_request(message)
-            header_forward.merge(decoded.parameters, forwarded)
-            result = await self._engine.infer(decoded)
-            response = codec.encode_infer_response(result)
+            response = await self._infer(message, forwarded)
         except Exception as error:
             request_log.FAILED.failed("gRPC", f"ModelStreamInfer {message.model_name}", error)
             header = service_pb2.ModelInferResponse(

@@ -22,6 +22,7 @@ from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.handlers import Reply
 from packserve.frontends.http.infer_codec import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.restrictions import Restrictions
 from packserve.frontends.status import http_status
 
 Scope = dict[str, Any]
@@ -44,6 +45,8 @@ _MODEL_GETS = {
     "stats": handlers.model_statistics,
 }
 
+_HEALTH = {"/v2/health/live": handlers.live, "/v2/health/ready": handlers.ready}
+
 
 class _RouteError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -62,10 +65,17 @@ def _error_reply(status: int, message: str) -> Reply:
 class HttpApp:
     """`create_http_app` returns one of these; it is an ASGI 3 callable."""
 
-    def __init__(self, engine: EngineApi, limits: HttpLimits, console: ConsoleAssets | None = None) -> None:
+    def __init__(
+        self,
+        engine: EngineApi,
+        limits: HttpLimits,
+        console: ConsoleAssets | None = None,
+        restrictions: Restrictions | None = None,
+    ) -> None:
         self._engine = engine
         self._limits = limits
         self._console = console
+        self._restrictions = restrictions or Restrictions()
         self._decoder = InferDecoder(limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,10 +95,26 @@ class HttpApp:
         elif kind == "lifespan":
             await _lifespan(receive, send)
 
+    def health_now(self, method: str, path: str, headers: Headers) -> Reply | None:
+        """The answer to a liveness / readiness probe, computed at once (no task, no await), so
+        the transport can send it ahead of inference work; None for any other request."""
+        if method != _GET or path not in _HEALTH:
+            return None
+        if self._restrictions:
+            refusal = self._restrictions.http_refusal(path, headers)
+            if refusal is not None:
+                return _error_reply(403, refusal)
+        return _HEALTH[path](self._engine)
+
     async def handle(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
         """Answer one request. `read_body` returns the raw body, already checked against
         max_body_bytes while it arrived. Every error becomes a reply; nothing escapes but
         ClientDisconnected."""
+        if self._restrictions:  # --http-restricted-api: checked before anything else runs
+            refusal = self._restrictions.http_refusal(path, headers)
+            if refusal is not None:
+                request_log.FAILED.failed("HTTP", f"{method} {path}", PermissionError(refusal), 403)
+                return _error_reply(403, refusal)
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
             reply = await self._route(method, path, headers, read_body)
@@ -169,6 +195,8 @@ class HttpApp:
             if parts[2] == "ready":
                 return handlers.ready(engine)
             raise _NOT_FOUND
+        if section in ("systemsharedmemory", "cudasharedmemory"):
+            return await self._shared_memory(section == "cudasharedmemory", method, parts, headers, read_body)
         if section == "repository":
             if count == 3 and parts[2] == "index":
                 _expect(method, _POST)
@@ -180,6 +208,32 @@ class HttpApp:
                 if parts[4] == "load":
                     return await handlers.load_model(engine, parts[3], body)
                 return await handlers.unload_model(engine, parts[3], body)
+        raise _NOT_FOUND
+
+    async def _shared_memory(
+        self, cuda: bool, method: str, parts: list[str], headers: Headers, read_body: ReadBody
+    ) -> Reply:
+        """/v2/{system,cuda}sharedmemory/[region/NAME/]{status,register,unregister}."""
+        rest = parts[2:]
+        region = ""
+        if len(rest) == 3 and rest[0] == "region":
+            region, rest = rest[1], rest[2:]
+        if len(rest) != 1:
+            raise _NOT_FOUND
+        action = rest[0]
+        engine = self._engine
+        if action == "status":
+            _expect(method, _GET)
+            # No CUDA region can ever be registered: its status is the empty list, as in Triton.
+            return Reply(200, b"[]") if cuda else handlers.shm_status(engine, region)
+        _expect(method, _POST)
+        if action == "register" and region:
+            body, _ = await self._read(headers, read_body)
+            if cuda:
+                return handlers.cuda_shm_register(engine, region, body)
+            return handlers.shm_register(engine, region, body)
+        if action == "unregister":
+            return Reply(200) if cuda else handlers.shm_unregister(engine, region)
         raise _NOT_FOUND
 
     async def _read(self, headers: Headers, read_body: ReadBody) -> tuple[bytes, bytes | None]:

@@ -8,9 +8,11 @@ import contextlib
 
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.http.app import HttpApp
+from packserve.frontends.http.connections import ConnectionLimits
 from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.limits import HttpLimits
 from packserve.frontends.http.protocol import ConnectionTracker, HttpProtocol
+from packserve.frontends.restrictions import Restrictions
 
 
 class HttpServer:
@@ -24,15 +26,22 @@ class HttpServer:
         limits: HttpLimits | None = None,
         drain_timeout_s: float = 30.0,
         console: ConsoleAssets | None = None,
+        connection_limits: ConnectionLimits | None = None,
+        restrictions: Restrictions | None = None,
     ) -> None:
         self._limits = limits or HttpLimits()
-        self._app = HttpApp(engine, self._limits, console)
+        self._conn = connection_limits or ConnectionLimits()
+        self._app = HttpApp(engine, self._limits, console, restrictions)
         self._host = host
         self._requested_port = port
         self._drain_timeout_s = drain_timeout_s
-        self._tracker = ConnectionTracker()
+        self._tracker = ConnectionTracker(self._conn.connection_cap())
         self._server: asyncio.AbstractServer | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._tracker.connections)
 
     @property
     def port(self) -> int:
@@ -50,7 +59,7 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         self._stopped.clear()
         self._server = await loop.create_server(
-            lambda: HttpProtocol(self._app, self._limits, self._tracker),
+            lambda: HttpProtocol(self._app, self._limits, self._tracker, self._conn),
             self._host,
             self._requested_port,
             reuse_address=True,

@@ -15,6 +15,7 @@ import numpy as np
 
 from packserve.core.observer import InferenceObserver
 from packserve.core.request import InferRequest, InferResponse
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import (
     BatchStats,
     DurationStat,
@@ -47,6 +48,7 @@ SIMPLE_OUTPUTS = (
 class FakeEngine:
     def __init__(self) -> None:
         self.ready = True
+        self.shared_memory = SharedMemoryRegistry()
         self.loaded = {"simple": True, "echo": True, "broken": False}
         self.load_calls: list[tuple[str, str | None, dict[str, bytes] | None]] = []
         self.unload_calls: list[tuple[str, bool]] = []
@@ -162,8 +164,8 @@ class FakeEngine:
     def add_observer(self, observer: InferenceObserver) -> None:
         pass
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> None:
-        pass
+    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+        return True
 
 
 def _classify(tensor: np.ndarray, count: int) -> np.ndarray:

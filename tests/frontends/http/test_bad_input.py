@@ -103,7 +103,10 @@ JSON_CASES = {
         orjson.dumps({"inputs": [], "outputs": [{"name": "Y", "parameters": {"classification": "3"}}]}),
         "classification",
     ),
-    "shared memory input": (_json_input(parameters={"shared_memory_region": "r"}), "shared memory"),
+    "shared memory input without size": (
+        _json_input(parameters={"shared_memory_region": "r"}),
+        "'shared_memory_byte_size' is required",
+    ),
     "deep data": (_json_input(shape=[1], data=_nest(40)), "nested"),
     "deep unknown field": (orjson.dumps({"inputs": [], "extra": _nest(40)}), "nested"),
     "orjson depth limit": (b"[" * 5000 + b"]" * 5000, "parse"),
@@ -138,7 +141,7 @@ async def test_huge_shape_is_refused_before_allocation(call):
 
 BINARY_CASES = {
     "size beyond body": (_binary_input(16), "reaches past the end"),
-    "size not matching shape": (_binary_input(4, payload=b"\x00" * 4), "expecting 8"),
+    "size not matching shape": (_binary_input(4, payload=b"\x00" * 4), "Expected 8, got 4"),
     "sizes do not sum up": (_binary_input(8, payload=b"\x00" * 12), "4 bytes of binary data"),
     "negative size": (_binary_input(-8), "non-negative"),
     "string size": (_binary_input("8"), "non-negative"),
