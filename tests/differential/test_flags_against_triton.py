@@ -15,7 +15,20 @@ import typer.main
 
 from packserve.cli import app
 from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
-from tests.differential.twin_repository import build_twin_repository
+from tests.differential.twin_repository import build_twin_repository as _build_all
+
+
+def build_twin_repository(root: Path) -> Path:
+    """The twin repository's `simple` and `python_add` only (the other twins test other things and
+    slow both servers' start)."""
+    import shutil
+
+    _build_all(root)
+    for folder in root.iterdir():
+        if folder.name not in ("simple", "python_add"):
+            shutil.rmtree(folder)
+    return root
+
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
 
@@ -63,7 +76,7 @@ def _second_repository(root: Path, first: Path) -> Path:
     return root
 
 
-def _wait_live(server: Server, timeout_s: float = 60.0) -> None:
+def _wait_live(server: Server, timeout_s: float = 180.0) -> None:
     for _ in range(int(timeout_s / 0.25)):
         if server.process.poll() is not None:
             break

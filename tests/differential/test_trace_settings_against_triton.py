@@ -5,13 +5,27 @@ unknown setting name or level that Triton silently ignores: not compared here.)"
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop, _wait_ready
-from tests.differential.twin_repository import build_twin_repository
+from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
+from tests.differential.twin_repository import build_twin_repository as _build_all
+
+
+def build_twin_repository(root: Path) -> Path:
+    """The twin repository's `simple` and `python_add` only (the other twins test other things and
+    slow both servers' start)."""
+    import shutil
+
+    _build_all(root)
+    for folder in root.iterdir():
+        if folder.name not in ("simple", "python_add"):
+            shutil.rmtree(folder)
+    return root
+
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 STEPS: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -33,6 +47,20 @@ STEPS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("INFER", "/v2/models/python_add/infer", BODY),
     ("GET", "/v2/trace/setting", None),
 ]
+
+
+def _wait_ready(server: Server, timeout_s: float = 180.0) -> None:
+    for _ in range(int(timeout_s / 0.25)):
+        if server.process.poll() is not None:
+            break
+        try:
+            urls = [f"{server.base}/v2/models/{m}/ready" for m in ("simple", "python_add")]
+            if all(requests.get(url, timeout=1).status_code == 200 for url in urls):
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{server.name} did not become ready; log:\n{server.log.read_text()[-4000:]}")
 
 
 def _run(server: Server) -> list[tuple[int, Any]]:
