@@ -186,6 +186,8 @@ class PipelineExecutor:
         params = RegionMapParams.from_spec(spec)
         target = self._specs[params.model]
         crops = [_crops(spec, params, request) for request in requests]
+        if len({c.shape[1:] for c in crops if len(c)}) > 1:  # keep-ratio crops of differing widths
+            return [self._region_map(spec, [request], wanted)[0] for request in requests]
         counts = [len(c) for c in crops]
         target_wanted = [params.output_map[name] for name in wanted]
         gathered: dict[str, list[np.ndarray]] = {name: [] for name in wanted}

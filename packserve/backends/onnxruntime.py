@@ -8,6 +8,7 @@ loader thread; `execute` runs on the instance's worker thread.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,6 +287,8 @@ class OnnxRuntimeInstance(BackendInstance):
         self._spec = context.spec
         self._batching = context.spec.max_batch_size > 0
         self._bytes_inputs = {t.name for t in context.spec.inputs if t.datatype is DataType.BYTES}
+        # 0 intra-op threads is ONNX Runtime's "one per core".
+        self._cores = session.get_session_options().intra_op_num_threads or (os.cpu_count() or 1)
 
     @property
     def session(self) -> Any:
@@ -300,22 +303,34 @@ class OnnxRuntimeInstance(BackendInstance):
             and self._session.get_session_options().intra_op_num_threads == 1
         )
 
+    def cpu_cores(self, rows: int) -> int:
+        return self._cores
+
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
-        # Requests whose non-batch dims differ (variable dims) cannot share one run.
+        # Requests whose non-batch dims differ (variable dims) cannot share one run: one run per
+        # distinct row shape (e.g. text-line crops bucketed by width); results keep request order.
         if self._batching and same_row_shapes(requests):
-            groups = [list(requests)]
+            groups = [list(range(len(requests)))]
+        elif self._batching:
+            by_shape: dict[tuple[tuple[str, tuple[int, ...]], ...], list[int]] = {}
+            for index, request in enumerate(requests):
+                key = tuple((name, tuple(t.shape[1:])) for name, t in request.inputs.items())
+                by_shape.setdefault(key, []).append(index)
+            groups = list(by_shape.values())
         else:
-            groups = [[request] for request in requests]
-        feeds = [self._feeds(group) for group in groups]
+            groups = [[index] for index in range(len(requests))]
+        members = [[requests[i] for i in group] for group in groups]
+        feeds = [self._feeds(group) for group in members]
         timer.inputs_ready()
-        results = [self._run(group, feed) for group, feed in zip(groups, feeds, strict=True)]
+        results = [self._run(group, feed) for group, feed in zip(members, feeds, strict=True)]
         timer.infer_done()
-        batch: BatchResult = []
-        for group, (names, outputs) in zip(groups, results, strict=True):
+        batch: BatchResult = [{} for _ in requests]
+        for indices, group, (names, outputs) in zip(groups, members, results, strict=True):
             rows = request_rows(group, self._batching)
             pieces = {name: split_rows(array, rows) for name, array in zip(names, outputs, strict=True)}
-            for index, request in enumerate(group):
-                batch.append({name: pieces[name][index] for name in output_names_for(request, self._spec)})
+            for position, (index, request) in enumerate(zip(indices, group, strict=True)):
+                wanted = output_names_for(request, self._spec)
+                batch[index] = {name: pieces[name][position] for name in wanted}
         return batch
 
     def _feeds(self, group: list[InferRequest]) -> dict[str, np.ndarray]:

@@ -66,6 +66,14 @@ class EngineApi(Protocol):
 
     def add_observer(self, observer: InferenceObserver) -> None: ...
 
+    def trace_setting(self, model: str = "") -> dict[str, Any]:
+        """Triton's trace settings (global when model is ""), in Triton's JSON form."""
+        ...
+
+    def update_trace_setting(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply changes (null = back to the global value) and return the settings now in force."""
+        ...
+
     async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         """Stop admitting, finish what is in flight (up to the timeout), unload everything."""
         ...

@@ -26,7 +26,7 @@ from packserve.backends.base import (
 from packserve.backends.postprocess.classify import ClassifyOp, L2NormalizeOp
 from packserve.backends.postprocess.detection import PriorBoxDecodeOp, RelativePointsOp, YoloDecodeOp
 from packserve.backends.postprocess.op import OpContext, PostprocessOp
-from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp
+from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp, TextFilterOp
 from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, ModelExecutionError, PackserveError
 
@@ -41,6 +41,7 @@ OPS: dict[str, type[PostprocessOp]] = {
         DbTextBoxesOp,
         TextAngleFixOp,
         CtcDecodeOp,
+        TextFilterOp,
     )
 }
 
