@@ -72,7 +72,7 @@ def measure(model_dir: Path, instances: int) -> dict[str, float]:
     from packserve.config.normalize import normalize_config
     from packserve.config.parse import parse_config_text
     from packserve.config.to_spec import build_model_spec
-    from packserve.core.request import InferRequest
+    from packserve.messages import InferRequest
 
     class NoTimer(ExecutionTimer):
         def inputs_ready(self) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 from bench.gpu_check import repository as repo
 from bench.gpu_check.common import Settings
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.frontends.http.tensor_data import to_numpy
+from packserve.messages import InferRequest
 
 
 async def _requests(repository: Any, jpeg: bytes, count: int, profile: Any) -> tuple[int, Any]:

@@ -27,10 +27,10 @@ from packserve.backends.base import (
 )
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.config.spec import ModelSpec, TensorSpec
-from packserve.core.request import InferRequest
 from packserve.core.validation import validate_request
 from packserve.errors import InvalidArgumentError, ModelExecutionError, PackserveError
+from packserve.messages import InferRequest
+from packserve.model_spec import ModelSpec, TensorSpec
 from packserve.types import DataType
 
 

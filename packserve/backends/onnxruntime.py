@@ -39,8 +39,8 @@ from packserve.backends.onnx_signature import (
     signature_from_file,
     signature_from_session,
 )
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, InvalidArgumentError, ModelExecutionError, ModelLoadError
+from packserve.messages import InferRequest, Tensor
 from packserve.types import DataType
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from packserve.backends.base import (
 )
 from packserve.backends.batch_rows import output_names_for, request_rows, same_row_shapes, split_rows
 from packserve.backends.gpu_budget import LEDGER, MemoryNeed, check_fits, measure_need, parse_budget
-from packserve.config.spec import ModelSpec, TensorSpec
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, ModelExecutionError, ModelLoadError
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec, TensorSpec
 from packserve.types import DataType
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from packserve.config.spec import EnsembleStepSpec, ModelSpec, TensorSpec
 from packserve.errors import ConfigError
+from packserve.model_spec import EnsembleStepSpec, ModelSpec, TensorSpec
 from packserve.types import DataType
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from packserve.config.spec import BatchingPolicy, QueuePolicy
+from packserve.model_spec import BatchingPolicy, QueuePolicy
 
 P = TypeVar("P")
 

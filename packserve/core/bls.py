@@ -15,8 +15,8 @@ import asyncio
 import concurrent.futures
 
 from packserve.core.dispatch import Dispatcher
-from packserve.core.request import InferRequest, InferResponse
 from packserve.errors import ExecutionTimeoutError, InvalidArgumentError, ModelExecutionError
+from packserve.messages import InferRequest, InferResponse
 
 
 class EngineBls:

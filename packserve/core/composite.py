@@ -8,12 +8,12 @@ import abc
 import asyncio
 import contextlib
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.dispatch import Dispatcher
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import QueueFullError, ServerShuttingDownError
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 
 class CompositeScheduler(abc.ABC):

@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packserve import SERVER_NAME, __version__
-from packserve.config.json_form import config_to_json
-from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
-from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.views import (
@@ -42,6 +39,9 @@ from packserve.errors import (
     ServerShuttingDownError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, InferResponse, Tensor
+from packserve.model_config_json import config_to_json
+from packserve.model_spec import ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, InferResponse
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
+from packserve.messages import InferRequest, InferResponse
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig

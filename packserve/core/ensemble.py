@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from packserve.config.spec import EnsembleStepSpec
 from packserve.core.composite import CompositeScheduler
-from packserve.core.request import InferRequest, RequestedOutput, Tensor
 from packserve.errors import PackserveError
+from packserve.messages import InferRequest, RequestedOutput, Tensor
+from packserve.model_spec import EnsembleStepSpec
 
 
 def steps_needed(steps: Iterable[EnsembleStepSpec], wanted: Iterable[str]) -> list[int]:

@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import LoadedConfig, load_model_config
-from packserve.config.normalize import REGION_MAP_PLATFORM
-from packserve.config.spec import ModelSpec
 from packserve.core.region_map import validate_region_map
 from packserve.core.runtime import (
     ModelRuntime,
@@ -35,6 +34,7 @@ from packserve.errors import (
     PackserveError,
     UnavailableError,
 )
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 log = logging.getLogger("packserve.repository")
 
@@ -255,7 +255,9 @@ class ModelRepository:
 
     async def _read_config(self, name: str, override_json: str | None) -> LoadedConfig | PackserveError:
         try:
-            return await asyncio.to_thread(load_model_config, self.root / name, override_json)
+            return await asyncio.to_thread(
+                load_model_config, self.root / name, override_json, backends=load_backend
+            )
         except PackserveError as exc:
             return exc
         except Exception as exc:  # never let one model's config take the server down

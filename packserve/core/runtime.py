@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
 from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
-from packserve.config.normalize import REGION_MAP_PLATFORM
-from packserve.config.spec import ModelSpec
 from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
 from packserve.core.dispatch import Dispatcher
@@ -28,6 +26,7 @@ from packserve.core.region_map import RegionMapScheduler
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.validation import RequestValidator
 from packserve.errors import ModelLoadError, PackserveError
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
 from packserve.core.scheduler_direct import DirectScheduler
 from packserve.core.scheduler_dynamic import DynamicBatchScheduler
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 DEFAULT_MAX_PENDING = 4096
 

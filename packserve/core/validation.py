@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from packserve.config.spec import ModelSpec, TensorSpec
-from packserve.core.request import InferRequest
 from packserve.core.wording import missing_inputs_message
 from packserve.errors import InvalidArgumentError, ModelExecutionError
+from packserve.messages import InferRequest
+from packserve.model_spec import ModelSpec, TensorSpec
 from packserve.types import DataType
 
 # Output types Triton can turn into a classification result.

@@ -27,12 +27,13 @@ import numpy as np
 import psutil
 
 from packserve.backends.gpu_budget import BUDGET_PARAMETER
+from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.core.views import ModelStatistics
 from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
+from packserve.messages import InferRequest
+from packserve.model_spec import REGION_MAP_PLATFORM
 from packserve.planning.config_patch import patched_config_json
 from packserve.planning.inputs import make_inputs
 from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint, ServedPoint
@@ -164,7 +165,7 @@ def _with_callees(repository: Path, models: tuple[str, ...]) -> tuple[str, ...]:
             raise InvalidArgumentError(f"model '{name}' is not in the repository {repository}")
         found.append(name)
         try:
-            spec = load_model_config(repository / name).spec
+            spec = load_model_config(repository / name, backends=load_backend).spec
         except PackserveError as exc:
             raise InvalidArgumentError(f"model '{name}' has an invalid config: {exc}") from exc
         pending.extend(step.model_name for step in spec.ensemble_steps)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.errors import (
     InvalidArgumentError,
     ModelNotReadyError,
@@ -17,6 +16,7 @@ from packserve.errors import (
     QueueFullError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, RequestedOutput
 from tests.core.engine_fakes import MODELS, register_fake_backend, write_double_model
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from core_fakes import make_spec
 
-from packserve.config.spec import TensorSpec
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.core.validation import RequestValidator, tensor_datatype, validate_request
 from packserve.errors import InvalidArgumentError
+from packserve.messages import InferRequest, RequestedOutput
+from packserve.model_spec import TensorSpec
 from packserve.types import DataType
 
 SPEC = make_spec(

@@ -18,7 +18,7 @@ from packserve.types import DataType
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from packserve.config.spec import ModelSpec, TensorSpec
+    from packserve.model_spec import ModelSpec, TensorSpec
 
 DECODE_OPS = ("letterbox", "resize", "center_crop", "shorter_side", "decoded")
 INTERPOLATIONS = ("nearest", "linear", "cubic", "area")

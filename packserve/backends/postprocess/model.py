@@ -27,8 +27,8 @@ from packserve.backends.postprocess.classify import ClassifyOp, L2NormalizeOp
 from packserve.backends.postprocess.detection import PriorBoxDecodeOp, RelativePointsOp, YoloDecodeOp
 from packserve.backends.postprocess.op import OpContext, PostprocessOp
 from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, ModelExecutionError, PackserveError
+from packserve.messages import InferRequest, Tensor
 
 OPS: dict[str, type[PostprocessOp]] = {
     op.name: op

@@ -12,10 +12,10 @@ from typing import Any
 
 from tritonclient.grpc import service_pb2
 
-from packserve.core.request import InferRequest, InferResponse, RequestedOutput
 from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.grpc import tensors
+from packserve.messages import InferRequest, InferResponse, RequestedOutput
 
 # Triton's request parameters that map onto InferRequest fields instead of staying parameters.
 _PRIORITY = "priority"

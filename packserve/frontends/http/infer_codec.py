@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from packserve.core.request import InferRequest, InferResponse, RequestedOutput
 from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX, triton_request_prefix
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.http import tensor_data
 from packserve.frontends.http.limits import HttpLimits
+from packserve.messages import InferRequest, InferResponse, RequestedOutput
 from packserve.types import DataType
 
 # Request-level parameters the front end consumes itself rather than passing on to the engine.

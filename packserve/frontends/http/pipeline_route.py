@@ -14,9 +14,9 @@ import numpy as np
 import orjson
 
 from packserve.core.engine_api import EngineApi
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.http.tensor_data import to_numpy
+from packserve.messages import InferRequest
 from packserve.types import DataType
 
 JSON = b"application/json"

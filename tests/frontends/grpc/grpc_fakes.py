@@ -22,7 +22,6 @@ from tritonclient.grpc import model_config_pb2
 
 from packserve import errors
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, InferResponse
 from packserve.core.views import (
     BatchStats,
     DurationStat,
@@ -33,6 +32,7 @@ from packserve.core.views import (
     ServerMetadata,
     TensorMetadata,
 )
+from packserve.messages import InferRequest, InferResponse
 from packserve.types import DataType
 
 VERSION = "1"

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, InferResponse
 from packserve.core.views import (
     BatchStats,
     DurationStat,
@@ -32,6 +31,7 @@ from packserve.errors import (
     ModelNotReadyError,
     NotFoundError,
 )
+from packserve.messages import InferRequest, InferResponse
 from packserve.types import DataType
 
 SIMPLE_INPUTS = (
