@@ -81,3 +81,12 @@ class ModelLoadError(PackserveError):
 
 class ConfigError(ModelLoadError):
     """A model configuration is unparsable or invalid."""
+
+
+class AlreadyExistsError(InvalidArgumentError):
+    """Registering a name that is already registered (HTTP 400, gRPC ALREADY_EXISTS)."""
+
+
+class UnsupportedError(InvalidArgumentError):
+    """A protocol feature packserve does not implement, e.g. CUDA shared memory (HTTP 400,
+    gRPC UNIMPLEMENTED)."""

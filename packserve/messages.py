@@ -35,6 +35,7 @@ class RequestTiming:
     compute_end_ns: int = 0  # outputs split back to requests
     completed_ns: int = 0  # response (or error) handed back
     batch_size: int = 0  # batch size of the execution this request ran in
+    cache_ns: int = 0  # response-cache lookup (models with response_cache enabled)
 
     @property
     def queue_ns(self) -> int:

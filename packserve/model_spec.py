@@ -97,6 +97,7 @@ class ModelSpec:
     default_model_filename: str
     parameters: Mapping[str, str] = field(default_factory=dict)  # config `parameters`, string_value only
     ensemble_steps: tuple[EnsembleStepSpec, ...] = ()
+    response_cache: bool = False  # config `response_cache { enable: true }`
 
     @property
     def is_ensemble(self) -> bool:

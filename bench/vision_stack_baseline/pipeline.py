@@ -28,11 +28,10 @@ from packserve.backends.base import (
 )
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.core.region_map import RegionMapParams, crop_and_normalize, to_canvas
 from packserve.errors import InvalidArgumentError, PackserveError
 from packserve.messages import InferRequest, RequestedOutput
-from packserve.model_spec import ModelSpec
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 # Tensors of one image (or one request) by name.
 Tensors = dict[str, np.ndarray]

@@ -21,6 +21,7 @@ from packserve.cli.serve_shutdown import (
     drain_and_stop,
 )
 from packserve.core.engine import Engine, EngineOptions
+from packserve.core.response_cache import parse_cache_config
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
 from packserve.frontends.http import (
@@ -179,6 +180,9 @@ def serve_command(
         ),
     ] = None,
     log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
+    cache_config: Annotated[
+        str | None, typer.Option("--cache-config", help="response cache: local,size=BYTES (Triton's)")
+    ] = None,
     console: Annotated[
         bool, typer.Option("--console/--no-console", help="web console at /console on the HTTP port")
     ] = True,
@@ -199,6 +203,10 @@ def serve_command(
         raise typer.BadParameter("must be none, explicit or poll", param_hint="--model-control-mode")
     if not model_repository.is_dir():
         raise typer.BadParameter(f"'{model_repository}' is not a directory", param_hint="--model-repository")
+    try:
+        cache_bytes = parse_cache_config(cache_config) if cache_config else 0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cache-config") from None
     options = ServeOptions(
         engine=EngineOptions(
             model_repository=model_repository.resolve(),
@@ -207,6 +215,7 @@ def serve_command(
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
+            response_cache_bytes=cache_bytes,
             max_memory_bytes=_memory_option(max_memory),
         ),
         addresses=Addresses(host, http_address, grpc_address, metrics_address),

@@ -44,6 +44,7 @@ def build_model_spec(config: ModelConfig, model_dir: Path) -> ModelSpec:
             )
             for step in config.ensemble_scheduling.step
         ),
+        response_cache=config.response_cache.enable,
     )
 
 

@@ -15,6 +15,7 @@ from tritonclient.grpc.model_config_pb2 import DataType as ConfigDataType
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup, ModelQueuePolicy
 
 from packserve.config.devices import visible_gpus
+from packserve.config.field_policy import check_field_policy
 from packserve.errors import ConfigError
 from packserve.model_spec import COMPOSITE_PLATFORMS, ENSEMBLE_PLATFORM
 from packserve.types import DataType
@@ -29,6 +30,7 @@ def validate_config(
     gpus = tuple(visible_gpus() if available_gpus is None else available_gpus)
     validate_identity(config)
     validate_supported_features(config)
+    check_field_policy(config)
     validate_tensors(config)
     validate_dynamic_batching(config)
     validate_instance_groups(config, gpus)

@@ -22,7 +22,9 @@ from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observers import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
+from packserve.core.response_cache import ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.views import (
     IndexEntry,
@@ -59,6 +61,7 @@ EXTENSIONS = (
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "system_shared_memory",
 )
 
 
@@ -73,6 +76,8 @@ class EngineOptions:
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
+    # Triton's --cache-config local,size=N: bytes of the response cache; 0 = no cache.
+    response_cache_bytes: int = 0
     # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
     max_memory_bytes: int = 0
 
@@ -99,8 +104,13 @@ class Engine:
             clock=self._clock,
             max_pending=options.max_pending_per_model,
             inline_threshold_ns=options.inline_execution_us * 1000,
+            response_cache=options.response_cache_bytes > 0,
         )
         self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
+        # Clients' system shared-memory regions (front ends read inputs from and write outputs to them).
+        self.shared_memory = SharedMemoryRegistry()
+        cache_bytes = options.response_cache_bytes
+        self.response_cache = ResponseCache(cache_bytes) if cache_bytes else None
         self._draining = False
         self._withdrawn = False  # SIGTERM: not ready, yet still serving until the listeners close
         self._in_flight = 0
@@ -221,11 +231,19 @@ class Engine:
         spec = runtime.spec
         self._in_flight += 1
         self._idle.clear()
+        cache_key: bytes | None = None
         try:
             runtime.validator.validate(request)
+            if spec.response_cache and self.response_cache is not None:
+                cache_key = self.response_cache.key(request, runtime.version_str)
+                cached = self._cache_lookup(runtime, request, cache_key)
+                if cached is not None:
+                    return cached
             outputs = await runtime.scheduler.submit(request)
             runtime.validator.restore_output_shapes(outputs)
             result = self._shape_outputs(runtime, request, outputs)
+            if cache_key is not None:
+                self._cache_store(runtime, cache_key, result, timing.cache_ns)
         except PackserveError as exc:
             timing.completed_ns = self._clock.now_ns()
             self._observers.request_finished(spec.name, runtime.version_str, timing, exc.reason)
@@ -242,6 +260,32 @@ class Engine:
         timing.completed_ns = self._clock.now_ns()
         self._observers.request_finished(spec.name, runtime.version_str, timing, None)
         return InferResponse(spec.name, runtime.version_str, request.id, result)
+
+    def _cache_lookup(
+        self, runtime: ModelRuntime, request: InferRequest, key: bytes | None
+    ) -> InferResponse | None:
+        """A cached response, or None. A hit is a successful request that never queued; the
+        statistics count it as Triton does (success and cache_hit, no inference or execution)."""
+        assert self.response_cache is not None
+        timing = request.timing
+        started = self._clock.now_ns()
+        outputs = self.response_cache.get(key) if key is not None else None
+        timing.cache_ns = self._clock.now_ns() - started
+        if outputs is None:
+            return None
+        timing.completed_ns = self._clock.now_ns()
+        self._observers.cache_hit(runtime.spec.name, runtime.version_str, timing)
+        return InferResponse(runtime.spec.name, runtime.version_str, request.id, outputs)
+
+    def _cache_store(
+        self, runtime: ModelRuntime, key: bytes, result: dict[str, Tensor], lookup_ns: int
+    ) -> None:
+        """A miss: store the response; the miss time is the lookup and the insertion, as in Triton."""
+        assert self.response_cache is not None
+        started = self._clock.now_ns()
+        self.response_cache.put(key, result)
+        miss_ns = lookup_ns + self._clock.now_ns() - started
+        self._observers.cache_miss(runtime.spec.name, runtime.version_str, miss_ns)
 
     def _shape_outputs(
         self, runtime: ModelRuntime, request: InferRequest, outputs: dict[str, Tensor]
@@ -284,6 +328,7 @@ class Engine:
                 "%d requests still in flight after %.0fs; stopping anyway", self._in_flight, drain_timeout_s
             )
         await self.repository.unload_all(max(0.0, deadline - loop.time()))
+        self.shared_memory.close()
         return drained
 
     async def _poll_forever(self) -> None:

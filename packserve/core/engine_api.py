@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from packserve.core.observer import InferenceObserver
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
 from packserve.messages import InferRequest, InferResponse
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 
 class EngineApi(Protocol):
+    # Clients' system shared-memory regions; the front ends register, read and write them.
+    shared_memory: SharedMemoryRegistry
+
     def server_metadata(self) -> ServerMetadata: ...
 
     def is_live(self) -> bool: ...

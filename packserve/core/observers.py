@@ -29,6 +29,20 @@ class ObserverFanout:
         for observer in self._observers:
             observer.queue_size_changed(model, version, pending)
 
+    # Response-cache events go to the observers that listen for them (statistics, Prometheus);
+    # the others need not know the cache exists.
+    def cache_hit(self, model: str, version: str, timing: RequestTiming) -> None:
+        for observer in self._observers:
+            hit = getattr(observer, "cache_hit", None)
+            if hit is not None:
+                hit(model, version, timing)
+
+    def cache_miss(self, model: str, version: str, lookup_ns: int) -> None:
+        for observer in self._observers:
+            miss = getattr(observer, "cache_miss", None)
+            if miss is not None:
+                miss(model, version, lookup_ns)
+
     def model_loaded(self, model: str, version: str, seconds: float) -> None:
         for observer in self._observers:
             observer.model_loaded(model, version, seconds)

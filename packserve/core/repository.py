@@ -202,10 +202,15 @@ class ModelRepository:
         entry.explicit = entry.explicit or explicit
         if entry.state != READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
+        # Those that went down with a model they call come back once all they call is ready.
+        ready = set(self.ready_specs())
         orphans = [
             other
             for other, e in self._entries.items()
-            if e.state == UNAVAILABLE and e.reason.startswith(_CALLEE_UNLOADED) and name in e.callees
+            if e.state == UNAVAILABLE
+            and e.reason.startswith(_CALLEE_UNLOADED)
+            and name in e.callees
+            and e.callees <= ready
         ]
         for other in orphans:
             await self._load_with(other, await self._read_config(other, None))
@@ -287,8 +292,16 @@ class ModelRepository:
             except OSError:
                 entry.loaded_mtime = 0.0
         await self._close_runtimes(old.values())
+        if loaded.spec.response_cache and not self._deps.response_cache:
+            # Triton serves such a model uncached without a word; say it.
+            log.warning(
+                "model '%s' enables response_cache but the server has no cache "
+                "(--cache-config local,size=BYTES): its responses are not cached",
+                name,
+            )
         for runtime in new_runtimes.values():
             self._deps.observer.model_loaded(name, runtime.version_str, runtime.load_seconds)
+            self._report_warmup(runtime)
             log.info("loaded model '%s' version %d in %.2fs", name, runtime.version, runtime.load_seconds)
 
     async def _build(self, loaded: LoadedConfig) -> dict[int, ModelRuntime]:
@@ -311,6 +324,16 @@ class ModelRepository:
             await self._close_runtimes(built.values())
             raise
         return built
+
+    def _report_warmup(self, runtime: ModelRuntime) -> None:
+        """Triton counts warmup in the statistics: each sample row as a request, each run as an
+        execution."""
+        observer, name = self._deps.observer, runtime.spec.name
+        for rows, timing in runtime.warmup_executions:
+            for _ in range(rows):
+                observer.request_finished(name, runtime.version_str, timing, None)
+            observer.execution_finished(name, runtime.version_str, rows, timing)
+        runtime.warmup_executions = []
 
     async def _close_runtimes(
         self, runtimes: Iterable[ModelRuntime], drain_timeout_s: float | None = None

@@ -25,7 +25,9 @@ from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.validation import RequestValidator
+from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
+from packserve.messages import RequestTiming
 from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class ModelRuntime:
     pool: InstancePool | None = None
     version_str: str = field(init=False)
     validator: RequestValidator = field(init=False)
+    # model_warmup executions, reported to the statistics once the version is loaded.
+    warmup_executions: list[tuple[int, RequestTiming]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.version_str = str(self.version)
@@ -73,6 +77,7 @@ class RuntimeDeps:
     clock: Clock
     max_pending: int
     inline_threshold_ns: int = 0  # see core/inline_policy.py
+    response_cache: bool = False  # the server has a response cache (--cache-config)
 
 
 def is_composite(spec: ModelSpec) -> bool:
@@ -103,6 +108,7 @@ class LoadedBackend:
     backend_model: BackendModel
     pool: InstancePool
     load_seconds: float
+    warmup: list[tuple[int, RequestTiming]] = field(default_factory=list)  # (rows, timing) each
 
 
 def load_backend_instances(
@@ -147,6 +153,8 @@ def load_backend_instances(
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
+        # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
+        warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
         for created in instances:
             created.close()
@@ -166,7 +174,7 @@ def load_backend_instances(
         inline_threshold_ns=0 if limits.execution_timeout_s else deps.inline_threshold_ns,
         execution_timeout_s=limits.execution_timeout_s,
     )
-    return LoadedBackend(backend_model, pool, time.perf_counter() - started)
+    return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
 
 
 # Queued work per instance, in batches, before a new request is refused (503) by default.
@@ -200,6 +208,8 @@ def backend_runtime(
     """The runtime of a loaded backend model, with its one scheduler. Call it on the event loop."""
     bound = admission_bound(spec, loaded.pool.size, deps.max_pending)
     scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, bound)
-    return ModelRuntime(
+    runtime = ModelRuntime(
         spec, config, version, scheduler, loaded.load_seconds, loaded.backend_model, loaded.pool
     )
+    runtime.warmup_executions = loaded.warmup
+    return runtime

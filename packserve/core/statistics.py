@@ -52,6 +52,8 @@ class _ModelCounters:
     compute_infer: _Duration = field(default_factory=_Duration)
     compute_output: _Duration = field(default_factory=_Duration)
     batches: dict[int, _BatchPhases] = field(default_factory=dict)
+    cache_hit: _Duration = field(default_factory=_Duration)
+    cache_miss: _Duration = field(default_factory=_Duration)
 
 
 def _wall_clock_ms() -> int:
@@ -100,6 +102,17 @@ class StatisticsCollector:
         phases.compute_output.add(timing.compute_output_ns)
         counters.last_inference_ms = self._wall_clock_ms()
 
+    def cache_hit(self, model: str, version: str, timing: RequestTiming) -> None:
+        """As Triton: a hit is a success and a queue entry, never an inference or execution."""
+        counters = self._counters(model, version)
+        counters.success.add(timing.total_ns)
+        counters.queue.add(0)
+        counters.cache_hit.add(timing.cache_ns)
+        counters.last_inference_ms = self._wall_clock_ms()
+
+    def cache_miss(self, model: str, version: str, lookup_ns: int) -> None:
+        self._counters(model, version).cache_miss.add(lookup_ns)
+
     def queue_size_changed(self, model: str, version: str, pending: int) -> None:
         """Not part of Triton's statistics (the Prometheus observer reports queue sizes)."""
 
@@ -137,6 +150,8 @@ class StatisticsCollector:
                 compute_input=counters.compute_input.freeze(),
                 compute_infer=counters.compute_infer.freeze(),
                 compute_output=counters.compute_output.freeze(),
+                cache_hit=counters.cache_hit.freeze(),
+                cache_miss=counters.cache_miss.freeze(),
             ),
             batch_stats=batch_stats,
         )

@@ -18,6 +18,8 @@ _TABLE: tuple[tuple[type[Exception], int, grpc.StatusCode], ...] = (
     (errors.UnavailableError, 503, grpc.StatusCode.UNAVAILABLE),
     # Triton 2.51 answers 404 for an unknown model or version (metadata, config, infer).
     (errors.NotFoundError, 404, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExistsError, 400, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.UnsupportedError, 400, grpc.StatusCode.UNIMPLEMENTED),
     (errors.InvalidArgumentError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelLoadError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelExecutionError, 500, grpc.StatusCode.INTERNAL),

@@ -113,6 +113,23 @@ LATENCY_BUCKETS_S = (
 )
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
+# Response cache, per model (exported only for models whose cache has been used, as in Triton).
+CACHE_NUM_HITS = MetricSpec(
+    "nv_cache_num_hits_per_model", MetricKind.COUNTER, "Number of cache hits per model", MODEL_LABELS,
+)
+CACHE_HIT_DURATION_US = MetricSpec(
+    "nv_cache_hit_duration_per_model", MetricKind.COUNTER,
+    "Total cache hit duration per model, in microseconds", MODEL_LABELS,
+)
+CACHE_NUM_MISSES = MetricSpec(
+    "nv_cache_num_misses_per_model", MetricKind.COUNTER, "Number of cache misses per model", MODEL_LABELS,
+)
+CACHE_MISS_DURATION_US = MetricSpec(
+    "nv_cache_miss_duration_per_model", MetricKind.COUNTER,
+    "Total cache miss (lookup and insertion) duration per model, in microseconds", MODEL_LABELS,
+)
+CACHE_METRICS = (CACHE_NUM_HITS, CACHE_HIT_DURATION_US, CACHE_NUM_MISSES, CACHE_MISS_DURATION_US)
+
 ALL_METRICS: tuple[MetricSpec, ...] = (
     REQUEST_SUCCESS, REQUEST_FAILURE, INFERENCE_COUNT, EXECUTION_COUNT, REQUEST_DURATION_US,
     QUEUE_DURATION_US, COMPUTE_INPUT_DURATION_US, COMPUTE_INFER_DURATION_US,

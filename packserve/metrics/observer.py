@@ -69,6 +69,11 @@ class _ModelSeries:
     load_seconds: float | None = None  # None until loaded, and again after unload
     latency: _Buckets = field(default_factory=lambda: _Buckets(names.LATENCY_BUCKETS_S))
     batch_size: _Buckets = field(default_factory=lambda: _Buckets(names.BATCH_SIZE_BUCKETS))
+    cache_used: bool = False  # the cache series are exported once the model's cache is used
+    cache_hits: int = 0
+    cache_hit_duration_us: int = 0
+    cache_misses: int = 0
+    cache_miss_duration_us: int = 0
 
 
 class PrometheusObserver(Collector):
@@ -105,6 +110,22 @@ class PrometheusObserver(Collector):
         series.execution_count += 1
         series.inference_count += batch_size
         series.batch_size.observe(batch_size)
+
+    def cache_hit(self, model: str, version: str, timing: RequestTiming) -> None:
+        """A response-cache hit: a successful request (as Triton counts it) and a cache hit."""
+        series = self._get(model, version)
+        series.success += 1
+        series.request_duration_us += timing.total_ns // _NS_PER_US
+        series.latency.observe(timing.total_ns / _NS_PER_S)
+        series.cache_used = True
+        series.cache_hits += 1
+        series.cache_hit_duration_us += timing.cache_ns // _NS_PER_US
+
+    def cache_miss(self, model: str, version: str, lookup_ns: int) -> None:
+        series = self._get(model, version)
+        series.cache_used = True
+        series.cache_misses += 1
+        series.cache_miss_duration_us += lookup_ns // _NS_PER_US
 
     def queue_size_changed(self, model: str, version: str, pending: int) -> None:
         self._get(model, version).pending = pending
@@ -159,6 +180,20 @@ class PrometheusObserver(Collector):
                 labels = {"model": model, "version": version, "reason": reason}
                 failures.add_sample(names.REQUEST_FAILURE.name, labels, count)
         yield failures
+        cache = (
+            (names.CACHE_NUM_HITS, "cache_hits"),
+            (names.CACHE_HIT_DURATION_US, "cache_hit_duration_us"),
+            (names.CACHE_NUM_MISSES, "cache_misses"),
+            (names.CACHE_MISS_DURATION_US, "cache_miss_duration_us"),
+        )
+        used = [(key, series) for key, series in snapshot if series.cache_used]
+        if used:
+            for spec, attribute in cache:
+                family = triton_counter(spec)
+                for (model, version), series in used:
+                    labels = {"model": model, "version": version}
+                    family.add_sample(spec.name, labels, getattr(series, attribute))
+                yield family
 
     @staticmethod
     def _gauges(snapshot: list[tuple[tuple[str, str], _ModelSeries]]) -> Iterator[Metric]:

@@ -16,6 +16,53 @@ from packserve.messages import InferRequest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "differential"))
 from parity_models import BLS_FILES, bls_test_image
 
+IDENTITY_CONFIG = """\
+name: "identity"
+backend: "python"
+max_batch_size: 0
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 8, 8 ] } ]
+output [ { name: "Y" data_type: TYPE_FP32 dims: [ 8, 8 ] } ]
+"""
+
+IDENTITY_MODEL = """\
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy())])
+                for r in requests]
+"""
+
+# Calls "identity" with its own input and answers 1 when what came back is the very same memory.
+BY_REFERENCE_CONFIG = """\
+name: "by_reference"
+backend: "python"
+max_batch_size: 0
+input [ { name: "CROP" data_type: TYPE_FP32 dims: [ 8, 8 ] } ]
+output [ { name: "SHARED" data_type: TYPE_BOOL dims: [ 1 ] } ]
+"""
+
+BY_REFERENCE_MODEL = """\
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            crop = pb_utils.get_input_tensor_by_name(request, "CROP")
+            answer = pb_utils.InferenceRequest(
+                model_name="identity", requested_output_names=["Y"],
+                inputs=[pb_utils.Tensor("X", crop.as_numpy())],
+            ).exec()
+            back = pb_utils.get_output_tensor_by_name(answer, "Y").as_numpy()
+            shared = np.array([np.shares_memory(back, crop.as_numpy())])
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SHARED", shared)]))
+        return responses
+"""
+
 SYNC_CALLER_CONFIG = """\
 name: "sync_caller"
 backend: "python"
@@ -65,6 +112,10 @@ async def engine(tmp_path: Path):
         **BLS_FILES,
         "sync_caller/config.pbtxt": SYNC_CALLER_CONFIG,
         "sync_caller/1/model.py": SYNC_CALLER_MODEL,
+        "identity/config.pbtxt": IDENTITY_CONFIG,
+        "identity/1/model.py": IDENTITY_MODEL,
+        "by_reference/config.pbtxt": BY_REFERENCE_CONFIG,
+        "by_reference/1/model.py": BY_REFERENCE_MODEL,
     }
     for relative, content in files.items():
         path = tmp_path / relative
@@ -104,6 +155,13 @@ async def test_callee_errors_reach_the_caller(engine: Engine) -> None:
         await engine.infer(InferRequest("sync_caller", {"CROP": crop}, parameters={"mode": "decoupled"}))
     # The server keeps serving.
     assert (await engine.infer(InferRequest("sync_caller", {"CROP": crop}))).outputs["SCORE"].shape == (1,)
+
+
+async def test_tensors_travel_by_reference(engine: Engine) -> None:
+    crop = np.ones((8, 8), np.float32)
+    response = await engine.infer(InferRequest("by_reference", {"CROP": crop}))
+    # The callee got the caller's array and its output came back without a copy.
+    assert response.outputs["SHARED"].tolist() == [True]
 
 
 def test_exec_outside_a_served_model_is_refused() -> None:

@@ -74,9 +74,16 @@ async def test_loading_an_ensemble_loads_its_steps_and_unload_follows_triton(tmp
         assert "'other' was unloaded" in {e.name: e for e in engine.repository_index()}["pipe"].reason
         await engine.load_model("other")
         assert states(engine)["pipe"] == "READY"
-        # unload_dependents leaves the steps someone loaded by name ("other" above).
+        # With two steps down, the ensemble comes back only when both are loaded again.
+        await engine.unload_model("double")
+        await engine.unload_model("other")
+        await engine.load_model("double")
+        assert states(engine)["pipe"] == "UNAVAILABLE"
+        await engine.load_model("other")
+        assert states(engine)["pipe"] == "READY"
+        # unload_dependents leaves the steps someone loaded by name (both, just above).
         await engine.unload_model("pipe", unload_dependents=True)
-        assert states(engine) == {"double": "UNAVAILABLE", "other": "READY", "pipe": "UNAVAILABLE"}
+        assert states(engine) == {"double": "READY", "other": "READY", "pipe": "UNAVAILABLE"}
     finally:
         await engine.shutdown()
 

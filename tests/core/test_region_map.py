@@ -144,3 +144,14 @@ def test_region_geometry() -> None:
     quad = np.array([[0, 0, 8, 0, 8, 2, 0, 2]], np.float32)
     widths, heights = region_sizes(quad)
     assert (widths[0], heights[0]) == (8, 2)
+
+
+async def test_explicit_load_of_a_region_map_loads_its_target(repository: Path) -> None:
+    engine = await Engine.start(EngineOptions(repository, "explicit", ()))
+    try:
+        await engine.load_model("regions")
+        assert engine.model_ready("regions") and engine.model_ready("mean")
+        await engine.unload_model("regions", unload_dependents=True)
+        assert not engine.model_ready("mean")
+    finally:
+        await engine.shutdown()

@@ -9,7 +9,7 @@ import pytest
 from core_fakes import make_spec
 
 from packserve.core.validation import RequestValidator, tensor_datatype, validate_request
-from packserve.errors import InvalidArgumentError
+from packserve.errors import InvalidArgumentError, ModelExecutionError
 from packserve.messages import InferRequest, RequestedOutput
 from packserve.model_spec import TensorSpec
 from packserve.types import DataType
@@ -166,3 +166,39 @@ def test_quick_path_for_a_model_without_batching() -> None:
     validator.validate(request(A=np.zeros((2, 3), np.uint8)))
     with pytest.raises(InvalidArgumentError, match=r"expected shape \[2,3\], got \[1,2,3\]"):
         validator.validate(request(A=np.zeros((1, 2, 3), np.uint8)))
+
+
+def _reshape_spec(max_batch_size: int) -> Any:
+    from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
+
+    return ModelSpec(
+        name="r",
+        platform="",
+        backend="python",
+        max_batch_size=max_batch_size,
+        inputs=(TensorSpec("IN", DataType.FP32, (16,), (4, 4)),),
+        outputs=(
+            TensorSpec("OUT", DataType.FP32, (4, 4), (16,)),
+            TensorSpec("S", DataType.FP32, (1,), ()),
+            TensorSpec("V", DataType.FP32, (-1, 2), (-1,)),
+        ),
+        dynamic_batching=None,
+        instance_groups=(),
+        version_policy=VersionPolicy(),
+        default_model_filename="model.py",
+    )
+
+
+def test_outputs_get_their_configured_dims_back_after_reshape() -> None:
+    from packserve.core.validation import RequestValidator
+
+    batching = RequestValidator(_reshape_spec(8))
+    outputs = {"OUT": np.zeros((2, 16), np.float32), "S": np.zeros(2, np.float32), "V": np.zeros((2, 6), np.float32)}
+    batching.restore_output_shapes(outputs)
+    assert {k: v.shape for k, v in outputs.items()} == {"OUT": (2, 4, 4), "S": (2, 1), "V": (2, 3, 2)}
+    plain = RequestValidator(_reshape_spec(0))
+    outputs = {"OUT": np.zeros(16, np.float32)}
+    plain.restore_output_shapes(outputs)
+    assert outputs["OUT"].shape == (4, 4)
+    with pytest.raises(ModelExecutionError, match="cannot reshape"):
+        batching.restore_output_shapes({"OUT": np.zeros((2, 15), np.float32)})

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from twin_repository import MODELS, build_twin_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_CONFIG = "local,size=1048576"
 TRITONSERVER = Path(
     os.environ.get("PACKSERVE_TRITONSERVER", REPO_ROOT / ".tools/tritonserver/bin/tritonserver")
 )
@@ -64,7 +65,8 @@ class Server:
         return f"http://{self.url}"
 
 
-def _wait_ready(server: Server, timeout_s: float = 60.0) -> None:
+def _wait_ready(server: Server, timeout_s: float = 180.0) -> None:
+    # Generous: Triton starts a stub process per python model, slow on a loaded machine.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -121,6 +123,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
             str(t_metrics),
             "--backend-directory",
             str(TRITONSERVER.parent.parent / "backends"),
+            # The local response cache, for models that enable it (both servers alike).
+            "--cache-config",
+            CACHE_CONFIG,
+            "--cache-directory",
+            str(TRITONSERVER.parent.parent / "caches"),
         ],
         t_http,
         work / "triton.log",
@@ -143,6 +150,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
             str(p_grpc),
             "--metrics-port",
             str(p_metrics),
+            "--cache-config",
+            CACHE_CONFIG,
         ],
         p_http,
         work / "packserve.log",

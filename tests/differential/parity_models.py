@@ -245,3 +245,57 @@ def bls_test_image() -> Any:
     image[16:24, 0:8] = 0.6
     image[24:32, 24:32] = 1.0
     return image
+
+
+# ---- model_warmup: a good sample before READY, a failing one fails the load ---------------------
+
+WARMUP_CONFIG = """\
+name: "{name}"
+backend: "python"
+max_batch_size: 4
+input [ {{ name: "X" data_type: TYPE_UINT8 dims: [ 4 ] }} ]
+output [ {{ name: "Y" data_type: TYPE_UINT8 dims: [ 4 ] }} ]
+model_warmup [
+  {{ name: "zeros" batch_size: 2 count: 2
+     inputs {{ key: "X" value: {{ data_type: TYPE_UINT8 dims: [ 4 ] zero_data: true }} }} }},
+  {{ name: "from_file" batch_size: 1
+     inputs {{ key: "X" value: {{ data_type: TYPE_UINT8 dims: [ 4 ] input_data_file: "{file}" }} }} }}
+]
+"""
+
+WARMUP_MODEL = """\
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+            if (x > 60).any():
+                # (An exception raised here hangs Triton 2.51's load: answer an error instead.)
+                error = pb_utils.TritonError("warmup_marker: value over 60")
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x)]))
+        return responses
+"""
+
+WARMUP_FILES = {
+    "warmup_good/config.pbtxt": WARMUP_CONFIG.format(name="warmup_good", file="small.bin"),
+    "warmup_good/1/model.py": WARMUP_MODEL,
+    "warmup_good/warmup/small.bin": "\x01\x02\x03\x04",
+    "warmup_bad/config.pbtxt": WARMUP_CONFIG.format(name="warmup_bad", file="big.bin"),
+    "warmup_bad/1/model.py": WARMUP_MODEL,
+    "warmup_bad/warmup/big.bin": "ABCD",
+}
+PARITY_FILES = {**PARITY_FILES, **WARMUP_FILES}
+
+# ---- response cache: a model with response_cache enabled (both servers run a local cache) -------
+
+CACHED_FILES = {
+    "cached_step/config.pbtxt": STEP_CONFIG.format(name="cached_step") + "response_cache { enable: true }\n",
+    "cached_step/1/model.py": STEP_MODEL,
+}
+PARITY_MODELS = (*PARITY_MODELS, "cached_step")
+PARITY_FILES = {**PARITY_FILES, **CACHED_FILES}

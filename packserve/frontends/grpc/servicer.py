@@ -2,8 +2,9 @@
 
 Every handler runs on the event loop (grpc.aio). Errors leave through one place, `_abort`, which maps
 them with the shared status table; an unexpected exception is logged and becomes INTERNAL, and the
-server keeps serving. Shared-memory, trace and log RPCs are left UNIMPLEMENTED (the server does not
-list those extensions).
+server keeps serving. System shared memory is served; CUDA shared memory answers an empty status
+and refuses registration (UNIMPLEMENTED) with the reason. Trace and log RPCs are left UNIMPLEMENTED
+(the server does not list those extensions).
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
-from packserve.errors import InvalidArgumentError, PackserveError
+from packserve.errors import InvalidArgumentError, PackserveError, UnsupportedError
 from packserve.frontends.grpc import codec, messages
 from packserve.frontends.status import grpc_status
 
 logger = logging.getLogger(__name__)
+
+CUDA_SHM_UNSUPPORTED = (
+    "CUDA shared memory is not supported by packserve: register system shared memory instead"
+)
 
 _CONFIG_OVERRIDE = "config"
 _FILE_PREFIX = "file:"
@@ -123,10 +128,47 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            response = await self._engine.infer(codec.decode_infer_request(request))
-            return codec.encode_infer_response(response)
+            return await self._infer(request)
         except Exception as error:
             await _abort(context, error)
+
+    async def _infer(self, request: Any) -> service_pb2.ModelInferResponse:
+        shm = self._engine.shared_memory
+        in_shm = codec.shm_outputs(request)
+        response = await self._engine.infer(codec.decode_infer_request(request, shm))
+        return codec.encode_infer_response(response, in_shm, shm)
+
+    # ---- system / CUDA shared memory ----------------------------------------------------------
+    async def SystemSharedMemoryStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            answer = service_pb2.SystemSharedMemoryStatusResponse()
+            for region in self._engine.shared_memory.status(request.name):
+                entry = answer.regions[region.name]
+                entry.name, entry.key = region.name, region.key
+                entry.offset, entry.byte_size = region.offset, region.byte_size
+            return answer
+        except Exception as error:
+            await _abort(context, error)
+
+    async def SystemSharedMemoryRegister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            self._engine.shared_memory.register(request.name, request.key, request.offset, request.byte_size)
+            return service_pb2.SystemSharedMemoryRegisterResponse()
+        except Exception as error:
+            await _abort(context, error)
+
+    async def SystemSharedMemoryUnregister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self._engine.shared_memory.unregister(request.name)
+        return service_pb2.SystemSharedMemoryUnregisterResponse()
+
+    async def CudaSharedMemoryStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.CudaSharedMemoryStatusResponse()  # none can be registered
+
+    async def CudaSharedMemoryRegister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await _abort(context, UnsupportedError(CUDA_SHM_UNSUPPORTED))
+
+    async def CudaSharedMemoryUnregister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.CudaSharedMemoryUnregisterResponse()
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -163,8 +205,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def _stream_answer(self, message: Any) -> service_pb2.ModelStreamInferResponse:
         try:
-            result = await self._engine.infer(codec.decode_infer_request(message))
-            response = codec.encode_infer_response(result)
+            response = await self._infer(message)
         except Exception as error:
             if not isinstance(error, PackserveError):
                 logger.exception("unexpected error in a gRPC stream request", exc_info=error)

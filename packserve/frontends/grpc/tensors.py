@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from packserve.core.wording import triton_request_prefix
 from packserve.errors import InvalidArgumentError, ModelExecutionError
 from packserve.types import DataType
 
@@ -88,15 +89,23 @@ def element_count(model: str, tensor: str, shape: tuple[int, ...]) -> int:
 
 
 def decode_raw(
-    model: str, tensor: str, datatype: WireType, shape: tuple[int, ...], count: int, raw: bytes
+    model: str,
+    tensor: str,
+    datatype: WireType,
+    shape: tuple[int, ...],
+    count: int,
+    raw: bytes,
+    request_id: str = "",
 ) -> np.ndarray:
     if datatype.is_bytes:
         return _decode_raw_bytes(model, tensor, shape, count, raw)
     expected = count * datatype.byte_size
     if len(raw) != expected:
+        # Triton's wording first (clients match on it), then what the shape needs.
         raise InvalidArgumentError(
-            f"{_where(model, tensor)}: raw_input_contents has {len(raw)} bytes, but shape {list(shape)} "
-            f"of {datatype.wire_name} needs {expected}"
+            f"{triton_request_prefix(request_id)} input byte size mismatch for input '{tensor}' for model "
+            f"'{model}'. Expected {expected}, got {len(raw)} ({_where(model, tensor)}: raw_input_contents "
+            f"has {len(raw)} bytes, but shape {list(shape)} of {datatype.wire_name} needs {expected})"
         )
     return np.frombuffer(raw, dtype=datatype.numpy).reshape(shape)
 

@@ -177,6 +177,8 @@ class HttpApp:
             if parts[2] == "ready":
                 return handlers.ready(engine)
             raise _NOT_FOUND
+        if section in ("systemsharedmemory", "cudasharedmemory"):
+            return await self._shared_memory(section == "cudasharedmemory", method, parts, headers, read_body)
         if section == "repository":
             if count == 3 and parts[2] == "index":
                 _expect(method, _POST)
@@ -188,6 +190,32 @@ class HttpApp:
                 if parts[4] == "load":
                     return await handlers.load_model(engine, parts[3], body)
                 return await handlers.unload_model(engine, parts[3], body)
+        raise _NOT_FOUND
+
+    async def _shared_memory(
+        self, cuda: bool, method: str, parts: list[str], headers: Headers, read_body: ReadBody
+    ) -> Reply:
+        """/v2/{system,cuda}sharedmemory/[region/NAME/]{status,register,unregister}."""
+        rest = parts[2:]
+        region = ""
+        if len(rest) == 3 and rest[0] == "region":
+            region, rest = rest[1], rest[2:]
+        if len(rest) != 1:
+            raise _NOT_FOUND
+        action = rest[0]
+        engine = self._engine
+        if action == "status":
+            _expect(method, _GET)
+            # No CUDA region can ever be registered: its status is the empty list, as in Triton.
+            return Reply(200, b"[]") if cuda else handlers.shm_status(engine, region)
+        _expect(method, _POST)
+        if action == "register" and region:
+            body, _ = await self._read(headers, read_body)
+            if cuda:
+                return handlers.cuda_shm_register(engine, region, body)
+            return handlers.shm_register(engine, region, body)
+        if action == "unregister":
+            return Reply(200) if cuda else handlers.shm_unregister(engine, region)
         raise _NOT_FOUND
 
     async def _read(self, headers: Headers, read_body: ReadBody) -> tuple[bytes, bytes | None]:

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from packserve.core.engine_api import EngineApi
-from packserve.errors import InvalidArgumentError, NotFoundError
-from packserve.frontends.http import infer_codec, json_views
+from packserve.errors import InvalidArgumentError, NotFoundError, UnsupportedError
+from packserve.frontends.http import infer_codec, json_views, raw_body
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
@@ -85,11 +85,11 @@ async def infer(
         metadata = engine.model_metadata(model, version)
         batching = int(engine.model_config_json(model, version).get("max_batch_size", 0)) > 0
         inputs = [(t.name, t.datatype.wire_name, list(t.shape)) for t in metadata.inputs]
-        header = infer_codec.raw_binary_header(model, inputs, len(body), batching)
+        header = raw_body.raw_binary_header(model, inputs, len(body), batching)
         body, header_length = header + body, str(len(header)).encode()
-    decoded = decoder.decode(model, version, body, header_length)
+    decoded = decoder.decode(model, version, body, header_length, engine.shared_memory)
     response = await engine.infer(decoded.request)
-    encoded = infer_codec.encode_infer(response, decoded)
+    encoded = infer_codec.encode_infer(response, decoded, engine.shared_memory)
     if encoded.header_length is None:
         return Reply(200, encoded.body)
     return Reply(200, encoded.body, OCTET_STREAM, encoded.header_length)
@@ -152,3 +152,45 @@ async def unload_model(engine: EngineApi, model: str, body: bytes) -> Reply:
         raise InvalidArgumentError(f"unload of '{model}': 'unload_dependents' must be a bool")
     await engine.unload_model(model, dependents)
     return _EMPTY_OK
+
+
+# ---- system / CUDA shared memory (Triton's shared-memory extension) ------------------------------
+
+
+def shm_status(engine: EngineApi, region: str) -> Reply:
+    return _json(
+        [
+            {"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size}
+            for r in engine.shared_memory.status(region)
+        ]
+    )
+
+
+def shm_register(engine: EngineApi, region: str, body: bytes) -> Reply:
+    document = _optional_object(body, "shared memory register")
+    key = document.get("key")
+    offset = document.get("offset", 0)
+    byte_size = document.get("byte_size")
+    if not isinstance(key, str):
+        raise InvalidArgumentError("shared memory register: 'key' must be a string")
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise InvalidArgumentError("shared memory register: 'offset' must be an integer")
+    if not isinstance(byte_size, int) or isinstance(byte_size, bool):
+        raise InvalidArgumentError("shared memory register: 'byte_size' must be an integer")
+    engine.shared_memory.register(region, key, offset, byte_size)
+    return _EMPTY_OK
+
+
+def shm_unregister(engine: EngineApi, region: str) -> Reply:
+    engine.shared_memory.unregister(region)
+    return _EMPTY_OK
+
+
+def cuda_shm_register(engine: EngineApi, region: str, body: bytes) -> Reply:
+    raise UnsupportedError(CUDA_SHM_UNSUPPORTED)
+
+
+CUDA_SHM_UNSUPPORTED = (
+    "CUDA shared memory is not supported by packserve: register system shared memory "
+    "(/v2/systemsharedmemory) instead"
+)

@@ -6,12 +6,13 @@ the request body; after `Engine.infer` takes it, this module never touches it ag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
+from packserve.core.shared_memory import SharedMemoryRegistry, ShmPlace, check_no_overlap
 from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX, triton_request_prefix
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.http import tensor_data
@@ -32,6 +33,8 @@ class DecodedInfer:
     # Output name -> send as binary? None means "every output", with `binary_default` deciding.
     binary_outputs: dict[str, bool]
     binary_default: bool
+    # Output name -> where it goes in system shared memory.
+    shm_outputs: dict[str, ShmPlace] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,15 @@ class _BinaryInput:
 
 
 @dataclass(frozen=True, slots=True)
+class _ShmInput:
+    name: str
+    datatype: DataType
+    shape: tuple[int, ...]
+    count: int
+    place: ShmPlace
+
+
+@dataclass(frozen=True, slots=True)
 class _RequestPlan:
     """What an infer request's JSON header says, already checked. Requests that send the same
     header bytes (the common case: a client sending same-shaped tensors) share one plan; only the
@@ -53,6 +65,8 @@ class _RequestPlan:
 
     binary_inputs: tuple[_BinaryInput, ...]
     json_inputs: dict[str, Any]  # tensors given as JSON `data`: a plan with any is used once
+    shm_inputs: tuple[_ShmInput, ...]  # read from shared memory at every decode
+    shm_outputs: dict[str, ShmPlace]
     input_order: tuple[str, ...]
     binary_size: int
     outputs: tuple[RequestedOutput, ...] | None
@@ -63,7 +77,9 @@ class _RequestPlan:
     timeout_us: int
     parameters: dict[str, Any]
 
-    def decode(self, model: str, version: str, body: bytes, header_end: int) -> DecodedInfer:
+    def decode(
+        self, model: str, version: str, body: bytes, header_end: int, shm: SharedMemoryRegistry | None
+    ) -> DecodedInfer:
         tensors: dict[str, Any] = {}
         for entry in self.binary_inputs:
             start = header_end + entry.offset
@@ -77,7 +93,16 @@ class _RequestPlan:
             if entry.datatype is DataType.BOOL:
                 tensor_data.check_bool_bytes(entry.name, array)
             tensors[entry.name] = array.reshape(entry.shape)
-        if self.json_inputs:
+        if self.shm_inputs:
+            if shm is None:
+                raise InvalidArgumentError("shared memory is not available on this endpoint")
+            for shm_input in self.shm_inputs:
+                place = shm_input.place
+                raw = shm.read(place.region, place.offset, place.byte_size)
+                tensors[shm_input.name] = tensor_data.tensor_from_bytes(
+                    shm_input.name, shm_input.datatype, shm_input.shape, shm_input.count, raw
+                )
+        if self.json_inputs or self.shm_inputs:
             tensors.update(self.json_inputs)
             tensors = {name: tensors[name] for name in self.input_order}
         request = InferRequest(
@@ -90,7 +115,7 @@ class _RequestPlan:
             timeout_us=self.timeout_us,
             parameters=dict(self.parameters) if self.parameters else {},
         )
-        return DecodedInfer(request, self.binary_outputs, self.binary_default)
+        return DecodedInfer(request, self.binary_outputs, self.binary_default, self.shm_outputs)
 
 
 # Headers up to this size have their plans kept (512 of them: at most 2 MiB).
@@ -107,11 +132,18 @@ class InferDecoder:
         self._max_plans = max_plans
         self._plans: dict[bytes, _RequestPlan] = {}
 
-    def decode(self, model: str, version: str, body: bytes, header_length: bytes | None) -> DecodedInfer:
+    def decode(
+        self,
+        model: str,
+        version: str,
+        body: bytes,
+        header_length: bytes | None,
+        shm: SharedMemoryRegistry | None = None,
+    ) -> DecodedInfer:
         header_end = len(body) if header_length is None else _header_length(header_length, len(body))
         if header_length is None or header_end > _CACHED_HEADER_BYTES:
             # All JSON (no binary part to reuse a plan for), or a header too big to keep.
-            return _plan(model, body, header_end, self._limits).decode(model, version, body, header_end)
+            return _plan(model, body, header_end, self._limits).decode(model, version, body, header_end, shm)
         key = body[:header_end]
         plan = self._plans.get(key)
         if plan is None or header_end + plan.binary_size != len(body):
@@ -121,7 +153,7 @@ class InferDecoder:
                 if len(self._plans) >= self._max_plans:
                     del self._plans[next(iter(self._plans))]  # the oldest
                 self._plans[key] = plan
-        return plan.decode(model, version, body, header_end)
+        return plan.decode(model, version, body, header_end, shm)
 
 
 def _plan(model: str, body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:
@@ -139,13 +171,15 @@ def _plan(model: str, body: bytes, json_end: int, limits: HttpLimits) -> _Reques
     if not isinstance(request_id, str):
         raise InvalidArgumentError("'id' must be a string")
 
-    binary_inputs, json_inputs, order, binary_size = _decode_inputs(
+    binary_inputs, json_inputs, shm_inputs, order, binary_size = _decode_inputs(
         header.get("inputs"), len(body) - json_end, limits, f"{triton_request_prefix(request_id)} ", model
     )
-    outputs, binary_outputs = _decode_outputs(header.get("outputs"), binary_default)
+    outputs, binary_outputs, shm_outputs = _decode_outputs(header.get("outputs"), binary_default)
     return _RequestPlan(
         binary_inputs=binary_inputs,
         json_inputs=json_inputs,
+        shm_inputs=shm_inputs,
+        shm_outputs=shm_outputs,
         input_order=order,
         binary_size=binary_size,
         outputs=outputs,
@@ -227,7 +261,7 @@ def _non_negative_int(value: Any, name: str) -> int:
 
 def _decode_inputs(
     raw: Any, binary_available: int, limits: HttpLimits, prefix: str, model: str
-) -> tuple[tuple[_BinaryInput, ...], dict[str, Any], tuple[str, ...], int]:
+) -> tuple[tuple[_BinaryInput, ...], dict[str, Any], tuple[_ShmInput, ...], tuple[str, ...], int]:
     """The inputs of a header: binary ones as where-to-find-them, JSON ones as tensors; their
     names in order; the binary bytes they take, which must be all of the `binary_available`."""
     if not isinstance(raw, list):
@@ -238,6 +272,7 @@ def _decode_inputs(
         )
     binary: list[_BinaryInput] = []
     from_json: dict[str, Any] = {}
+    from_shm: list[_ShmInput] = []
     names: list[str] = []
     offset = 0
     for entry in raw:
@@ -252,8 +287,13 @@ def _decode_inputs(
         datatype = _datatype(name, entry.get("datatype"))
         shape, count = tensor_data.element_count(name, entry.get("shape"), limits.max_elements_per_tensor)
         params = _parameters(entry.get("parameters"), f"input '{name}'")
-        if params and not _SHARED_MEMORY.isdisjoint(params):
-            raise InvalidArgumentError(f"input '{name}': shared memory is not supported by this server")
+        place = _shm_place(params, f"input '{name}'")
+        if place is not None:
+            if "data" in entry or "binary_data_size" in params:
+                raise InvalidArgumentError(f"input '{name}' is in shared memory and also has data")
+            tensor_data.check_binary_size(name, datatype, shape, count, place.byte_size, prefix, model)
+            from_shm.append(_ShmInput(name, datatype, shape, count, place))
+            continue
         size = params.get("binary_data_size")
         if size is not None:
             if "data" in entry:
@@ -279,7 +319,23 @@ def _decode_inputs(
         raise InvalidArgumentError(
             f"{binary_available - offset} bytes of binary data follow the inputs' binary_data_size total"
         )
-    return tuple(binary), from_json, tuple(names), offset
+    return tuple(binary), from_json, tuple(from_shm), tuple(names), offset
+
+
+def _shm_place(params: dict[str, Any], where: str) -> ShmPlace | None:
+    """Where a tensor is in shared memory, or None when its parameters name no region."""
+    if not params or _SHARED_MEMORY.isdisjoint(params):
+        return None
+    region = params.get("shared_memory_region")
+    if not isinstance(region, str) or not region:
+        raise InvalidArgumentError(f"{where}: 'shared_memory_region' must be a non-empty string")
+    if "shared_memory_byte_size" not in params:
+        raise InvalidArgumentError(
+            f"{where}: 'shared_memory_byte_size' is required with 'shared_memory_region'"
+        )
+    size = _non_negative_int(params["shared_memory_byte_size"], "shared_memory_byte_size")
+    offset = _non_negative_int(params.get("shared_memory_offset", 0), "shared_memory_offset")
+    return ShmPlace(region, offset, size)
 
 
 def _datatype(name: str, raw: Any) -> DataType:
@@ -291,52 +347,27 @@ def _datatype(name: str, raw: Any) -> DataType:
 
 def _decode_outputs(
     raw: Any, binary_default: bool
-) -> tuple[tuple[RequestedOutput, ...] | None, dict[str, bool]]:
+) -> tuple[tuple[RequestedOutput, ...] | None, dict[str, bool], dict[str, ShmPlace]]:
     if raw is None:
-        return None, {}
+        return None, {}, {}
     if not isinstance(raw, list):
         raise InvalidArgumentError("'outputs' must be a list")
     outputs: list[RequestedOutput] = []
     binary: dict[str, bool] = {}
+    in_shm: dict[str, ShmPlace] = {}
     for entry in raw:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise InvalidArgumentError("each entry of 'outputs' must be an object with a string 'name'")
         name = entry["name"]
         params = _parameters(entry.get("parameters"), f"output '{name}'")
-        if params and not _SHARED_MEMORY.isdisjoint(params):
-            raise InvalidArgumentError(f"output '{name}': shared memory is not supported by this server")
+        place = _shm_place(params, f"output '{name}'")
+        if place is not None:
+            in_shm[name] = place
         class_count = _non_negative_int(params.get("classification", 0), "classification")
         binary[name] = _flag(params.get("binary_data", binary_default), "binary_data")
         outputs.append(RequestedOutput(name=name, class_count=class_count))
-    return tuple(outputs), binary
-
-
-def raw_binary_header(
-    model: str, inputs: list[tuple[str, str, list[int]]], body_size: int, batching: bool
-) -> bytes:
-    """The JSON header a raw binary request (Inference-Header-Content-Length: 0) stands for: the
-    whole body is the model's one input, shaped as its config says (batch 1 for a batching
-    model), and every output comes back binary, as Triton documents. `inputs`: (name, datatype,
-    metadata shape) of each model input."""
-    if len(inputs) != 1:
-        raise InvalidArgumentError(
-            f"raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one "
-            f"input; model '{model}' has {len(inputs)}"
-        )
-    name, datatype, shape = inputs[0]
-    # The metadata shape starts with -1 for a batching model: a raw request is one row.
-    shape = [1, *shape[1:]] if batching else list(shape)
-    if -1 in shape:
-        raise InvalidArgumentError(
-            f"raw binary request to model '{model}': input '{name}' has a variable shape "
-            f"{shape}; send a JSON header that gives its shape"
-        )
-    entry = {"name": name, "datatype": datatype, "shape": shape}
-    header = {
-        "inputs": [{**entry, "parameters": {"binary_data_size": body_size}}],
-        "parameters": {_BINARY_OUTPUT: True},
-    }
-    return orjson.dumps(header)
+    check_no_overlap([(n, p.region, p.offset, p.byte_size) for n, p in in_shm.items()])
+    return tuple(outputs), binary, in_shm
 
 
 # ---------------------------------------------------------------------------------------- encode
@@ -352,8 +383,11 @@ class EncodedResponse:
     header_length: int | None  # set when binary data follows the JSON header
 
 
-def encode_infer(response: InferResponse, decoded: DecodedInfer) -> EncodedResponse:
+def encode_infer(
+    response: InferResponse, decoded: DecodedInfer, shm: SharedMemoryRegistry | None = None
+) -> EncodedResponse:
     outputs_json: list[dict[str, Any]] = []
+    shm_outputs = decoded.shm_outputs
     binary_parts: list[Any] = []
     binary_outputs = decoded.binary_outputs
     binary_default = decoded.binary_default
@@ -363,6 +397,13 @@ def encode_infer(response: InferResponse, decoded: DecodedInfer) -> EncodedRespo
         if wire_name is None:  # BYTES, or a dtype the protocol has no name for (KeyError: a 500)
             wire_name = tensor_data.WIRE_NAME[DataType.from_numpy(array.dtype)]
         entry: dict[str, Any] = {"name": name, "datatype": wire_name, "shape": list(array.shape)}
+        place = shm_outputs.get(name) if shm_outputs else None
+        if place is not None and shm is not None:
+            # As Triton: the data goes to the region, the response says only name, type, shape.
+            payload = tensor_data.tensor_bytes(array)
+            shm.write(place.region, place.offset, place.byte_size, payload, f"output '{name}'")
+            outputs_json.append(entry)
+            continue
         as_binary = binary_outputs.get(name, binary_default)
         if wire_name == "BYTES":
             elements = tensor_data.bytes_elements(array)

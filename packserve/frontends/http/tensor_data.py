@@ -262,3 +262,22 @@ def json_bytes_data(elements: list[bytes]) -> list[str] | None:
         return [element.decode("utf-8") for element in elements]
     except UnicodeDecodeError:
         return None
+
+
+def tensor_from_bytes(
+    input_name: str, datatype: DataType, shape: tuple[int, ...], count: int, raw: bytes
+) -> np.ndarray:
+    """A tensor from its wire bytes (shared memory, whose size was checked against the shape)."""
+    if datatype is DataType.BYTES:
+        return bytes_from_binary(input_name, shape, count, memoryview(raw))
+    array = np.frombuffer(raw, dtype=little_endian(datatype), count=count)
+    if datatype is DataType.BOOL:
+        check_bool_bytes(input_name, array)
+    return array.reshape(shape)
+
+
+def tensor_bytes(array: np.ndarray) -> Any:
+    """An output's wire bytes: BYTES elements length-prefixed, anything else its raw buffer."""
+    if array.dtype == np.object_ or array.dtype.kind in ("S", "U"):
+        return serialize_bytes(bytes_elements(array))
+    return np.ascontiguousarray(array).data.cast("B")

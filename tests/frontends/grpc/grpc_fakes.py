@@ -22,6 +22,7 @@ from tritonclient.grpc import model_config_pb2
 
 from packserve import errors
 from packserve.core.observer import InferenceObserver
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import (
     BatchStats,
     DurationStat,
@@ -85,6 +86,7 @@ def _models() -> dict[str, FakeModel]:
 class FakeEngine:
     def __init__(self) -> None:
         self.models = _models()
+        self.shared_memory = SharedMemoryRegistry()
         self.observers: list[InferenceObserver] = []
         self.last_request: InferRequest | None = None
         self.unload_calls: list[tuple[str, bool]] = []

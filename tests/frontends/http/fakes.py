@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from packserve.core.observer import InferenceObserver
+from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import (
     BatchStats,
     DurationStat,
@@ -47,6 +48,7 @@ SIMPLE_OUTPUTS = (
 class FakeEngine:
     def __init__(self) -> None:
         self.ready = True
+        self.shared_memory = SharedMemoryRegistry()
         self.loaded = {"simple": True, "echo": True, "broken": False}
         self.load_calls: list[tuple[str, str | None, dict[str, bytes] | None]] = []
         self.unload_calls: list[tuple[str, bool]] = []

@@ -103,7 +103,10 @@ JSON_CASES = {
         orjson.dumps({"inputs": [], "outputs": [{"name": "Y", "parameters": {"classification": "3"}}]}),
         "classification",
     ),
-    "shared memory input": (_json_input(parameters={"shared_memory_region": "r"}), "shared memory"),
+    "shared memory input without size": (
+        _json_input(parameters={"shared_memory_region": "r"}),
+        "'shared_memory_byte_size' is required",
+    ),
     "deep data": (_json_input(shape=[1], data=_nest(40)), "nested"),
     "deep unknown field": (orjson.dumps({"inputs": [], "extra": _nest(40)}), "nested"),
     "orjson depth limit": (b"[" * 5000 + b"]" * 5000, "parse"),
