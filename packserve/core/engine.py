@@ -42,7 +42,6 @@ from packserve.errors import (
     UnavailableError,
 )
 from packserve.messages import InferRequest, InferResponse, Tensor
-from packserve.model_config_json import config_to_json
 from packserve.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -182,9 +181,6 @@ class Engine:
 
     def model_config(self, name: str, version: str = "") -> ModelConfig:
         return self.repository.runtime(name, version).config
-
-    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
-        return config_to_json(self.model_config(name, version))
 
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         if name:

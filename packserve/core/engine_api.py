@@ -6,9 +6,8 @@ Every method runs on the event loop. Errors are `packserve.errors` types, never 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from packserve.core.observer import InferenceObserver
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
 from packserve.messages import InferRequest, InferResponse
@@ -41,10 +40,6 @@ class EngineApi(Protocol):
         """The normalized protobuf config of a ready model."""
         ...
 
-    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
-        """The config in Triton's JSON form: proto field names, defaults filled, int64 as numbers."""
-        ...
-
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """All ready models' statistics when name is ""; NotFoundError for an unknown model."""
         ...
@@ -63,8 +58,6 @@ class EngineApi(Protocol):
     async def infer(self, request: InferRequest) -> InferResponse:
         """Validate, admit, schedule and run one request. Raises a PackserveError subtype."""
         ...
-
-    def add_observer(self, observer: InferenceObserver) -> None: ...
 
     async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         """Stop admitting, finish what is in flight (up to the timeout), unload everything."""

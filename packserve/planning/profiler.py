@@ -33,6 +33,7 @@ from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import ModelStatistics
 from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
 from packserve.messages import InferRequest
+from packserve.model_config_json import config_to_json
 from packserve.model_spec import REGION_MAP_PLATFORM
 from packserve.planning.config_patch import patched_config_json
 from packserve.planning.inputs import make_inputs
@@ -209,7 +210,7 @@ async def _profile_model(
     on_point: ProgressCallback | None,
 ) -> ModelProfile:
     spec = engine.model_spec(name)
-    original = engine.model_config_json(name)
+    original = config_to_json(engine.model_config(name))
     sizes = _sizes(options.batch_sizes, spec.max_batch_size)
     points: list[ProfilePoint] = []
     served: ServedPoint | None = None
