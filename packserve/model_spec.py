@@ -100,6 +100,11 @@ class ModelSpec:
     response_cache: bool = False  # config `response_cache { enable: true }`
 
     @property
+    def batching(self) -> bool:
+        """Requests carry a leading batch dimension (config max_batch_size > 0)."""
+        return self.max_batch_size > 0
+
+    @property
     def is_ensemble(self) -> bool:
         return self.platform == ENSEMBLE_PLATFORM
 

@@ -188,7 +188,7 @@ def configured_tensors(context: ModelContext, role: str) -> list[ConfiguredTenso
 def check_config_against(context: ModelContext, graph: GraphSignature) -> None:
     """Load-time check: every config tensor exists in the graph with the same type and shape."""
     name = context.spec.name
-    batching = context.spec.max_batch_size > 0
+    batching = context.spec.batching
     inputs = configured_tensors(context, "input")
     check_tensors(name, "input", inputs, graph.inputs, batching)
     check_tensors(name, "output", configured_tensors(context, "output"), graph.outputs, batching)
@@ -284,7 +284,7 @@ class OnnxRuntimeInstance(BackendInstance):
         self._context = context
         self._session = session
         self._spec = context.spec
-        self._batching = context.spec.max_batch_size > 0
+        self._batching = context.spec.batching
         self._bytes_inputs = {t.name for t in context.spec.inputs if t.datatype is DataType.BYTES}
 
     @property

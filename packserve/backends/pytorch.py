@@ -150,7 +150,7 @@ class TorchModel(BackendModel):
         spec = self.context.spec
         if any(-1 in (t.reshape or t.dims) for t in spec.inputs):
             return None
-        batch = (spec.max_batch_size,) if spec.max_batch_size > 0 else ()
+        batch = (spec.max_batch_size,) if spec.batching else ()
         by_name = {t.name: t for t in spec.inputs}
         order = tensor_positions(spec.inputs, _argument_names(module))
         arguments = [
@@ -190,7 +190,7 @@ class TorchInstance(BackendInstance):
         self._on_gpu = self._device.type == "cuda"
         # Each GPU instance gets its own stream so instances overlap on the device.
         self._stream = torch.cuda.Stream(device=self._device) if self._on_gpu else None
-        self._batching = context.spec.max_batch_size > 0
+        self._batching = context.spec.batching
         self._input_order = tensor_positions(context.spec.inputs, _argument_names(module))
         self._output_order = tensor_positions(context.spec.outputs)
 

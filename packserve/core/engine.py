@@ -165,7 +165,7 @@ class Engine:
     def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
         runtime = self.repository.runtime(name, version)
         spec = runtime.spec
-        batch = (-1,) if spec.max_batch_size > 0 else ()
+        batch = (-1,) if spec.batching else ()
         entry = self.repository.entry(name)
         versions = (runtime.version_str,) if version else tuple(str(v) for v in sorted(entry.runtimes))
         return ModelMetadata(
@@ -298,7 +298,7 @@ class Engine:
             if wanted.class_count > 0:
                 out_spec = spec.output(wanted.name)
                 labels = out_spec.labels if out_spec is not None else ()
-                tensor = classify(_to_host(tensor), wanted.class_count, labels, spec.max_batch_size > 0)
+                tensor = classify(_to_host(tensor), wanted.class_count, labels, spec.batching)
             shaped[wanted.name] = tensor
         return shaped
 

@@ -73,7 +73,7 @@ class EnsembleScheduler(CompositeScheduler):
         end = self._clock.now_ns()
         timing.compute_input_end_ns = timing.compute_start_ns
         timing.compute_infer_end_ns = timing.compute_end_ns = end
-        timing.batch_size = request.batch_size(self._spec.max_batch_size > 0)
+        timing.batch_size = request.batch_size(self._spec.batching)
         return {name: tensors[name] for name in wanted}
 
     async def _run_step(

@@ -167,7 +167,7 @@ def load_backend_instances(
     pool = InstancePool(
         spec.name,
         instances,
-        batching=spec.max_batch_size > 0,
+        batching=spec.batching,
         names=names,
         clock=deps.clock,
         # A batch with a deadline never runs on the event loop: a hung model would stop it.

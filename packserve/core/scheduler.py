@@ -47,6 +47,6 @@ def create_scheduler(
     clock: Clock | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
 ) -> Scheduler:
-    if spec.dynamic_batching is not None and spec.max_batch_size > 0:
+    if spec.dynamic_batching is not None and spec.batching:
         return DynamicBatchScheduler(spec, version, pool, observer, clock, max_pending)
     return DirectScheduler(spec, version, pool, observer, clock, max_pending)

@@ -45,7 +45,7 @@ class SchedulerBase(abc.ABC):
         self._observer = observer
         self._clock = clock or MONOTONIC_CLOCK
         self._max_pending = max_pending
-        self._batching = spec.max_batch_size > 0
+        self._batching = spec.batching
         self._pending = 0  # waiting + executing
         self._closing = False
         self._drained: asyncio.Future[None] | None = None

@@ -29,7 +29,7 @@ class DynamicBatchScheduler(SchedulerBase):
         max_pending: int,
     ) -> None:
         super().__init__(spec, version, pool, observer, clock, max_pending)
-        if spec.dynamic_batching is None or spec.max_batch_size <= 0:
+        if spec.dynamic_batching is None or not spec.batching:
             raise ValueError(f"model '{spec.name}' has no dynamic batching to schedule")
         self._policy: BatchingPolicy = spec.dynamic_batching
         self._max_batch_size = spec.max_batch_size

@@ -181,7 +181,7 @@ async def _traced_samples(engine: Engine, names: list[str], jpeg: bytes | None) 
     for name in names:
         spec = engine.model_spec(name)
         if spec.is_ensemble:
-            inputs = make_inputs(engine.model_metadata(name), 1, spec.max_batch_size > 0, jpeg=jpeg)
+            inputs = make_inputs(engine.model_metadata(name), 1, spec.batching, jpeg=jpeg)
             samples[name] = inputs
             for model, traced in (await trace_ensemble_inputs(engine, name, inputs)).items():
                 samples.setdefault(model, traced)
@@ -221,7 +221,7 @@ async def _profile_model(
             points.append(await _measure(engine, name, batch, 1, options, 0, samples))
             _report(on_point, name, batch, 1)
         if spec.is_ensemble and options.served_requests > 0:
-            inputs = samples.get(name) or make_inputs(engine.model_metadata(name), 1, spec.max_batch_size > 0)
+            inputs = samples.get(name) or make_inputs(engine.model_metadata(name), 1, spec.batching)
             # As many requests in flight as cores: every core busy, the condition the planner
             # charges each model's CPU at, so the two are comparable.
             served = await measure_served(
@@ -283,7 +283,7 @@ async def _drive(
 ) -> list[float]:
     """Closed loop: `concurrency` clients each send the next request when the last one returns."""
     spec = engine.model_spec(name)
-    batching = spec.max_batch_size > 0
+    batching = spec.batching
     sample = samples.get(name)
     inputs = (
         batch_of(sample, batch, batching)

@@ -359,7 +359,7 @@ def parse_plan(spec: ModelSpec) -> ImagePlan:
     return ImagePlan(
         model=model,
         mode=mode,
-        batching=spec.max_batch_size > 0,
+        batching=spec.batching,
         input_name=_decode_input(model, spec) if mode == "decode" else "",
         decode=DecodeOptions(
             max_pixels=_int(model, "max_pixels", keys.get("max_pixels", str(DEFAULT_MAX_PIXELS)), 1, 1 << 40),
