@@ -20,7 +20,7 @@ from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
-from packserve.core.observers import ObserverFanout
+from packserve.core.observer_fanout import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.response_cache import ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
