@@ -10,9 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 # A tensor is a numpy array on the host, or a torch tensor (possibly in GPU memory) on the GPU path.
 # BYTES tensors are numpy object arrays whose elements are `bytes`.
 Tensor = Any
+
+
+def to_host(tensor: Tensor) -> np.ndarray:
+    """`tensor` as a host numpy array: numpy as is, a torch tensor (possibly in GPU memory) detached
+    and copied to the host, anything else through `np.asarray`. The one conversion every layer uses;
+    what cannot be converted raises (TypeError / RuntimeError / AttributeError from numpy or torch),
+    and the caller decides whose error that is."""
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    if hasattr(tensor, "cpu"):  # torch, or a tensor-like with the same .cpu().numpy() pair
+        if hasattr(tensor, "detach"):
+            tensor = tensor.detach()
+        return np.asarray(tensor.cpu().numpy())
+    return np.asarray(tensor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from packserve.backends.onnx_signature import (
     signature_from_session,
 )
 from packserve.errors import ConfigError, InvalidArgumentError, ModelExecutionError, ModelLoadError
-from packserve.messages import InferRequest, Tensor
+from packserve.messages import InferRequest, Tensor, to_host
 from packserve.types import DataType
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ class OnnxRuntimeInstance(BackendInstance):
         gathered = gather_inputs(group, _concat_rows)
         feeds = {}
         for name, tensor in gathered.items():
-            array = _host_array(tensor)
+            array = to_host(tensor)
             feeds[name] = self._text_array(name, array) if name in self._bytes_inputs else array
         return feeds
 
@@ -347,15 +347,7 @@ class OnnxRuntimeInstance(BackendInstance):
 
 
 def _concat_rows(parts: list[Tensor]) -> np.ndarray:
-    return np.concatenate([_host_array(part) for part in parts], axis=0)
-
-
-def _host_array(tensor: Tensor) -> np.ndarray:
-    if isinstance(tensor, np.ndarray):
-        return tensor
-    if hasattr(tensor, "detach"):  # a torch tensor from the GPU pipeline
-        return tensor.detach().cpu().numpy()
-    return np.asarray(tensor)
+    return np.concatenate([to_host(part) for part in parts], axis=0)
 
 
 def _bytes_array(array: np.ndarray) -> np.ndarray:

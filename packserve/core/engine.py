@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from packserve import SERVER_NAME, __version__
 from packserve.core.classification import classify
@@ -41,7 +41,7 @@ from packserve.errors import (
     ServerShuttingDownError,
     UnavailableError,
 )
-from packserve.messages import InferRequest, InferResponse, Tensor
+from packserve.messages import InferRequest, InferResponse, Tensor, to_host
 from packserve.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ class Engine:
             if wanted.class_count > 0:
                 out_spec = spec.output(wanted.name)
                 labels = out_spec.labels if out_spec is not None else ()
-                tensor = classify(_to_host(tensor), wanted.class_count, labels, spec.batching)
+                tensor = classify(to_host(tensor), wanted.class_count, labels, spec.batching)
             shaped[wanted.name] = tensor
         return shaped
 
@@ -353,7 +353,3 @@ class Engine:
             await self.repository.load_all(changed)
 
 
-def _to_host(tensor: Tensor) -> Any:
-    if hasattr(tensor, "detach") and hasattr(tensor, "cpu"):
-        return tensor.detach().cpu().numpy()
-    return tensor
