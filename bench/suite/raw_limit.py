@@ -67,7 +67,7 @@ def composite_reason(spec: ModelSpec) -> str | None:
 
 def measure_raw_limit(repository: Path, model: str, options: RawOptions) -> RawLimit:
     """Rows/s of `model` at every batch size 1..max_batch_size (1 for a model that does not batch)."""
-    loaded = load_model_config(repository / model)
+    loaded = load_model_config(repository / model, backends=load_backend)
     spec = loaded.spec
     reason = composite_reason(spec)
     if reason is not None:

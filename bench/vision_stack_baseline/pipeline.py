@@ -54,12 +54,12 @@ class NullTimer(ExecutionTimer):
 
 
 def load_specs(repository: Path, names: Sequence[str]) -> dict[str, ModelSpec]:
-    return {name: load_model_config(repository / name).spec for name in names}
+    return {name: load_model_config(repository / name, backends=load_backend).spec for name in names}
 
 
 def ensemble_models(repository: Path, ensemble: str) -> tuple[ModelSpec, dict[str, ModelSpec]]:
     """The ensemble's spec and the specs of every model it calls, region-map targets included."""
-    top = load_model_config(repository / ensemble).spec
+    top = load_model_config(repository / ensemble, backends=load_backend).spec
     specs = load_specs(repository, [step.model_name for step in top.ensemble_steps])
     targets = [RegionMapParams.from_spec(s).model for s in specs.values() if is_region_map(s)]
     specs |= load_specs(repository, [t for t in targets if t not in specs])
@@ -87,7 +87,7 @@ def load_backends(repository: Path, specs: Mapping[str, ModelSpec]) -> dict[str,
     for name, spec in specs.items():
         if spec.is_ensemble or is_region_map(spec):
             continue
-        loaded_config = load_model_config(repository / name)
+        loaded_config = load_model_config(repository / name, backends=load_backend)
         version = loaded_config.versions[-1]
         context = ModelContext(
             spec=spec,
@@ -185,6 +185,8 @@ class PipelineExecutor:
         params = RegionMapParams.from_spec(spec)
         target = self._specs[params.model]
         crops = [_crops(spec, params, request) for request in requests]
+        if len({c.shape[1:] for c in crops if len(c)}) > 1:  # keep-ratio crops of differing widths
+            return [self._region_map(spec, [request], wanted)[0] for request in requests]
         counts = [len(c) for c in crops]
         target_wanted = [params.output_map[name] for name in wanted]
         gathered: dict[str, list[np.ndarray]] = {name: [] for name in wanted}

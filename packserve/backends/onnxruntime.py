@@ -301,21 +301,30 @@ class OnnxRuntimeInstance(BackendInstance):
         )
 
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
-        # Requests whose non-batch dims differ (variable dims) cannot share one run.
+        # Requests whose non-batch dims differ (variable dims) cannot share one run: one run per
+        # distinct row shape (e.g. text-line crops bucketed by width); results keep request order.
         if self._batching and same_row_shapes(requests):
-            groups = [list(requests)]
+            groups = [list(range(len(requests)))]
+        elif self._batching:
+            by_shape: dict[tuple[tuple[str, tuple[int, ...]], ...], list[int]] = {}
+            for index, request in enumerate(requests):
+                key = tuple((name, tuple(t.shape[1:])) for name, t in request.inputs.items())
+                by_shape.setdefault(key, []).append(index)
+            groups = list(by_shape.values())
         else:
-            groups = [[request] for request in requests]
-        feeds = [self._feeds(group) for group in groups]
+            groups = [[index] for index in range(len(requests))]
+        members = [[requests[i] for i in group] for group in groups]
+        feeds = [self._feeds(group) for group in members]
         timer.inputs_ready()
-        results = [self._run(group, feed) for group, feed in zip(groups, feeds, strict=True)]
+        results = [self._run(group, feed) for group, feed in zip(members, feeds, strict=True)]
         timer.infer_done()
-        batch: BatchResult = []
-        for group, (names, outputs) in zip(groups, results, strict=True):
+        batch: BatchResult = [{} for _ in requests]
+        for indices, group, (names, outputs) in zip(groups, members, results, strict=True):
             rows = request_rows(group, self._batching)
             pieces = {name: split_rows(array, rows) for name, array in zip(names, outputs, strict=True)}
-            for index, request in enumerate(group):
-                batch.append({name: pieces[name][index] for name in output_names_for(request, self._spec)})
+            for position, (index, request) in enumerate(zip(indices, group, strict=True)):
+                wanted = output_names_for(request, self._spec)
+                batch[index] = {name: pieces[name][position] for name in wanted}
         return batch
 
     def _feeds(self, group: list[InferRequest]) -> dict[str, np.ndarray]:

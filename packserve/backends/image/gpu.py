@@ -44,7 +44,13 @@ if TYPE_CHECKING:
 
     from packserve.messages import InferRequest, Tensor
 
-TORCH_MODES = {"nearest": "nearest", "linear": "bilinear", "cubic": "bicubic", "area": "area"}
+TORCH_MODES = {
+    "nearest": "nearest",
+    "linear": "bilinear",
+    "linear_antialias": "bilinear",
+    "cubic": "bicubic",
+    "area": "area",
+}
 TORCH_DTYPES = {"FP32": "float32", "FP16": "float16", "UINT8": "uint8"}
 
 
@@ -76,7 +82,8 @@ def render_torch(
     if tuple(pixels.shape[-2:]) != size:
         mode = TORCH_MODES[pipeline.interpolation]
         corners = False if mode in ("bilinear", "bicubic") else None
-        pixels = F.interpolate(pixels, size=size, mode=mode, align_corners=corners)
+        antialias = pipeline.interpolation == "linear_antialias"
+        pixels = F.interpolate(pixels, size=size, mode=mode, align_corners=corners, antialias=antialias)
         pixels = pixels.round_().clamp_(0, 255)
     canvas = torch.full(
         (3, transform.canvas_height, transform.canvas_width), float(pipeline.pad_value), device=image.device
@@ -146,6 +153,18 @@ class GpuImageInstance(BackendInstance):
             import torch
         except ImportError as exc:
             raise ModelLoadError(f"image model '{plan.model}': KIND_GPU instances need torch: {exc}") from exc
+        lanczos = [p.name for p in plan.pipelines if p.interpolation == "lanczos"]
+        if lanczos:  # torch has no Lanczos kernel; a bicubic stand-in would differ silently
+            raise ModelLoadError(
+                f"image model '{plan.model}': interpolation 'lanczos' (outputs {lanczos}) runs on "
+                f"KIND_CPU instances only; use 'cubic' on the GPU or a KIND_CPU instance group"
+            )
+        reencoded = [p.name for p in plan.pipelines if p.jpeg_quality]
+        if reencoded:
+            raise ModelLoadError(
+                f"image model '{plan.model}': jpeg_quality (outputs {reencoded}) runs on KIND_CPU "
+                f"instances only"
+            )
         self.plan = plan
         self.device = torch.device(device)
         self._cuda = self.device.type == "cuda"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from packserve.model_spec import ModelSpec, TensorSpec
 
 DECODE_OPS = ("letterbox", "resize", "center_crop", "shorter_side", "decoded")
-INTERPOLATIONS = ("nearest", "linear", "cubic", "area")
+INTERPOLATIONS = ("nearest", "linear", "linear_antialias", "cubic", "area", "lanczos")
 OUTPUT_DTYPES = (DataType.FP32, DataType.FP16, DataType.UINT8)
 GLOBAL_KEYS = (
     "mode",
@@ -34,6 +34,9 @@ GLOBAL_KEYS = (
     "boxes_input",
     "image_meta_input",
     "image_color",
+    "alpha_background",
+    "min_size",
+    "max_aspect_ratio",
 )
 OUTPUT_KEYS = (
     "op",
@@ -44,6 +47,10 @@ OUTPUT_KEYS = (
     "align",
     "resize_shorter",
     "shorter",
+    "allow_upscale",
+    "max_upscale",
+    "stretch",
+    "jpeg_quality",
     "scale",
     "mean",
     "std",
@@ -58,6 +65,10 @@ class DecodeOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     exif_orientation: bool = True
     dct_scaling: bool = True
+    # Pixel value (0..255) transparent pixels are composited onto; None drops the alpha channel.
+    alpha_background: int | None = 255
+    min_size: int = 1  # smallest width and height accepted, in pixels
+    max_aspect_ratio: float = 0.0  # largest longer/shorter side ratio accepted; 0: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,9 @@ class Pipeline:
     center: bool  # letterbox: center the image (else top-left)
     resize_shorter: int  # center_crop only
     shorter: int  # shorter_side only
+    max_upscale: float  # letterbox / shorter_side: the largest enlargement allowed (inf: any)
+    stretch: bool  # center_crop: resize to resize_shorter x resize_shorter (aspect not kept) first
+    jpeg_quality: int  # 0: off; else the canvas takes a JPEG round trip at this quality
     normalization: Normalization | None  # None: raw 0..255 pixels (UINT8)
     meta_name: str | None  # "<name>_meta" when the config declares it
 
@@ -233,6 +247,7 @@ def _pipeline(
             )
         shorter = _int(model, key("shorter"), keys["shorter"], 1, 1 << 16)
     default_shorter = str(round(min(width, height) / DEFAULT_CROP_RATIO))
+    max_upscale = _max_upscale(model, name, op, keys)
     return Pipeline(
         name=name,
         op=op,
@@ -252,9 +267,56 @@ def _pipeline(
             model, key("resize_shorter"), keys.get("resize_shorter", default_shorter), 1, 1 << 16
         ),
         shorter=shorter,
+        max_upscale=max_upscale,
+        stretch=_stretch(model, name, op, keys),
+        jpeg_quality=_int(model, key("jpeg_quality"), keys.get("jpeg_quality", "0"), 0, 100),
         normalization=normalization,
         meta_name=None,
     )
+
+
+def _max_upscale(model: str, name: str, op: str, keys: Mapping[str, str]) -> float:
+    """`allow_upscale: false` is `max_upscale: 1`; both only mean something where the op may
+    enlarge the image to fit its canvas (letterbox, shorter_side)."""
+    given = [k for k in ("allow_upscale", "max_upscale") if k in keys]
+    if not given:
+        return float("inf")
+    if op not in ("letterbox", "shorter_side"):
+        raise ConfigError(
+            f"image model '{model}': parameter '{name}.{given[0]}' applies to letterbox and "
+            f"shorter_side only, output '{name}' is {op}"
+        )
+    if len(given) == 2:
+        raise ConfigError(
+            f"image model '{model}': give '{name}.allow_upscale' or '{name}.max_upscale', not both"
+        )
+    if given[0] == "allow_upscale":
+        return float("inf") if _bool(model, f"{name}.allow_upscale", keys["allow_upscale"]) else 1.0
+    limit = _number(model, f"{name}.max_upscale", keys["max_upscale"])
+    if limit < 1.0:
+        raise _bad(model, f"{name}.max_upscale", "a number >= 1 (1: never enlarge)", keys["max_upscale"])
+    return limit
+
+
+def _stretch(model: str, name: str, op: str, keys: Mapping[str, str]) -> bool:
+    if "stretch" not in keys:
+        return False
+    if op != "center_crop":
+        raise ConfigError(f"image model '{model}': parameter '{name}.stretch' applies to center_crop only")
+    return _bool(model, f"{name}.stretch", keys["stretch"])
+
+
+def _aspect(model: str, value: str) -> float:
+    ratio = _number(model, "max_aspect_ratio", value)
+    if ratio != 0 and ratio < 1:
+        raise _bad(model, "max_aspect_ratio", "0 (any) or a number >= 1", value)
+    return ratio
+
+
+def _alpha_background(model: str, value: str) -> int | None:
+    if value.strip().lower() == "none":
+        return None
+    return _int(model, "alpha_background", value, 0, 255)
 
 
 def _split_parameters(model: str, spec: ModelSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -365,6 +427,9 @@ def parse_plan(spec: ModelSpec) -> ImagePlan:
             max_pixels=_int(model, "max_pixels", keys.get("max_pixels", str(DEFAULT_MAX_PIXELS)), 1, 1 << 40),
             exif_orientation=_bool(model, "exif_orientation", keys.get("exif_orientation", "true")),
             dct_scaling=_bool(model, "dct_scaling", keys.get("dct_scaling", "true")),
+            alpha_background=_alpha_background(model, keys.get("alpha_background", "255")),
+            min_size=_int(model, "min_size", keys.get("min_size", "1"), 1, 1 << 16),
+            max_aspect_ratio=_aspect(model, keys.get("max_aspect_ratio", "0")),
         ),
         pipelines=tuple(pipelines.values()),
         crop=_crop_inputs(model, spec, keys) if mode == "crop_boxes" else None,

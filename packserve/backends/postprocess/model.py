@@ -25,7 +25,7 @@ from packserve.backends.base import (
 from packserve.backends.postprocess.classify import ClassifyOp, L2NormalizeOp
 from packserve.backends.postprocess.detection import PriorBoxDecodeOp, RelativePointsOp, YoloDecodeOp
 from packserve.backends.postprocess.op import OpContext, PostprocessOp
-from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp
+from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp, TextFilterOp
 from packserve.errors import ConfigError, ModelExecutionError, PackserveError
 from packserve.messages import InferRequest, Tensor, to_host
 
@@ -40,6 +40,7 @@ OPS: dict[str, type[PostprocessOp]] = {
         DbTextBoxesOp,
         TextAngleFixOp,
         CtcDecodeOp,
+        TextFilterOp,
     )
 }
 

@@ -56,7 +56,8 @@ class DbTextBoxesOp(PostprocessOp):
 
     Parameters: thresh (0.3), box_thresh (0.5), unclip_ratio (1.6), max_candidates (1000),
     min_size (3), dilate ("true"), vertical_ratio (1.5: taller lines are rotated to read
-    horizontally, as PP-OCR does)."""
+    horizontally, as PP-OCR does), min_original_size (0: off; rapidocr drops boxes whose side is
+    <= 3 px in the original image, which removes specks of an upscaled thumbnail)."""
 
     name = "db_text_boxes"
     inputs = ("PROB_MAP",)
@@ -72,6 +73,7 @@ class DbTextBoxesOp(PostprocessOp):
         self.min_size = context.number("min_size", 3)
         self.dilate = context.flag("dilate", True)
         self.vertical_ratio = context.number("vertical_ratio", 1.5)
+        self.min_original_size = context.number("min_original_size", 0)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         where = f"model '{self.context.model}' input 'PROB_MAP'"
@@ -99,6 +101,14 @@ class DbTextBoxesOp(PostprocessOp):
             return {"QUADS": np.zeros((0, 8), np.float32), "SCORES": np.zeros((0,), np.float32)}
         corners = transform.points_to_original(np.stack(quads).reshape(-1, 8)).reshape(-1, 4, 2)
         corners = np.stack([self.upright(quad) for quad in corners])
+        if self.min_original_size > 0:
+            widths = np.linalg.norm(corners[:, 0] - corners[:, 1], axis=1)
+            heights = np.linalg.norm(corners[:, 0] - corners[:, 3], axis=1)
+            sides = np.stack([widths, heights])
+            big = np.all(np.floor(sides) > self.min_original_size, axis=0)
+            corners, scores = corners[big], [score for score, keep in zip(scores, big, strict=True) if keep]
+            if not len(corners):
+                return {"QUADS": np.zeros((0, 8), np.float32), "SCORES": np.zeros((0,), np.float32)}
         order = np.lexsort((corners[:, 0, 0], np.round(corners[:, 0, 1] / 10)))
         return {
             "QUADS": corners[order].reshape(-1, 8).astype(np.float32),
@@ -180,7 +190,7 @@ class CtcDecodeOp(PostprocessOp):
                 f"gives {len(self.symbols)} (blank + characters)"
             )
         lead = probs.shape[:-2]
-        flat = probs.reshape(-1, *probs.shape[-2:])
+        flat = probs.reshape(int(np.prod(lead)), *probs.shape[-2:])  # explicit: N may be 0
         best = np.argmax(flat, axis=2)
         best_prob = np.max(flat, axis=2)
         changed = np.ones_like(best, dtype=bool)
@@ -194,3 +204,29 @@ class CtcDecodeOp(PostprocessOp):
             if indices.size:
                 confidences[row] = float(np.mean(best_prob[row][kept[row]]))
         return {"TEXT": texts.reshape(lead), "CONFIDENCES": confidences.reshape(lead)}
+
+
+class TextFilterOp(PostprocessOp):
+    """TEXT [N] (BYTES), SCORES [N], QUADS [N,8] -> the same three keeping only the lines whose
+    recognition score is at least `min_score` (0.5, rapidocr's text_score): an upside-down or
+    non-text region reads as low-confidence garbage, which the reference pipeline drops."""
+
+    name = "text_filter"
+    inputs = ("TEXT", "SCORES", "QUADS")
+    outputs = ("TEXT", "SCORES", "QUADS")
+
+    def __init__(self, context: OpContext) -> None:
+        super().__init__(context)
+        self.min_score = context.number("min_score", 0.5)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = self.require(inputs, "TEXT").reshape(-1)
+        scores = self.require(inputs, "SCORES").reshape(-1).astype(np.float32)
+        quads = self.require(inputs, "QUADS", (8,)).reshape(-1, 8).astype(np.float32)
+        if not len(texts) == len(scores) == len(quads):
+            raise InvalidArgumentError(
+                f"model '{self.context.model}': {len(texts)} TEXT, {len(scores)} SCORES and "
+                f"{len(quads)} QUADS rows differ"
+            )
+        keep = scores >= self.min_score
+        return {"TEXT": texts[keep], "SCORES": scores[keep], "QUADS": quads[keep]}

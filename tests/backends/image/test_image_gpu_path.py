@@ -41,6 +41,8 @@ def test_orientation_matches_cpu(orientation: int) -> None:
         ("resize", (3, 100, 120), {"interpolation": "cubic"}),
         ("center_crop", (3, 128, 128), {}),
         ("shorter_side", (3, 512, 512), {"shorter": "400"}),
+        ("center_crop", (3, 64, 64), {"interpolation": "linear_antialias", "stretch": "true"}),
+        ("letterbox", (3, 96, 96), {"interpolation": "linear_antialias", "allow_upscale": "false"}),
         ("letterbox", (160, 160, 3), {"layout": "NHWC", "color": "BGR", "mean": "0.4,0.5,0.6", "std": "0.2"}),
     ],
 )

@@ -1,0 +1,40 @@
+"""Fixtures of the vision conformance suite: one live `packserve serve` with the demo
+`vision_stack` repository per module, and the reference packages (skipped when not installed:
+scripts/install_conformance_refs.sh installs them)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
+
+from e2e_server import LiveServer, start_live_server
+
+from packserve.demo.build import build_vision_stack
+from packserve.errors import NotFoundError
+
+
+@pytest.fixture(scope="session")
+def vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    try:
+        repository = build_vision_stack(tmp_path_factory.mktemp("vision-stack"), progress=False)
+    except NotFoundError as missing:  # the weights packages are an optional install
+        pytest.skip(f"demo weights not installed: {missing}")
+    server = start_live_server(repository, tmp_path_factory.mktemp("server-logs"))
+    yield server
+    code = server.terminate()
+    assert code == 0, server.log()[-4000:]
+
+
+@pytest.fixture(scope="session")
+def references_available() -> None:
+    try:
+        from conformance_refs import engines
+
+        engines()
+    except ImportError as missing:
+        pytest.skip(f"reference packages not importable ({missing}); run scripts/install_conformance_refs.sh")
