@@ -3,8 +3,8 @@
 The packed repository runs in-process (the engine `packserve serve` runs); requests go through
 the `pack` ensemble and their outputs are turned into host arrays by the front ends' helper
 `packserve.messages.to_host`, as a reply is. torch's profiler records every CUDA memcpy;
-device-to-host ones are
-counted per request and set against the ensemble's final outputs (seven score vectors): more
+device-to-host ones are counted per request and set against the ensemble's final outputs (seven
+score vectors): more
 would mean an intermediate tensor left the GPU. Host-to-device copies (the JPEG bytes into
 nvjpeg) are counted too. On CPU torch there are no device copies: the dry run runs the same
 requests under the profiler and reports zero.
