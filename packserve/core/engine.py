@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 from packserve import SERVER_NAME, __version__
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observer_fanout import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.response_cache import ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
+from packserve.core.scheduler import DEFAULT_MAX_PENDING
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.views import (
@@ -70,8 +72,8 @@ class EngineOptions:
     model_control_mode: str = "none"  # Triton's --model-control-mode
     load_models: tuple[str, ...] = ()  # explicit mode: models to load at startup ("*" = all)
     poll_interval_s: float = 15.0  # poll mode: how often the repository is rescanned
-    max_pending_per_model: int = 4096  # admission bound when a model's config sets none
-    drain_timeout_s: float = 30.0
+    max_pending_per_model: int = DEFAULT_MAX_PENDING  # admission bound when a model's config sets none
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
@@ -306,7 +308,7 @@ class Engine:
         self._observers.add(observer)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+    async def shutdown(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> bool:
         """Refuse new requests, wait up to `drain_timeout_s` in all for those in flight, unload every
         model (batches still executing at the deadline are interrupted: isolated workers are
         killed). True when everything in flight finished in time."""

@@ -12,6 +12,9 @@ from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
 from packserve.messages import InferRequest, InferResponse
 
+# How long requests in flight get to finish when the server or a model goes down, unless told.
+DEFAULT_DRAIN_TIMEOUT_S = 30.0
+
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
@@ -59,6 +62,6 @@ class EngineApi(Protocol):
         """Validate, admit, schedule and run one request. Raises a PackserveError subtype."""
         ...
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+    async def shutdown(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> bool:
         """Stop admitting, finish what is in flight (up to the timeout), unload everything."""
         ...

@@ -17,6 +17,7 @@ from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import LoadedConfig, load_model_config
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.region_map import validate_region_map
 from packserve.core.runtime import (
     ModelRuntime,
@@ -73,7 +74,9 @@ def model_dir_mtime(model_dir: Path) -> float:
 
 
 class ModelRepository:
-    def __init__(self, root: Path, deps: RuntimeDeps, drain_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, root: Path, deps: RuntimeDeps, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    ) -> None:
         self.root = root
         self._deps = deps
         self._drain_timeout_s = drain_timeout_s
