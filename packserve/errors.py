@@ -83,6 +83,13 @@ class ConfigError(ModelLoadError):
     """A model configuration is unparsable or invalid."""
 
 
+class TraceSettingRefusedError(PackserveError):
+    """A trace setting that cannot change at run time, e.g. the trace file (HTTP 501 as in Triton,
+    gRPC UNIMPLEMENTED)."""
+
+    reason = "REJECTED"
+
+
 class AlreadyExistsError(InvalidArgumentError):
     """Registering a name that is already registered (HTTP 400, gRPC ALREADY_EXISTS)."""
 

@@ -87,6 +87,12 @@ class InferRequest:
     timeout_us: int = 0  # 0 = the model's default queue timeout
     parameters: dict[str, Any] = field(default_factory=dict)
     timing: RequestTiming = field(default_factory=RequestTiming)
+    # When the outermost request was admitted (an ensemble's or region map's, for their steps);
+    # 0 = this request's own received_ns. The CPU slot budget serves older requests first.
+    origin_ns: int = 0
+
+    def admitted_ns(self) -> int:
+        return self.origin_ns or self.timing.received_ns
 
     def batch_size(self, batching: bool) -> int:
         """Rows this request adds to a batch: its first dimension for batching models, else 1."""

@@ -52,7 +52,7 @@ def _fix_message(document: dict[str, Any], descriptor: Descriptor) -> dict[str, 
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             fixed[field.name] = {key: _fix_value(value_field, item) for key, item in value.items()}
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif _is_repeated(field):
             fixed[field.name] = [_fix_value(field, item) for item in value]
         else:
             fixed[field.name] = _fix_value(field, value)
@@ -70,6 +70,14 @@ def _fix_value(field: FieldDescriptor, value: Any) -> Any:
 def _is_map(field: FieldDescriptor) -> bool:
     return (
         field.type == FieldDescriptor.TYPE_MESSAGE
-        and field.label == FieldDescriptor.LABEL_REPEATED
+        and _is_repeated(field)
         and field.message_type.GetOptions().map_entry
     )
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    # protobuf >= 6 has is_repeated and deprecates label; protobuf 4 has only label.
+    is_repeated = getattr(field, "is_repeated", None)
+    if is_repeated is not None:
+        return bool(is_repeated() if callable(is_repeated) else is_repeated)
+    return bool(field.label == FieldDescriptor.LABEL_REPEATED)

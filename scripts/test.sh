@@ -7,3 +7,5 @@ echo "== ruff"; .venv/bin/ruff check packserve tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== import layering"; .venv/bin/lint-imports
 echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The full run (no arguments) also installs and tests on the oldest and newest supported Python.
+if [ "$#" -eq 0 ]; then echo "== other Pythons"; bash scripts/test_pythons.sh; fi

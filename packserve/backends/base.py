@@ -109,6 +109,11 @@ class BackendInstance(abc.ABC):
         """Make a running `execute` return as soon as it can (unload under a hung model).
         Any thread may call it."""
 
+    def cpu_cores(self, rows: int) -> int:
+        """How many cores one execution of `rows` rows keeps busy at once (its threads): what it
+        takes from the CPU execution-slot budget. One unless the instance computes on a pool."""
+        return 1
+
     def close(self) -> None:  # noqa: B027 - most instances hold nothing of their own
         """Release what this instance holds."""
 

@@ -8,6 +8,7 @@ loader thread; `execute` runs on the instance's worker thread.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,6 +287,8 @@ class OnnxRuntimeInstance(BackendInstance):
         self._spec = context.spec
         self._batching = context.spec.batching
         self._bytes_inputs = {t.name for t in context.spec.inputs if t.datatype is DataType.BYTES}
+        # 0 intra-op threads is ONNX Runtime's "one per core".
+        self._cores = session.get_session_options().intra_op_num_threads or (os.cpu_count() or 1)
 
     @property
     def session(self) -> Any:
@@ -299,6 +302,9 @@ class OnnxRuntimeInstance(BackendInstance):
             list(self._session.get_providers()) == ["CPUExecutionProvider"]
             and self._session.get_session_options().intra_op_num_threads == 1
         )
+
+    def cpu_cores(self, rows: int) -> int:
+        return self._cores
 
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         # Requests whose non-batch dims differ (variable dims) cannot share one run: one run per

@@ -131,4 +131,6 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_command)
+    from packserve.cli.extras import needs_extra
+
+    app.command("demo")(needs_extra("demo", "demo")(demo_command))

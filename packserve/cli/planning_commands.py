@@ -16,11 +16,13 @@ from packserve.errors import PackserveError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("profile")(profile)
-    app.command("plan")(plan)
+    from packserve.cli.extras import needs_extra
+
+    app.command("profile")(needs_extra("planning", "profile")(profile))
+    app.command("plan")(needs_extra("planning", "plan")(plan))
     deploy = typer.Typer(help="Write deployment manifests for a plan.", no_args_is_help=True)
-    deploy.command("k8s")(deploy_k8s)
-    deploy.command("apply-patch", hidden=True)(apply_patch)
+    deploy.command("k8s")(needs_extra("planning", "deploy k8s")(deploy_k8s))
+    deploy.command("apply-patch", hidden=True)(needs_extra("planning", "deploy apply-patch")(apply_patch))
     app.add_typer(deploy, name="deploy")
 
 

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from packserve.cli import hygiene
+from packserve.cli import hygiene, triton_flags
+from packserve.cli.log_setup import configure_logging
 from packserve.cli.serve_shutdown import (
     LOCAL_HOST,
     Addresses,
@@ -20,7 +21,10 @@ from packserve.cli.serve_shutdown import (
     StopSignals,
     drain_and_stop,
 )
+from packserve.cli.trace_flags import trace_settings
+from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
+from packserve.core.observer import InferenceObserver
 from packserve.core.response_cache import parse_cache_config
 from packserve.core.views import IndexEntry
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
@@ -33,6 +37,7 @@ from packserve.frontends.http import (
 )
 from packserve.frontends.restrictions import Restrictions
 from packserve.metrics import MetricsServer, PrometheusObserver
+from packserve.metrics.summaries import LatencySummaries
 
 log = logging.getLogger("packserve")
 _CONN = ConnectionLimits()  # defaults of the connection flags
@@ -51,6 +56,9 @@ class ServeOptions:
     console: bool = True  # the web console at /console on the HTTP port
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     http_restrictions: Restrictions = field(default_factory=Restrictions)
+    listeners: triton_flags.Listeners = field(default_factory=triton_flags.Listeners)
+    exit_on_error: bool = False  # Triton's --exit-on-error: a model that fails at startup stops it
+    summary_quantiles: tuple[float, ...] = ()  # --metrics-config summary_latencies=true: these quantiles
 
 
 def print_model_table(index: list[IndexEntry], console: Console) -> None:
@@ -70,9 +78,18 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     console = console or Console(stderr=True, soft_wrap=True)
     open_files = raise_open_file_limit()  # before anything opens sockets or models
     log.debug("open-file limit %d", open_files)
-    at, timing = options.addresses, options.shutdown
-    metrics = MetricsServer(at.metrics_host, options.metrics_port)
-    engine = await Engine.start(options.engine, observers=[PrometheusObserver(metrics.registry)])
+    at, timing, allowed = options.addresses, options.shutdown, options.listeners
+    metrics = MetricsServer(
+        at.metrics_host,
+        options.metrics_port,
+        cpu_metrics=allowed.cpu_metrics,
+        gpu_metrics=allowed.gpu_metrics,
+        interval_ms=allowed.metrics_interval_ms,
+    )
+    observers: list[InferenceObserver] = [PrometheusObserver(metrics.registry)]
+    if options.summary_quantiles:
+        observers.append(LatencySummaries(metrics.registry, options.summary_quantiles))
+    engine = await Engine.start(options.engine, observers=observers)
     console_assets = ConsoleAssets(options.engine.model_control_mode) if options.console else None
     http = HttpServer(
         engine,
@@ -86,12 +103,22 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     )
     grpc_server = GrpcServer(engine, at.grpc_host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
+    failed = [e for e in engine.repository_index() if e.state != "READY" and e.reason != "unloaded"]
+    if options.exit_on_error and failed:
+        names = ", ".join(sorted({e.name for e in failed}))
+        console.print(f"[red]packserve: failed to load all models ({names}); --exit-on-error is true[/red]")
+        await engine.shutdown(0)
+        raise SystemExit(1)
     signals = StopSignals(asyncio.get_running_loop())
-    listeners = (
-        ("metrics", at.metrics_host, options.metrics_port, metrics.start),
-        ("gRPC", at.grpc_host, options.grpc_port, grpc_server.start),
-        ("HTTP", at.http_host, options.http_port, http.start),
-    )
+    listeners = [
+        (what, host, port, start)
+        for what, host, port, start, on in (
+            ("metrics", at.metrics_host, options.metrics_port, metrics.start, allowed.metrics),
+            ("gRPC", at.grpc_host, options.grpc_port, grpc_server.start, allowed.grpc),
+            ("HTTP", at.http_host, options.http_port, http.start, allowed.http),
+        )
+        if on
+    ]
     try:
         for what, host, port, start in listeners:
             try:
@@ -104,24 +131,40 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         await asyncio.gather(http.stop(0), grpc_server.stop(0), metrics.stop())
         await engine.shutdown(0)
         raise SystemExit(1) from None
-    console.print(
-        f"packserve: HTTP on {at.http_host}:{http.port}, gRPC on {at.grpc_host}:{grpc_server.port}, "
-        f"metrics on {at.metrics_host}:{metrics.port}"
+    listening = ", ".join(
+        f"{what} on {host}:{port}"
+        for what, host, port, on in (
+            ("HTTP", at.http_host, http.port, allowed.http),
+            ("gRPC", at.grpc_host, grpc_server.port, allowed.grpc),
+            ("metrics", at.metrics_host, metrics.port, allowed.metrics),
+        )
+        if on
     )
-    if console_assets is not None:
+    console.print(f"packserve: {listening}")
+    log.info("listening: %s", listening)
+    if console_assets is not None and allowed.http:
         console.print(f"packserve: web console at http://{at.http_host}:{http.port}/console/")
     await signals.first.wait()
     await drain_and_stop(engine, http, grpc_server, metrics, timing, signals, console)
     console.print("packserve: stopped")
 
 
+_PORT = {"min": 0, "max": 65535}  # out of range is refused, never wrapped onto another port
+_BOOL = {"metavar": "BOOL"}  # Triton's booleans take a value: --allow-http=false
+
+
 def serve_command(
     model_repository: Annotated[
-        Path, typer.Option("--model-repository", help="Triton-format model repository")
+        list[Path],
+        typer.Option(
+            "--model-repository",
+            "--model-store",
+            help="Triton-format model repository; repeat to serve several (model names must be unique)",
+        ),
     ],
-    http_port: Annotated[int, typer.Option("--http-port")] = 8000,
-    grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
-    metrics_port: Annotated[int, typer.Option("--metrics-port")] = 8002,
+    http_port: Annotated[int, typer.Option("--http-port", **_PORT)] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", **_PORT)] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", **_PORT)] = 8002,
     host: Annotated[
         str,
         typer.Option(
@@ -171,6 +214,15 @@ def serve_command(
             help="CPU models whose batches cost less run them on the event loop (0 = never)",
         ),
     ] = EngineOptions.inline_execution_us,
+    cpu_execution_slots: Annotated[
+        int,
+        typer.Option(
+            "--cpu-execution-slots",
+            min=-1,
+            help="batches computing on the CPU at once, all CPU models together; oldest requests "
+            "first (-1 = one per core, 0 = no limit)",
+        ),
+    ] = EngineOptions.cpu_execution_slots,
     max_memory: Annotated[
         str | None,
         typer.Option(
@@ -179,7 +231,6 @@ def serve_command(
             "is above this (e.g. 6GiB); default: no limit",
         ),
     ] = None,
-    log_verbose: Annotated[bool, typer.Option("--log-verbose")] = False,
     cache_config: Annotated[
         str | None, typer.Option("--cache-config", help="response cache: local,size=BYTES (Triton's)")
     ] = None,
@@ -193,31 +244,78 @@ def serve_command(
     http_header_timeout: hygiene.HeaderTimeout = _CONN.header_timeout_s,
     http_body_timeout: hygiene.BodyTimeout = _CONN.body_timeout_s,
     http_keep_alive_timeout: hygiene.KeepAliveTimeout = _CONN.keep_alive_timeout_s,
+    # ---- tritonserver's flags of the same name and meaning (docs/triton-flags.md) ----
+    server_id: Annotated[str, typer.Option("--id", help="server name in metadata")] = "packserve",
+    exit_on_error: Annotated[str, typer.Option("--exit-on-error", **_BOOL)] = "false",
+    strict_readiness: Annotated[str, typer.Option("--strict-readiness", **_BOOL)] = "false",
+    disable_auto_complete_config: Annotated[bool, typer.Option("--disable-auto-complete-config")] = False,
+    strict_model_config: Annotated[str | None, typer.Option("--strict-model-config", **_BOOL)] = None,
+    model_config_name: Annotated[str, typer.Option("--model-config-name")] = "",
+    model_load_thread_count: Annotated[int, typer.Option("--model-load-thread-count", min=1)] = 4,
+    allow_http: Annotated[str, typer.Option("--allow-http", **_BOOL)] = "true",
+    allow_grpc: Annotated[str, typer.Option("--allow-grpc", **_BOOL)] = "true",
+    allow_metrics: Annotated[str, typer.Option("--allow-metrics", **_BOOL)] = "true",
+    allow_cpu_metrics: Annotated[str, typer.Option("--allow-cpu-metrics", **_BOOL)] = "true",
+    allow_gpu_metrics: Annotated[str, typer.Option("--allow-gpu-metrics", **_BOOL)] = "true",
+    metrics_interval_ms: Annotated[float, typer.Option("--metrics-interval-ms")] = 2000.0,
+    log_verbose: Annotated[int, typer.Option("--log-verbose", help="0 off, 1 per request, 2 detail")] = 0,
+    log_file: Annotated[Path | None, typer.Option("--log-file")] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="default | ISO8601 | json")] = "default",
+    log_info: Annotated[str, typer.Option("--log-info", **_BOOL)] = "true",
+    log_warning: Annotated[str, typer.Option("--log-warning", **_BOOL)] = "true",
+    log_error: Annotated[str, typer.Option("--log-error", **_BOOL)] = "true",
+    http_header_forward_pattern: Annotated[str, typer.Option("--http-header-forward-pattern")] = "",
+    grpc_header_forward_pattern: Annotated[str, typer.Option("--grpc-header-forward-pattern")] = "",
+    metrics_config: Annotated[list[str] | None, typer.Option("--metrics-config")] = None,
+    trace_config: Annotated[list[str] | None, typer.Option("--trace-config")] = None,
+    trace_file: Annotated[str | None, typer.Option("--trace-file", help="deprecated")] = None,
+    trace_level: Annotated[list[str] | None, typer.Option("--trace-level", help="deprecated")] = None,
+    trace_rate: Annotated[int | None, typer.Option("--trace-rate", help="deprecated")] = None,
+    trace_count: Annotated[int | None, typer.Option("--trace-count", help="deprecated")] = None,
+    trace_log_frequency: Annotated[int | None, typer.Option("--trace-log-frequency")] = None,
 ) -> None:
-    """Serve a model repository over KServe v2 HTTP and gRPC, with Prometheus metrics."""
-    logging.basicConfig(
-        level=logging.DEBUG if log_verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """Serve model repositories over KServe v2 HTTP and gRPC, with Prometheus metrics."""
+    flags = triton_flags
+    configure_logging(
+        flags.log_settings(log_verbose, log_file, log_format, log_info, log_warning, log_error)
     )
     if model_control_mode not in ("none", "explicit", "poll"):
         raise typer.BadParameter("must be none, explicit or poll", param_hint="--model-control-mode")
-    if not model_repository.is_dir():
-        raise typer.BadParameter(f"'{model_repository}' is not a directory", param_hint="--model-repository")
+    repositories = flags.model_repositories(model_repository)
     try:
         cache_bytes = parse_cache_config(cache_config) if cache_config else 0
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cache-config") from None
+    flags.header_forwarding(http_header_forward_pattern, grpc_header_forward_pattern)
+    trace = trace_settings(
+        trace_config or (), trace_file, trace_level or (), trace_rate, trace_count, trace_log_frequency
+    )
     options = ServeOptions(
         engine=EngineOptions(
-            model_repository=model_repository.resolve(),
+            model_repository=repositories[0],
+            more_repositories=repositories[1:],
             model_control_mode=model_control_mode,
             load_models=tuple(load_model or ()),
             poll_interval_s=repository_poll_secs,
             drain_timeout_s=exit_timeout,
             inline_execution_us=inline_execution_us,
+            cpu_execution_slots=cpu_execution_slots,
+            server_id=server_id,
+            strict_readiness=flags.parse_bool(strict_readiness, "--strict-readiness"),
+            config_options=ConfigLoadOptions(
+                config_name=flags.check_config_name(model_config_name),
+                auto_complete=flags.auto_complete_enabled(disable_auto_complete_config, strict_model_config),
+            ),
+            model_load_concurrency=model_load_thread_count,
+            trace=trace,
             response_cache_bytes=cache_bytes,
             max_memory_bytes=_memory_option(max_memory),
         ),
+        listeners=flags.listeners(
+            allow_http, allow_grpc, allow_metrics, allow_cpu_metrics, allow_gpu_metrics, metrics_interval_ms
+        ),
+        exit_on_error=flags.parse_bool(exit_on_error, "--exit-on-error"),
+        summary_quantiles=flags.summary_quantiles(metrics_config or ()),
         addresses=Addresses(host, http_address, grpc_address, metrics_address),
         http_port=http_port,
         grpc_port=grpc_port,

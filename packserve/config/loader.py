@@ -11,12 +11,20 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 from packserve.config.confine import check_config_paths
 from packserve.config.ensemble_graph import check_ensemble_dataflow
 from packserve.config.normalize import BackendLookup, fill_name, normalize_config
-from packserve.config.parse import parse_config_json, parse_model_config
+from packserve.config.parse import find_config_file, parse_config_json, parse_model_config
 from packserve.config.to_spec import build_model_spec, version_policy
 from packserve.config.validate import validate_config, validate_version_policy
 from packserve.config.versions import available_versions, select_versions
 from packserve.errors import ConfigError
 from packserve.model_spec import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLoadOptions:
+    """Server-wide choices about reading configs (Triton's flags of the same meaning)."""
+
+    config_name: str = ""  # --model-config-name: prefer configs/<name>.pbtxt
+    auto_complete: bool = True  # False: --disable-auto-complete-config / --strict-model-config=true
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +40,7 @@ def load_model_config(
     *,
     backends: BackendLookup,
     available_gpus: Sequence[int] | None = None,
+    options: ConfigLoadOptions | None = None,
 ) -> LoadedConfig:
     """parse -> select versions -> normalize (auto-complete from the newest selected version)
     -> validate -> spec. Every failure is a ConfigError whose message is the reason to show in the
@@ -43,8 +52,14 @@ def load_model_config(
     """
     if not model_dir.is_dir():
         raise ConfigError(f"model folder '{model_dir}' does not exist")
+    options = options or ConfigLoadOptions()
     if override_json is None:
-        parsed = parse_model_config(model_dir)
+        if not options.auto_complete and find_config_file(model_dir, options.config_name) is None:
+            raise ConfigError(
+                f"model '{model_dir.name}' has no config file and auto-complete is disabled "
+                "(--disable-auto-complete-config / --strict-model-config=true)"
+            )
+        parsed = parse_model_config(model_dir, options.config_name)
     else:
         parsed = parse_config_json(override_json, source=f"config override for model '{model_dir.name}'")
 
@@ -62,7 +77,12 @@ def load_model_config(
     # Before auto-complete, which may open (python: import) the model file.
     check_config_paths(named, model_dir, versions)
     config = normalize_config(
-        named, model_dir, model_dir / str(versions[-1]), available_gpus, backends=backends
+        named,
+        model_dir,
+        model_dir / str(versions[-1]),
+        available_gpus,
+        options.auto_complete,
+        backends=backends,
     )
     validate_config(config, model_dir, available_gpus)
     spec = build_model_spec(config, model_dir)

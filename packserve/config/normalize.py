@@ -57,10 +57,14 @@ def normalize_config(
     model_dir: Path,
     version_dir: Path | None,
     available_gpus: Sequence[int] | None = None,
+    auto_complete: bool = True,
     *,
     backends: BackendLookup,
 ) -> ModelConfig:
     """A completed copy of `config` for the model in `model_dir`; `backends` finds a backend's hooks.
+
+    `auto_complete=False` (Triton's --disable-auto-complete-config) keeps the backend from filling
+    inputs, outputs and max_batch_size from the model file; the defaults below still apply.
 
     `version_dir` is the folder the backend's auto-complete inspects (the newest selected version);
     None skips auto-complete. `available_gpus` defaults to the GPUs this process can see.
@@ -74,7 +78,7 @@ def normalize_config(
     if completed.platform not in COMPOSITE_PLATFORMS:
         backend_cls = backend_class(completed, backends)
         fill_default_model_filename(completed, backend_cls)
-        if version_dir is not None:
+        if version_dir is not None and auto_complete:
             complete_from_backend(completed, backend_cls, version_dir)
         fill_instance_groups(completed, gpus)
         fill_optimization_defaults(completed)

@@ -25,8 +25,15 @@ JSON_NAME = "config.json"
 CONFIG_FILE_NAMES = (PBTXT_NAME, *YAML_NAMES, JSON_NAME)
 
 
-def find_config_file(model_dir: Path) -> Path | None:
-    """The one config file in `model_dir`, or None when there is none (auto-complete fills it)."""
+def find_config_file(model_dir: Path, config_name: str = "") -> Path | None:
+    """The one config file in `model_dir`, or None when there is none (auto-complete fills it).
+
+    `config_name` is Triton's --model-config-name: `configs/<name>.pbtxt` wins where it exists,
+    the folder's own config file is the fallback."""
+    if config_name:
+        custom = model_dir / "configs" / f"{config_name}.pbtxt"
+        if custom.is_file():
+            return custom
     present = [model_dir / name for name in CONFIG_FILE_NAMES if (model_dir / name).is_file()]
     if len(present) > 1:
         names = ", ".join(path.name for path in present)
@@ -34,9 +41,9 @@ def find_config_file(model_dir: Path) -> Path | None:
     return present[0] if present else None
 
 
-def parse_model_config(model_dir: Path) -> ModelConfig:
+def parse_model_config(model_dir: Path, config_name: str = "") -> ModelConfig:
     """The config found in `model_dir`; an empty `ModelConfig` when the folder has no config file."""
-    path = find_config_file(model_dir)
+    path = find_config_file(model_dir, config_name)
     if path is None:
         return ModelConfig()
     return parse_config_file(path)
@@ -48,7 +55,7 @@ def parse_config_file(path: Path) -> ModelConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read model config '{path}': {exc}") from exc
-    if path.name == PBTXT_NAME:
+    if path.name == PBTXT_NAME or path.parent.name == "configs":  # configs/<name>.pbtxt
         return parse_config_text(text, source=str(path))
     if path.name in YAML_NAMES:
         return parse_config_yaml(text, source=str(path))

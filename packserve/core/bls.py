@@ -6,24 +6,37 @@ batcher with everyone else's requests and counted in the callee's statistics. Te
 reference: the caller's numpy arrays become the callee's inputs, the callee's outputs come back.
 Threading: `infer` blocks a backend worker thread (never the loop's own thread: that would
 deadlock); `infer_async` awaits from an event loop on another thread (a python model's
-`async def execute`).
+`async def execute`). A caller holding a CPU execution slot gives it back while it waits
+(core/cpu_slots.py): callees need slots too, and a budget full of waiting callers would deadlock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 
+from packserve.core.cpu_slots import CpuSlots
 from packserve.core.dispatch import Dispatcher
 from packserve.errors import ExecutionTimeoutError, InvalidArgumentError, ModelExecutionError
 from packserve.messages import InferRequest, InferResponse
 
 
 class EngineBls:
-    def __init__(self, dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop, caller: str) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        loop: asyncio.AbstractEventLoop,
+        caller: str,
+        cpu_slots: CpuSlots | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._loop = loop
         self._caller = caller
+        self._cpu_slots = cpu_slots
+
+    def _slot_released(self) -> contextlib.AbstractContextManager[None]:
+        return self._cpu_slots.released() if self._cpu_slots is not None else contextlib.nullcontext()
 
     def infer(self, request: InferRequest, timeout_s: float | None = None) -> InferResponse:
         self._check(request)
@@ -33,7 +46,8 @@ class EngineBls:
             )
         future = asyncio.run_coroutine_threadsafe(self._dispatcher.infer(request), self._loop)
         try:
-            return future.result(timeout_s)
+            with self._slot_released():
+                return future.result(timeout_s)
         except concurrent.futures.TimeoutError:  # the caller's execution deadline (isolated models)
             future.cancel()
             raise ExecutionTimeoutError(
@@ -46,7 +60,8 @@ class EngineBls:
         if asyncio.get_running_loop() is self._loop:
             return await self._dispatcher.infer(request)
         future = asyncio.run_coroutine_threadsafe(self._dispatcher.infer(request), self._loop)
-        return await asyncio.wrap_future(future)
+        with self._slot_released():  # the await runs on this (worker) thread's own loop
+            return await asyncio.wrap_future(future)
 
     def _check(self, request: InferRequest) -> None:
         if request.model_name == self._caller:

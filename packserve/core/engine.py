@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packserve import SERVER_NAME, __version__
+from packserve.config.loader import ConfigLoadOptions
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
+from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
@@ -28,6 +30,8 @@ from packserve.core.runtime import ModelRuntime, RuntimeDeps
 from packserve.core.scheduler import DEFAULT_MAX_PENDING
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
+from packserve.core.trace_export import make_exporter
+from packserve.core.tracing import TraceControl, TraceRecord, TraceSettings, unknown_model
 from packserve.core.views import (
     IndexEntry,
     ModelMetadata,
@@ -62,6 +66,7 @@ EXTENSIONS = (
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "trace",
     "system_shared_memory",
 )
 
@@ -77,6 +82,16 @@ class EngineOptions:
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
+    # Batches computing on the CPU at once, shared by every CPU instance (core/cpu_slots.py):
+    # -1 = one per usable core, 0 = no budget (every worker computes whenever it has a batch).
+    cpu_execution_slots: int = -1
+    # Triton's flags of the same meaning (cli/triton_flags.py; docs/triton-flags.md).
+    more_repositories: tuple[Path, ...] = ()  # --model-repository given more than once
+    server_id: str = SERVER_NAME  # --id: the name in server metadata
+    strict_readiness: bool = False  # --strict-readiness: ready only while every model is
+    config_options: ConfigLoadOptions = field(default_factory=ConfigLoadOptions)
+    model_load_concurrency: int = 4  # --model-load-thread-count
+    trace: TraceSettings = field(default_factory=TraceSettings)  # --trace-config
     # Triton's --cache-config local,size=N: bytes of the response cache; 0 = no cache.
     response_cache_bytes: int = 0
     # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
@@ -98,6 +113,8 @@ class Engine:
         self._clock = clock or MonotonicClock()
         self.statistics = StatisticsCollector()
         self._observers = ObserverFanout([self.statistics, *observers])
+        slot_count = resolve_slot_count(options.cpu_execution_slots)
+        self.cpu_slots = CpuSlots(slot_count) if slot_count else None
         deps = RuntimeDeps(
             repository=options.model_repository,
             observer=self._observers,
@@ -105,9 +122,16 @@ class Engine:
             clock=self._clock,
             max_pending=options.max_pending_per_model,
             inline_threshold_ns=options.inline_execution_us * 1000,
+            cpu_slots=self.cpu_slots,
             response_cache=options.response_cache_bytes > 0,
         )
-        self.repository = ModelRepository(options.model_repository, deps, options.drain_timeout_s)
+        self.repository = ModelRepository(
+            [options.model_repository, *options.more_repositories],
+            deps,
+            options.drain_timeout_s,
+            options.config_options,
+            options.model_load_concurrency,
+        )
         # Clients' system shared-memory regions (front ends read inputs from and write outputs to them).
         self.shared_memory = SharedMemoryRegistry()
         cache_bytes = options.response_cache_bytes
@@ -118,6 +142,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._poll_task: asyncio.Task[None] | None = None
+        self.tracing = TraceControl(options.trace, make_exporter(options.trace))
         self._memory_guard = MemoryGuard(options.max_memory_bytes)
 
     @classmethod
@@ -144,13 +169,24 @@ class Engine:
 
     # ---- health and metadata -------------------------------------------------------------
     def server_metadata(self) -> ServerMetadata:
-        return ServerMetadata(SERVER_NAME, __version__, EXTENSIONS)
+        return ServerMetadata(self.options.server_id, __version__, EXTENSIONS)
 
     def is_live(self) -> bool:
         return True
 
     def is_ready(self) -> bool:
-        return not (self._draining or self._withdrawn)
+        if self._draining or self._withdrawn:
+            return False
+        if self.options.strict_readiness:
+            # As Triton: every model that was asked for (not merely present and unloaded) is READY.
+            # A name found in two repositories is never loaded, so Triton does not count it either.
+            roots = self.repository.roots
+            return all(
+                e.state == "READY"
+                for e in self.repository.index()
+                if e.reason != "unloaded" and roots.duplicate_reason(e.name) is None
+            )
+        return True
 
     def withdraw_readiness(self) -> None:
         """Answer not-ready from now on but keep taking requests, so a load balancer stops routing
@@ -200,6 +236,19 @@ class Engine:
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return self.repository.index(ready_only)
 
+    # ---- trace extension -------------------------------------------------------------------
+    def trace_setting(self, model: str = "") -> dict[str, Any]:
+        self._check_trace_model(model)
+        return self.tracing.settings(model).as_strings()
+
+    def update_trace_setting(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self._check_trace_model(model)
+        return self.tracing.update(model, changes).as_strings()
+
+    def _check_trace_model(self, model: str) -> None:
+        if model and self.repository.find(model) is None and not self.repository.roots.exists(model):
+            raise unknown_model(model)
+
     # ---- repository control --------------------------------------------------------------
     def _check_explicit(self, action: str) -> None:
         if self.options.model_control_mode != "explicit":
@@ -225,6 +274,29 @@ class Engine:
         if self._draining:
             raise ServerShuttingDownError("server is shutting down and takes no new requests")
         self._memory_guard.admit()
+        trace = self.tracing.begin(request.model_name)
+        if trace is None:
+            return await self._infer(request)
+        try:
+            return await self._infer(request)
+        except Exception as exc:
+            trace.error = str(exc)
+            raise
+        finally:
+            self._end_trace(trace, request)
+
+    def _end_trace(self, trace: TraceRecord, request: InferRequest) -> None:
+        trace.timing, trace.request_id = request.timing, request.id
+        entry = self.repository.find(request.model_name)
+        latest = entry.latest if entry is not None else None
+        trace.version = request.model_version or (latest.version_str if latest is not None else "")
+        if "TENSORS" in self.tracing.settings(request.model_name).level:
+            for name, tensor in request.inputs.items():
+                trace.tensors[name] = f"{getattr(tensor, 'dtype', '?')}{list(getattr(tensor, 'shape', ()))}"
+        self.tracing.end(trace)
+
+    async def _infer(self, request: InferRequest) -> InferResponse:
+        timing = request.timing
         runtime = self.repository.runtime(request.model_name, request.model_version)
         spec = runtime.spec
         self._in_flight += 1
@@ -327,6 +399,7 @@ class Engine:
             )
         await self.repository.unload_all(max(0.0, deadline - loop.time()))
         self.shared_memory.close()
+        self.tracing.close()  # writes what the trace file still holds
         return drained
 
     async def _poll_forever(self) -> None:
@@ -348,7 +421,7 @@ class Engine:
         changed: list[str] = []
         for name in sorted(present):
             entry = self.repository.entry(name)
-            mtime = model_dir_mtime(self.options.model_repository / name)
+            mtime = model_dir_mtime(self.repository.model_dir(name))
             if name not in known or mtime > entry.loaded_mtime:
                 changed.append(name)
         if changed:

@@ -6,7 +6,7 @@ Every method runs on the event loop. Errors are `packserve.errors` types, never 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
@@ -60,6 +60,14 @@ class EngineApi(Protocol):
 
     async def infer(self, request: InferRequest) -> InferResponse:
         """Validate, admit, schedule and run one request. Raises a PackserveError subtype."""
+        ...
+
+    def trace_setting(self, model: str = "") -> dict[str, Any]:
+        """Triton's trace settings (global when model is ""), in Triton's JSON form."""
+        ...
+
+    def update_trace_setting(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply changes (null = back to the global value) and return the settings now in force."""
         ...
 
     async def shutdown(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> bool:

@@ -92,6 +92,7 @@ class EnsembleScheduler(CompositeScheduler):
             id=parent.id,
             priority=parent.priority,
             parameters=parent.parameters,
+            origin_ns=parent.admitted_ns(),
         )
         try:
             response = await self._dispatcher.infer(sub_request)

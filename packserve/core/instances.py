@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
+from packserve.core.cpu_slots import CpuSlots
 from packserve.core.execution_watchdog import ExecutionWatchdog
 from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.errors import ExecutionTimeoutError, ModelExecutionError, PackserveError, UnavailableError
@@ -96,6 +97,9 @@ class InstancePool:
     > 0 lets batches that cost less than that run on the event-loop thread, when every instance
     allows it (`BackendInstance.may_run_inline`).
 
+    `cpu_slots` is the process's CPU execution-slot budget (core/cpu_slots.py): a worker of an
+    instance marked in `on_cpu` (all, when not given) waits for a slot before each batch; inline
+    batches and GPU instances never do.
     `execution_timeout_s` > 0 is the model's execution deadline. Instances that keep it themselves
     (isolated python workers, which are killed) get it through their config; for the others a
     watchdog on the loop answers a batch still running past it with ExecutionTimeoutError (504)
@@ -113,6 +117,8 @@ class InstancePool:
         names: Sequence[str] | None = None,
         clock: Clock | None = None,
         inline_threshold_ns: int = 0,
+        cpu_slots: CpuSlots | None = None,
+        on_cpu: Sequence[bool] | None = None,
         execution_timeout_s: float = 0.0,
     ) -> None:
         if not instances:
@@ -126,6 +132,8 @@ class InstancePool:
         self._busy = [0] * len(self._instances)
         self._free_count = len(self._instances)
         self._closed = False
+        on_cpu = list(on_cpu) if on_cpu is not None else [True] * len(self._instances)
+        self._slots = [cpu_slots if cpu else None for cpu in on_cpu]
         self._watchdog = ExecutionWatchdog(
             model_name, self._instances, execution_timeout_s, self._busy, self._answer_late
         )
@@ -331,10 +339,18 @@ class InstancePool:
             job = jobs.get()
             if job is None:
                 return
+            slots = self._slots[index]
+            if slots is not None:  # before the compute start: the wait for a slot is queue time
+                oldest = min(request.admitted_ns() for request in job.requests) if job.requests else 0
+                slots.acquire(oldest, instance.cpu_cores(job.rows))
             cpu_started_ns = time.thread_time_ns()
-            self._watchdog.running[index] = (job, time.monotonic())
-            outcome = self._execute(index, instance, job)
-            self._watchdog.running[index] = None
+            try:
+                self._watchdog.running[index] = (job, time.monotonic())
+                outcome = self._execute(index, instance, job)
+                self._watchdog.running[index] = None
+            finally:
+                if slots is not None:
+                    slots.release()
             outcome.cpu_ns = max(1, time.thread_time_ns() - cpu_started_ns)
             # A closed loop raises RuntimeError: nobody is waiting for this batch any more.
             with contextlib.suppress(RuntimeError):

@@ -336,6 +336,7 @@ class RegionMapScheduler(CompositeScheduler):
                             outputs=target_outputs,
                             id=request.id,
                             priority=request.priority,
+                            origin_ns=request.admitted_ns(),
                         )
                     )
                     for chunk in chunks

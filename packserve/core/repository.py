@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
-from packserve.config.loader import LoadedConfig, load_model_config
+from packserve.config.loader import ConfigLoadOptions, LoadedConfig, load_model_config
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.region_map import validate_region_map
+from packserve.core.repository_roots import RepositoryRoots
 from packserve.core.runtime import (
     ModelRuntime,
     RuntimeDeps,
@@ -29,6 +30,7 @@ from packserve.core.runtime import (
 )
 from packserve.core.views import IndexEntry
 from packserve.errors import (
+    ConfigError,
     ModelLoadError,
     ModelNotReadyError,
     NotFoundError,
@@ -75,18 +77,28 @@ def model_dir_mtime(model_dir: Path) -> float:
 
 class ModelRepository:
     def __init__(
-        self, root: Path, deps: RuntimeDeps, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+        self,
+        root: Path | Sequence[Path],
+        deps: RuntimeDeps,
+        drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
+        config_options: ConfigLoadOptions | None = None,
+        load_concurrency: int = 0,
     ) -> None:
-        self.root = root
+        self.roots = RepositoryRoots([root] if isinstance(root, Path) else list(root))
+        self.root = self.roots.first
         self._deps = deps
         self._drain_timeout_s = drain_timeout_s
+        self._config_options = config_options or ConfigLoadOptions()
+        # Triton's --model-load-thread-count: how many models load at once (0 = no limit).
+        self._load_slots = asyncio.Semaphore(load_concurrency) if load_concurrency > 0 else None
         self._entries: dict[str, ModelEntry] = {}
 
     def scan(self) -> list[str]:
-        """Model folders in the repository (hidden folders and files skipped), sorted."""
-        if not self.root.is_dir():
-            raise ModelLoadError(f"model repository '{self.root}' is not a directory")
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        """Model folders in every repository (hidden folders and files skipped), sorted."""
+        return self.roots.scan()
+
+    def model_dir(self, name: str) -> Path:
+        return self.roots.model_dir(name)
 
     def entry(self, name: str) -> ModelEntry:
         entry = self._entries.get(name)
@@ -114,7 +126,7 @@ class ModelRepository:
         if entry is None or (entry.state != READY and not entry.runtimes):
             if entry is None:
                 check_model_name(name)  # off the hot path: only names never loaded get here
-            if entry is None and not (self.root / name).is_dir():
+            if entry is None and not self.roots.exists(name):
                 raise NotFoundError(f"Request for unknown model: '{name}' is not found")
             raise ModelNotReadyError(f"Request for unknown model: '{name}' is not ready")
         if not version:
@@ -160,10 +172,10 @@ class ModelRepository:
             configs.update(zip(names, results, strict=True))
             ready = set(self.ready_specs())
             wanted = {c for loaded in results for c in _callees(loaded)}
-            names = sorted(c for c in wanted - ready - set(configs) if (self.root / c).is_dir())
+            names = sorted(c for c in wanted - ready - set(configs) if self.roots.exists(c))
         names = list(configs)
         plain = [n for n, c in configs.items() if not (isinstance(c, LoadedConfig) and is_composite(c.spec))]
-        await asyncio.gather(*(self._load_with(name, configs[name]) for name in plain))
+        await asyncio.gather(*(self._load_limited(name, configs[name]) for name in plain))
         composite = [n for n in names if n not in plain]
         # Composite models may call each other: load those whose callees are ready, repeat.
         while composite:
@@ -188,13 +200,13 @@ class ModelRepository:
         that are not ready, as Triton 2.51 does in explicit mode. Composite models left
         UNAVAILABLE because `name` was unloaded come back with it, as in Triton."""
         check_model_name(name)
-        if not (self.root / name).is_dir():
+        if not self.roots.exists(name):
             # No folder, no entry: loads of names that do not exist leave nothing in the index.
             raise NotFoundError(f"failed to load '{name}', failed to poll from model repository")
         loaded = await self._read_config(name, override_json)
         ready = set(self.ready_specs())
         for callee in sorted(_callees(loaded) - ready):
-            if callee in _loading or callee == name or not (self.root / callee).is_dir():
+            if callee in _loading or callee == name or not self.roots.exists(callee):
                 continue  # a cycle or a missing model: validation below names the problem
             try:
                 await self.load(callee, None, (*_loading, name), explicit=False)
@@ -262,9 +274,16 @@ class ModelRepository:
         ]
 
     async def _read_config(self, name: str, override_json: str | None) -> LoadedConfig | PackserveError:
+        duplicate = self.roots.duplicate_reason(name)
+        if duplicate is not None:
+            return ConfigError(duplicate)
         try:
             return await asyncio.to_thread(
-                load_model_config, self.root / name, override_json, backends=load_backend
+                load_model_config,
+                self.model_dir(name),
+                override_json,
+                options=self._config_options,
+                backends=load_backend,
             )
         except PackserveError as exc:
             return exc
@@ -291,7 +310,7 @@ class ModelRepository:
             old, entry.runtimes = entry.runtimes, new_runtimes
             entry.state, entry.reason = READY, ""
             try:
-                entry.loaded_mtime = model_dir_mtime(self.root / name)
+                entry.loaded_mtime = model_dir_mtime(self.model_dir(name))
             except OSError:
                 entry.loaded_mtime = 0.0
         await self._close_runtimes(old.values())
@@ -307,8 +326,17 @@ class ModelRepository:
             self._report_warmup(runtime)
             log.info("loaded model '%s' version %d in %.2fs", name, runtime.version, runtime.load_seconds)
 
+    async def _load_limited(self, name: str, loaded: LoadedConfig | PackserveError) -> None:
+        if self._load_slots is None:
+            await self._load_with(name, loaded)
+            return
+        async with self._load_slots:
+            await self._load_with(name, loaded)
+
     async def _build(self, loaded: LoadedConfig) -> dict[int, ModelRuntime]:
-        spec, deps = loaded.spec, self._deps
+        spec = loaded.spec
+        # The runtime finds the model folder under deps.repository: the repository that holds it.
+        deps = replace(self._deps, repository=self.model_dir(spec.name).parent)
         if is_composite(spec):
             others = self.ready_specs()
             if spec.is_ensemble:

@@ -18,6 +18,7 @@ from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
 from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
+from packserve.core.cpu_slots import CpuSlots
 from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
@@ -77,6 +78,7 @@ class RuntimeDeps:
     clock: Clock
     max_pending: int
     inline_threshold_ns: int = 0  # see core/inline_policy.py
+    cpu_slots: CpuSlots | None = None  # the CPU execution-slot budget (core/cpu_slots.py); None = off
     response_cache: bool = False  # the server has a response cache (--cache-config)
 
 
@@ -131,7 +133,7 @@ def load_backend_instances(
         model_dir=model_dir,
         version=version,
         version_dir=model_dir / str(version),
-        bls=EngineBls(deps.dispatcher, loop, spec.name) if loop is not None else None,
+        bls=EngineBls(deps.dispatcher, loop, spec.name, deps.cpu_slots) if loop is not None else None,
     )
     backend_cls = load_backend(spec.backend)
     try:
@@ -142,6 +144,7 @@ def load_backend_instances(
         raise ModelLoadError(f"model '{spec.name}' version {version} failed to load: {exc}") from exc
     instances = []
     names: list[str] = []
+    on_cpu: list[bool] = []
     try:
         for group_index, group in enumerate(spec.instance_groups):
             devices = group.gpus or (0,)
@@ -153,6 +156,7 @@ def load_backend_instances(
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
+                on_cpu.append(instance.kind == "KIND_CPU")
         # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
         warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
@@ -173,6 +177,8 @@ def load_backend_instances(
         # A batch with a deadline never runs on the event loop: a hung model would stop it.
         inline_threshold_ns=0 if limits.execution_timeout_s else deps.inline_threshold_ns,
         execution_timeout_s=limits.execution_timeout_s,
+        cpu_slots=deps.cpu_slots,
+        on_cpu=on_cpu,
     )
     return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
 

@@ -90,7 +90,7 @@ class SchedulerBase(abc.ABC):
             self._pump()
             try:
                 await asyncio.wait_for(asyncio.shield(self._drained), max(0.0, drain_timeout_s))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 self._abandon()
         self._stop_timers()
 

@@ -23,6 +23,7 @@ _TABLE: tuple[tuple[type[Exception], int, grpc.StatusCode], ...] = (
     (errors.InvalidArgumentError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelLoadError, 400, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelExecutionError, 500, grpc.StatusCode.INTERNAL),
+    (errors.TraceSettingRefusedError, 501, grpc.StatusCode.UNIMPLEMENTED),
 )
 
 

@@ -34,6 +34,9 @@ REQUEST_SUCCESS = MetricSpec(
     "nv_inference_request_success", MetricKind.COUNTER,
     "Number of successful inference requests, all batch sizes", MODEL_LABELS,
 )
+# Triton's failure reasons; each model's series starts with all of them at 0, so a dashboard
+# shows 0 (not "no data") before the first failure.
+FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 REQUEST_FAILURE = MetricSpec(
     "nv_inference_request_failure", MetricKind.COUNTER,
     "Number of failed inference requests, all batch sizes", (*MODEL_LABELS, "reason"),

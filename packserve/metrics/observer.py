@@ -64,7 +64,7 @@ class _ModelSeries:
     compute_input_duration_us: int = 0
     compute_infer_duration_us: int = 0
     compute_output_duration_us: int = 0
-    failures: dict[str, int] = field(default_factory=dict)  # reason -> count
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(names.FAILURE_REASONS, 0))
     pending: int | None = None  # None until the engine reports it
     load_seconds: float | None = None  # None until loaded, and again after unload
     latency: _Buckets = field(default_factory=lambda: _Buckets(names.LATENCY_BUCKETS_S))

@@ -53,10 +53,16 @@ class MetricsServer:
         port: int = 8002,
         registry: CollectorRegistry | None = None,
         system_metrics: bool = True,
+        *,
+        cpu_metrics: bool = True,
+        gpu_metrics: bool = True,
+        interval_ms: float = 0.0,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        if system_metrics:
-            self.registry.register(SystemCollector(open_nvml()))
+        if system_metrics and (cpu_metrics or gpu_metrics):
+            # Triton's --allow-cpu-metrics / --allow-gpu-metrics / --metrics-interval-ms.
+            gpus = open_nvml() if gpu_metrics else None
+            self.registry.register(SystemCollector(gpus, cpu=cpu_metrics, interval_s=interval_ms / 1000))
         self._host = host
         self._requested_port = port
         self._httpd: ThreadingHTTPServer | None = None

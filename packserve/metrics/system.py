@@ -7,6 +7,8 @@ metrics. Called on the metrics server's thread; never on the event loop.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -92,19 +94,38 @@ def _as_text(value: str | bytes) -> str:
 
 
 class SystemCollector(Collector):
-    """nv_cpu_* always; nv_gpu_* per GPU when a GPU reader is given."""
+    """nv_cpu_* (unless `cpu=False`); nv_gpu_* per GPU when a GPU reader is given.
 
-    def __init__(self, gpu_reader: GpuReader | None = None) -> None:
+    `interval_s` is Triton's --metrics-interval-ms: readings are refreshed at most that often, so
+    frequent scrapes (several Prometheus servers) do not each pay for psutil and NVML."""
+
+    def __init__(
+        self, gpu_reader: GpuReader | None = None, cpu: bool = True, interval_s: float = 0.0
+    ) -> None:
         self._gpu_reader = gpu_reader
+        self._cpu = cpu
+        self._interval_s = interval_s
+        self._cached: list[Metric] = []
+        self._read_at = -float("inf")
+        self._lock = threading.Lock()
         # cpu_percent(None) reports use since the previous call; this first call sets the baseline
         # so the first scrape reports a real value instead of 0.
         psutil.cpu_percent(interval=None)
 
     def collect(self) -> Iterable[Metric]:
-        memory = psutil.virtual_memory()
-        yield _gauge(names.CPU_UTILIZATION, psutil.cpu_percent(interval=None) / _PERCENT)
-        yield _gauge(names.CPU_MEMORY_TOTAL_BYTES, memory.total)
-        yield _gauge(names.CPU_MEMORY_USED_BYTES, memory.total - memory.available)
+        with self._lock:  # scrapes come from the metrics server's threads
+            now = time.monotonic()
+            if now - self._read_at >= self._interval_s or not self._cached:
+                self._cached = list(self._read())
+                self._read_at = now
+            return list(self._cached)
+
+    def _read(self) -> Iterable[Metric]:
+        if self._cpu:
+            memory = psutil.virtual_memory()
+            yield _gauge(names.CPU_UTILIZATION, psutil.cpu_percent(interval=None) / _PERCENT)
+            yield _gauge(names.CPU_MEMORY_TOTAL_BYTES, memory.total)
+            yield _gauge(names.CPU_MEMORY_USED_BYTES, memory.total - memory.available)
         if self._gpu_reader is None:
             return
         samples = self._gpu_reader.read()

@@ -3,6 +3,7 @@ calls batched by the callee's batcher, counted in its statistics, errors as Trit
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -106,8 +107,7 @@ class TritonPythonModel:
 """
 
 
-@pytest.fixture
-async def engine(tmp_path: Path):
+def write_bls_repository(tmp_path: Path) -> None:
     files = {
         **BLS_FILES,
         "sync_caller/config.pbtxt": SYNC_CALLER_CONFIG,
@@ -121,6 +121,11 @@ async def engine(tmp_path: Path):
         path = tmp_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path):
+    write_bls_repository(tmp_path)
     engine = await Engine.start(EngineOptions(model_repository=tmp_path))
     assert all(e.state == "READY" for e in engine.repository_index()), engine.repository_index()
     yield engine
@@ -157,6 +162,23 @@ async def test_callee_errors_reach_the_caller(engine: Engine) -> None:
     assert (await engine.infer(InferRequest("sync_caller", {"CROP": crop}))).outputs["SCORE"].shape == (1,)
 
 
+async def test_callers_give_their_cpu_slot_back_while_they_wait(tmp_path: Path) -> None:
+    # One slot for the whole server: a caller holding it while it waits for its callees (which
+    # need a slot too) would deadlock; exec() and async_exec() callers both make progress.
+    write_bls_repository(tmp_path)
+    engine = await Engine.start(EngineOptions(model_repository=tmp_path, cpu_execution_slots=1))
+    try:
+        crop = np.full((8, 8), 0.5, np.float32)
+        calls = [engine.infer(InferRequest("bls_pipeline", {"IMAGE": bls_test_image()})) for _ in range(3)]
+        calls += [engine.infer(InferRequest("sync_caller", {"CROP": crop})) for _ in range(3)]
+        responses = await asyncio.wait_for(asyncio.gather(*calls), 120)
+        for response in responses[:3]:
+            np.testing.assert_allclose(response.outputs["SCORES"], [0.9, 0.6, 1.0], rtol=1e-6)
+        for response in responses[3:]:
+            np.testing.assert_allclose(response.outputs["SCORE"], [0.5])
+        assert engine.cpu_slots is not None and engine.cpu_slots.policy.in_use == 0
+    finally:
+        await engine.shutdown()
 async def test_tensors_travel_by_reference(engine: Engine) -> None:
     crop = np.ones((8, 8), np.float32)
     response = await engine.infer(InferRequest("by_reference", {"CROP": crop}))

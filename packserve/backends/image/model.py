@@ -162,6 +162,10 @@ class CpuImageInstance(BackendInstance):
             return [work(0)]
         return list(self._pool.map(work, range(count)))
 
+    def cpu_cores(self, rows: int) -> int:
+        # Rows are decoded in parallel on the pool (one row runs on the calling thread).
+        return max(1, min(self.plan.threads, rows))
+
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         # One OpenCV thread per call: parallelism comes from the pool and from other instances.
         cv2.setNumThreads(1)

@@ -3,14 +3,15 @@
 Every handler runs on the event loop (grpc.aio). Errors leave through one place, `_abort`, which maps
 them with the shared status table; an unexpected exception is logged and becomes INTERNAL, and the
 server keeps serving. System shared memory is served; CUDA shared memory answers an empty status
-and refuses registration (UNIMPLEMENTED) with the reason. Trace and log RPCs are left UNIMPLEMENTED
-(the server does not list those extensions).
+and refuses registration (UNIMPLEMENTED) with the reason. Trace settings are served (Triton's trace
+extension); log RPCs are left UNIMPLEMENTED (the server does not list that extension).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -19,6 +20,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, PackserveError, UnsupportedError
+from packserve.frontends import header_forward, request_log
 from packserve.frontends.grpc import codec, messages
 from packserve.frontends.status import grpc_status
 
@@ -36,11 +38,24 @@ _ENABLE_FINAL_FLAG = "triton_enable_empty_final_response"
 _FINAL_FLAG = "triton_final_response"
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> NoReturn:
-    if not isinstance(error, PackserveError):
-        logger.exception("unexpected error in a gRPC handler", exc_info=error)
+async def _abort(context: grpc.aio.ServicerContext, error: Exception, target: str = "") -> NoReturn:
+    request_log.FAILED.failed("gRPC", target or _method_name(context), error)
     await context.abort(grpc_status(error), _message(error))
     raise AssertionError("context.abort returned")  # abort always raises; this keeps mypy honest
+
+
+def _method_name(context: grpc.aio.ServicerContext) -> str:
+    try:
+        details = context._rpc_event.call_details  # grpc.aio keeps the method name only here
+        method = details.method
+        return method.decode() if isinstance(method, bytes) else str(method)
+    except AttributeError:
+        return "call"
+
+
+def _infer_detail(request: Any) -> str:
+    """What --log-verbose=2 adds to an inference's line: its inputs' names, types and shapes."""
+    return " ".join(f"{i.name}:{i.datatype}{list(i.shape)}" for i in request.inputs)
 
 
 def _message(error: Exception) -> str:
@@ -126,16 +141,48 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
-    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def TraceSetting(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Triton's trace extension: no settings reads, some update; an empty value list sets a
+        setting back to the global value (null in the HTTP form)."""
         try:
-            return await self._infer(request)
+            changes: dict[str, Any] = {}
+            for key, setting in request.settings.items():
+                values = list(setting.value)
+                if not values:
+                    changes[key] = None
+                else:
+                    changes[key] = values if key == "trace_level" else values[0]
+            if changes:
+                current = self._engine.update_trace_setting(request.model_name, changes)
+            else:
+                current = self._engine.trace_setting(request.model_name)
+            response = service_pb2.TraceSettingResponse()
+            for key, value in current.items():
+                response.settings[key].value.extend(value if isinstance(value, list) else [value])
+            return response
         except Exception as error:
             await _abort(context, error)
 
-    async def _infer(self, request: Any) -> service_pb2.ModelInferResponse:
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter() if request_log.verbosity() else 0.0
+        try:
+            forwarded: dict[str, str] = {}
+            if header_forward.grpc_enabled():  # --grpc-header-forward-pattern
+                forwarded = header_forward.from_grpc(context.invocation_metadata())
+            answer = await self._infer(request, forwarded)
+        except Exception as error:
+            await _abort(context, error, f"ModelInfer {request.model_name}")
+        if started:
+            target = f"ModelInfer {request.model_name}"
+            request_log.request_done("gRPC", target, 200, started, _infer_detail(request))
+        return answer
+
+    async def _infer(self, request: Any, forwarded: dict[str, str]) -> service_pb2.ModelInferResponse:
         shm = self._engine.shared_memory
         in_shm = codec.shm_outputs(request)
-        response = await self._engine.infer(codec.decode_infer_request(request, shm))
+        decoded = codec.decode_infer_request(request, shm)
+        header_forward.merge(decoded.parameters, forwarded)
+        response = await self._engine.infer(decoded)
         return codec.encode_infer_response(response, in_shm, shm)
 
     # ---- system / CUDA shared memory ----------------------------------------------------------
@@ -179,8 +226,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[service_pb2.ModelStreamInferResponse | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
 
+        forwarded: dict[str, str] = {}
+        if header_forward.grpc_enabled():
+            forwarded = header_forward.from_grpc(context.invocation_metadata())
+
         async def answer(message: Any) -> None:
-            answers.put_nowait(await self._stream_answer(message))
+            answers.put_nowait(await self._stream_answer(message, forwarded))
 
         async def read_requests() -> None:
             try:
@@ -203,12 +254,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             for task in list(in_flight):
                 task.cancel()
 
-    async def _stream_answer(self, message: Any) -> service_pb2.ModelStreamInferResponse:
+    async def _stream_answer(
+        self, message: Any, forwarded: dict[str, str]
+    ) -> service_pb2.ModelStreamInferResponse:
         try:
-            response = await self._infer(message)
+            response = await self._infer(message, forwarded)
         except Exception as error:
-            if not isinstance(error, PackserveError):
-                logger.exception("unexpected error in a gRPC stream request", exc_info=error)
+            request_log.FAILED.failed("gRPC", f"ModelStreamInfer {message.model_name}", error)
             header = service_pb2.ModelInferResponse(
                 model_name=message.model_name, model_version=message.model_version, id=message.id
             )

@@ -7,6 +7,7 @@ Runs on the event loop (packserve.frontends.http.protocol, or any ASGI server); 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import PackserveError
+from packserve.frontends import header_forward, request_log
 from packserve.frontends.http import body as body_io
 from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.console import ConsoleAssets
@@ -111,18 +113,25 @@ class HttpApp:
         if self._restrictions:  # --http-restricted-api: checked before anything else runs
             refusal = self._restrictions.http_refusal(path, headers)
             if refusal is not None:
+                request_log.FAILED.failed("HTTP", f"{method} {path}", PermissionError(refusal), 403)
                 return _error_reply(403, refusal)
+        started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
-            return await self._route(method, path, headers, read_body)
+            reply = await self._route(method, path, headers, read_body)
         except PackserveError as exc:
-            return _error_reply(http_status(exc), str(exc))
+            reply = _error_reply(http_status(exc), str(exc))
+            request_log.FAILED.failed("HTTP", f"{method} {path}", exc, reply.status)
         except _RouteError as exc:
-            return _error_reply(exc.status, str(exc))
+            reply = _error_reply(exc.status, str(exc))
+            request_log.FAILED.failed("HTTP", f"{method} {path}", exc, reply.status)
         except body_io.ClientDisconnected:
             raise
         except Exception as exc:  # the server keeps serving whatever a handler does
-            logger.exception("unexpected error serving %s %s", method, path)
-            return _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
+            reply = _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
+            request_log.FAILED.failed("HTTP", f"{method} {path}", exc, 500)
+        if started:
+            request_log.request_done("HTTP", f"{method} {path}", reply.status, started, _detail(headers))
+        return reply
 
     async def _route(self, method: str, path: str, headers: Headers, read_body: ReadBody) -> Reply:
         parts = path.strip("/").split("/")
@@ -151,13 +160,19 @@ class HttpApp:
                     raise _NOT_FOUND
                 version = rest[1]
                 rest = rest[2:]
+            if rest == ["trace", "setting"] and not version:
+                body = (await self._read(headers, read_body))[0] if method == _POST else b""
+                return handlers.trace_setting(engine, method, model, body)
             if len(rest) > 1:
                 raise _NOT_FOUND
             action = rest[0] if rest else ""
             if action == "infer":
                 _expect(method, _POST)
                 body, header_length = await self._read(headers, read_body)
-                return await handlers.infer(engine, self._decoder, model, version, body, header_length)
+                forwarded = header_forward.from_http(headers) if header_forward.http_enabled() else None
+                return await handlers.infer(
+                    engine, self._decoder, model, version, body, header_length, forwarded
+                )
             handler = _MODEL_GETS.get(action)
             if handler is None:
                 raise _NOT_FOUND
@@ -170,6 +185,9 @@ class HttpApp:
                 raise _NOT_FOUND
             body, _ = await self._read(headers, read_body)
             return Reply(200, await pipeline_route.infer_raw_image(engine, parts[2], version, body))
+        if section == "trace" and count == 3 and parts[2] == "setting":
+            body = (await self._read(headers, read_body))[0] if method == _POST else b""
+            return handlers.trace_setting(engine, method, "", body)
         if section == "health" and count == 3:
             _expect(method, _GET)
             if parts[2] == "live":
@@ -238,6 +256,12 @@ class HttpApp:
             if coding and coding != "identity":
                 body = body_io.inflate(body, coding, limits)
         return body, header_length
+
+
+def _detail(headers: Headers) -> str:
+    """What --log-verbose=2 adds to a request's line: its headers (sizes and content types)."""
+    shown = (b"content-length", b"content-type", b"content-encoding", b"inference-header-content-length")
+    return " ".join(f"{n.decode()}={v.decode('latin-1')}" for n, v in headers if n in shown)
 
 
 def _expect(method: str, allowed: str) -> None:

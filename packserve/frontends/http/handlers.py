@@ -14,6 +14,7 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, NotFoundError, UnsupportedError
+from packserve.frontends import header_forward
 from packserve.frontends.http import infer_codec, json_views, raw_body
 from packserve.model_config_json import config_to_json
 
@@ -81,6 +82,7 @@ async def infer(
     version: str,
     body: bytes,
     header_length: bytes | None,
+    forwarded: dict[str, str] | None = None,
 ) -> Reply:
     if header_length is not None and header_length.strip() == b"0":
         # Raw binary request: the body is the model's one input (Triton's documented form).
@@ -90,6 +92,8 @@ async def infer(
         header = raw_body.raw_binary_header(model, inputs, len(body), batching)
         body, header_length = header + body, str(len(header)).encode()
     decoded = decoder.decode(model, version, body, header_length, engine.shared_memory)
+    if forwarded:  # --http-header-forward-pattern
+        header_forward.merge(decoded.request.parameters, forwarded)
     response = await engine.infer(decoded.request)
     encoded = infer_codec.encode_infer(response, decoded, engine.shared_memory)
     if encoded.header_length is None:
@@ -156,6 +160,14 @@ async def unload_model(engine: EngineApi, model: str, body: bytes) -> Reply:
     return _EMPTY_OK
 
 
+def trace_setting(engine: EngineApi, method: str, model: str, body: bytes) -> Reply:
+    """GET or POST /v2[/models/<model>]/trace/setting (Triton's trace extension)."""
+    if method == "GET":
+        return _json(engine.trace_setting(model))
+    if method != "POST":
+        raise InvalidArgumentError(f"trace setting: method {method} is not GET or POST")
+    changes = _optional_object(body, "trace setting request")
+    return _json(engine.update_trace_setting(model, changes))
 # ---- system / CUDA shared memory (Triton's shared-memory extension) ------------------------------
 
 

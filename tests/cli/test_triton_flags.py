@@ -1,0 +1,123 @@
+"""tritonserver's flags on `packserve serve`: parsing, checks and the log formats (no server)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from packserve.cli import app
+from packserve.cli import triton_flags as flags
+from packserve.cli.log_setup import LogSettings, configure_logging, make_formatter
+from packserve.frontends import request_log
+
+
+@pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("ON", True), ("false", False), ("0", False), ("no", False)])
+def test_triton_booleans_take_a_value(text: str, expected: bool) -> None:
+    assert flags.parse_bool(text, "--allow-http") is expected
+
+
+def test_a_bad_boolean_names_the_flag() -> None:
+    with pytest.raises(typer.BadParameter, match="'maybe' is not a boolean"):
+        flags.parse_bool("maybe", "--strict-readiness")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["serve", "--log-verbose"], ["serve", "--log-verbose=1"]),
+        (["serve", "--log-verbose", "--http-port", "1"], ["serve", "--log-verbose=1", "--http-port", "1"]),
+        (["serve", "--log-verbose", "2"], ["serve", "--log-verbose", "2"]),
+        (["serve", "--log-verbose=3"], ["serve", "--log-verbose=3"]),
+    ],
+)
+def test_bare_log_verbose_still_means_on(argv: list[str], expected: list[str]) -> None:
+    assert flags.normalize_argv(argv) == expected
+
+
+def test_strict_model_config_and_disable_auto_complete() -> None:
+    assert flags.auto_complete_enabled(False, None)
+    assert not flags.auto_complete_enabled(True, None)
+    assert not flags.auto_complete_enabled(False, "true")
+    assert flags.auto_complete_enabled(False, "false")
+
+
+def test_model_config_name_refuses_spaces() -> None:
+    assert flags.check_config_name("h100") == "h100"
+    with pytest.raises(typer.BadParameter, match="spaces"):
+        flags.check_config_name("h 100")
+
+
+def test_listeners_need_a_protocol_and_a_positive_interval() -> None:
+    chosen = flags.listeners("true", "false", "false", "true", "false", 500.0)
+    assert (chosen.http, chosen.grpc, chosen.metrics, chosen.gpu_metrics) == (True, False, False, False)
+    with pytest.raises(typer.BadParameter, match="cannot both be false"):
+        flags.listeners("false", "0", "true", "true", "true", 2000.0)
+    with pytest.raises(typer.BadParameter, match="more than 0"):
+        flags.listeners("true", "true", "true", "true", "true", 0.0)
+
+
+def test_repositories_are_checked_and_deduplicated(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    assert flags.model_repositories([tmp_path / "a", tmp_path / "a"]) == ((tmp_path / "a").resolve(),)
+    with pytest.raises(typer.BadParameter, match="is not a directory"):
+        flags.model_repositories([tmp_path / "a", tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("flag", ["--http-port", "--grpc-port", "--metrics-port"])
+def test_out_of_range_ports_are_refused_without_a_traceback(flag: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", "--model-repository", str(tmp_path), flag, "99999"])
+    assert result.exit_code == 2
+    assert flag in result.output and "65535" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_flag_values_are_usage_errors(tmp_path: Path) -> None:
+    for extra in (["--log-format", "xml"], ["--allow-http", "perhaps"], ["--model-load-thread-count", "0"]):
+        result = CliRunner().invoke(app, ["serve", "--model-repository", str(tmp_path), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("packserve ")
+
+
+def _record(level: int, message: str, exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    return logging.LogRecord("packserve.test", level, "/x/engine.py", 42, message, None, exc_info)
+
+
+def test_log_formats() -> None:
+    default = make_formatter("default").format(_record(logging.WARNING, "hello"))
+    assert default.startswith("W") and default.endswith(" engine.py:42] hello")
+    iso = make_formatter("ISO8601").format(_record(logging.ERROR, "boom"))
+    assert iso[4] == "-" and iso[10] == "T" and "Z E " in iso and iso.endswith("] boom")
+    try:
+        raise ValueError("inside")
+    except ValueError as error:
+        line = make_formatter("json").format(_record(logging.ERROR, "bad", error))
+    document = json.loads(line)
+    assert document["level"] == "ERROR" and document["message"] == "bad" and document["line"] == 42
+    assert "ValueError: inside" in document["exception"]
+
+
+def test_log_file_level_switches_and_verbosity(tmp_path: Path) -> None:
+    target = tmp_path / "logs" / "server.log"
+    handler = configure_logging(LogSettings(verbose=2, file=target, info=False, format="ISO8601"))
+    try:
+        logging.getLogger("packserve.x").info("quiet info")
+        logging.getLogger("packserve.x").warning("loud warning")
+        logging.getLogger("packserve.x").debug("verbose detail")
+        assert request_log.verbosity() == 2
+        handler.flush()
+        text = target.read_text()
+        assert "loud warning" in text and "verbose detail" in text and "quiet info" not in text
+    finally:
+        configure_logging(LogSettings())
+        handler.close()
+    assert request_log.verbosity() == 0

@@ -1,0 +1,134 @@
+"""tritonserver's flags: the docs table covers every flag of the real 2.51 binary, the supported
+ones exist on `packserve serve`, and both servers answer alike when started with the same flags."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import typer.main
+
+from packserve.cli import app
+from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
+from tests.differential.twin_repository import build_twin_repository as _build_all
+
+
+def build_twin_repository(root: Path) -> Path:
+    """The twin repository's `simple` and `python_add` only (the other twins test other things and
+    slow both servers' start)."""
+    import shutil
+
+    _build_all(root)
+    for folder in root.iterdir():
+        if folder.name not in ("simple", "python_add"):
+            shutil.rmtree(folder)
+    return root
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
+
+
+def _triton_flags() -> set[str]:
+    text = subprocess.run([str(TRITONSERVER), "--help"], capture_output=True, text=True, check=False)
+    return set(re.findall(r"^  (--[a-z0-9-]+)", text.stdout + text.stderr, re.MULTILINE))
+
+
+def _doc_rows() -> dict[str, str]:
+    rows: dict[str, str] = {}
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("| `--"):
+            continue
+        cells = line.split("|")
+        for flag in re.findall(r"`(--[a-z0-9-]+)", cells[1]):
+            assert flag not in rows, f"{flag} is listed twice"
+            rows[flag] = cells[2].strip()
+    return rows
+
+
+def test_the_table_lists_every_flag_of_the_real_binary() -> None:
+    flags = _triton_flags()
+    assert len(flags) >= 80
+    assert set(_doc_rows()) == flags
+
+
+def test_supported_flags_exist_on_serve() -> None:
+    command = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    options = {opt for param in command.params for opt in param.opts} | {"--help"}
+    supported = [flag for flag, status in _doc_rows().items() if status.startswith(("supported", "alias"))]
+    assert len(supported) >= 25
+    assert [flag for flag in supported if flag not in options] == []
+
+
+def _second_repository(root: Path, first: Path) -> Path:
+    """`python_add` again (a duplicate name) and `simple_alt`, whose configs/alt.pbtxt allows
+    batches of 4 where its config.pbtxt allows 8."""
+    shutil.copytree(first / "python_add", root / "python_add")
+    shutil.copytree(first / "simple", root / "simple_alt")
+    config = (root / "simple_alt" / "config.pbtxt").read_text().replace('name: "simple"', 'name: "simple_alt"')
+    (root / "simple_alt" / "config.pbtxt").write_text(config)
+    (root / "simple_alt" / "configs").mkdir()
+    (root / "simple_alt" / "configs" / "alt.pbtxt").write_text(config.replace("max_batch_size: 8", "max_batch_size: 4"))
+    return root
+
+
+def _wait_live(server: Server, timeout_s: float = 180.0) -> None:
+    for _ in range(int(timeout_s / 0.25)):
+        if server.process.poll() is not None:
+            break
+        try:
+            if requests.get(f"{server.base}/v2/health/live", timeout=1).status_code == 200 and (
+                requests.get(f"{server.base}/v2/models/simple_alt/ready", timeout=1).status_code == 200
+            ):
+                return
+        except requests.ConnectionError:
+            pass
+        subprocess.run(["sleep", "0.25"], check=False)
+    raise RuntimeError(f"{server.name} did not start; log:\n{server.log.read_text()[-4000:]}")
+
+
+def _answers(server: Server) -> dict[str, object]:
+    return {
+        "name": requests.get(f"{server.base}/v2", timeout=5).json()["name"],
+        "ready": requests.get(f"{server.base}/v2/health/ready", timeout=5).status_code,
+        "simple_alt batch": requests.get(f"{server.base}/v2/models/simple_alt/config", timeout=5).json()[
+            "max_batch_size"
+        ],
+        "python_add ready": requests.get(f"{server.base}/v2/models/python_add/ready", timeout=5).status_code,
+        "simple ready": requests.get(f"{server.base}/v2/models/simple/ready", timeout=5).status_code,
+    }
+
+
+@pytest.mark.parametrize("strict", ["false", "true"])
+def test_same_flags_same_answers(tmp_path: Path, strict: str) -> None:
+    first = build_twin_repository(tmp_path / "a")
+    second = _second_repository(tmp_path / "b", first)
+    flags = [
+        "--model-repository", str(first), "--model-repository", str(second), "--id", "twin",
+        "--model-config-name", "alt", f"--strict-readiness={strict}", "--exit-on-error=false",
+        "--log-verbose=1", "--log-format", "ISO8601", "--allow-metrics=false",
+    ]  # fmt: skip
+    t_http, t_grpc, p_http, p_grpc = _free_ports(4)
+    triton = _start(
+        "triton",
+        [str(TRITONSERVER), *flags, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
+         "--backend-directory", str(TRITONSERVER.parent.parent / "backends")],
+        t_http, tmp_path / "triton.log",
+    )  # fmt: skip
+    packserve = _start(
+        "packserve",
+        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *flags,
+         "--http-port", str(p_http), "--grpc-port", str(p_grpc)],
+        p_http, tmp_path / "packserve.log",
+    )  # fmt: skip
+    try:
+        _wait_live(triton)
+        _wait_live(packserve)
+        assert _answers(packserve) == _answers(triton)
+    finally:
+        _stop(triton)
+        _stop(packserve)
