@@ -69,10 +69,11 @@ def measure(model_dir: Path, instances: int) -> dict[str, float]:
 
     from packserve.backends.base import ExecutionTimer, InstanceContext, ModelContext
     from packserve.backends.onnxruntime import OnnxRuntimeModel
+    from packserve.backends.registry import load_backend
     from packserve.config.normalize import normalize_config
     from packserve.config.parse import parse_config_text
     from packserve.config.to_spec import build_model_spec
-    from packserve.core.request import InferRequest
+    from packserve.messages import InferRequest
 
     class NoTimer(ExecutionTimer):
         def inputs_ready(self) -> None:
@@ -83,7 +84,9 @@ def measure(model_dir: Path, instances: int) -> dict[str, float]:
 
     process = psutil.Process()
     baseline = process.memory_info().rss
-    config = normalize_config(parse_config_text(""), model_dir, model_dir / "1", available_gpus=())
+    config = normalize_config(
+        parse_config_text(""), model_dir, model_dir / "1", available_gpus=(), backends=load_backend
+    )
     context = ModelContext(
         spec=build_model_spec(config, model_dir),
         config=config,

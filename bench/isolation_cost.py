@@ -24,7 +24,7 @@ import numpy as np
 
 from packserve.backends import worker_processes
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
+from packserve.messages import InferRequest
 
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 

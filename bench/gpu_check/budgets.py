@@ -25,8 +25,8 @@ from bench.gpu_check.common import Settings
 from bench.gpu_check.nets import NETS
 from packserve.backends.gpu_budget import LEDGER, device_memory_bytes, format_bytes, measure_need
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.errors import PackserveError
+from packserve.messages import InferRequest
 
 FIT, FIT_TOO, GREEDY, TINY = "resnet18", "efficientnet_b0", "vgg_small", "squeezenet"
 

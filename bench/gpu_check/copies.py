@@ -1,9 +1,10 @@
 """Zero copies: device-to-host copies per request through the packed ensemble.
 
 The packed repository runs in-process (the engine `packserve serve` runs); requests go through
-the `pack` ensemble and their outputs are turned into host arrays by the HTTP front end's own
-`to_numpy`, as a reply is. torch's profiler records every CUDA memcpy; device-to-host ones are
-counted per request and set against the ensemble's final outputs (seven score vectors): more
+the `pack` ensemble and their outputs are turned into host arrays by the front ends' helper
+`packserve.messages.to_host`, as a reply is. torch's profiler records every CUDA memcpy;
+device-to-host ones are counted per request and set against the ensemble's final outputs (seven
+score vectors): more
 would mean an intermediate tensor left the GPU. Host-to-device copies (the JPEG bytes into
 nvjpeg) are counted too. On CPU torch there are no device copies: the dry run runs the same
 requests under the profiler and reports zero.
@@ -19,8 +20,7 @@ import numpy as np
 from bench.gpu_check import repository as repo
 from bench.gpu_check.common import Settings
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
-from packserve.frontends.http.tensor_data import to_numpy
+from packserve.messages import InferRequest, to_host
 
 
 async def _requests(repository: Any, jpeg: bytes, count: int, profile: Any) -> tuple[int, Any]:
@@ -39,7 +39,7 @@ async def _requests(repository: Any, jpeg: bytes, count: int, profile: Any) -> t
         with profile as prof:
             for _ in range(count):
                 response = await engine.infer(InferRequest(model_name=repo.ENSEMBLE, inputs={"IMAGE": image}))
-                host = [to_numpy(tensor) for tensor in response.outputs.values()]
+                host = [to_host(tensor) for tensor in response.outputs.values()]
                 outputs = len(host)
         return outputs, prof
     finally:

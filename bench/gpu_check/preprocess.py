@@ -22,8 +22,8 @@ from bench.gpu_check.common import Settings, jpeg_set
 from packserve.backends.base import BackendInstance, ExecutionTimer, InstanceContext, ModelContext
 from packserve.backends.image import ImageModel
 from packserve.backends.image.gpu import GpuImageInstance
-from packserve.config.spec import ModelSpec, TensorSpec, VersionPolicy
-from packserve.core.request import InferRequest
+from packserve.messages import InferRequest
+from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 SIZE = 640

@@ -27,10 +27,10 @@ from packserve.backends.base import (
 )
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.config.spec import ModelSpec, TensorSpec
-from packserve.core.request import InferRequest
 from packserve.core.validation import validate_request
 from packserve.errors import InvalidArgumentError, ModelExecutionError, PackserveError
+from packserve.messages import InferRequest
+from packserve.model_spec import ModelSpec, TensorSpec
 from packserve.types import DataType
 
 
@@ -67,7 +67,7 @@ def composite_reason(spec: ModelSpec) -> str | None:
 
 def measure_raw_limit(repository: Path, model: str, options: RawOptions) -> RawLimit:
     """Rows/s of `model` at every batch size 1..max_batch_size (1 for a model that does not batch)."""
-    loaded = load_model_config(repository / model)
+    loaded = load_model_config(repository / model, backends=load_backend)
     spec = loaded.spec
     reason = composite_reason(spec)
     if reason is not None:

@@ -19,6 +19,7 @@ from bench.suite.raw_limit import RawOptions, composite_reason, measure_raw_limi
 from bench.suite.report import plot_results, print_report
 from bench.suite.results import FailedRun, SuiteResults, write_json
 from bench.suite.server_process import running_server
+from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
 from packserve.errors import NotFoundError, UnavailableError
 
@@ -41,7 +42,7 @@ def models_to_load(repository: Path, models: Sequence[str]) -> list[str]:
         if name in ordered:
             continue
         ordered.append(name)
-        spec = load_model_config(repository / name).spec
+        spec = load_model_config(repository / name, backends=load_backend).spec
         pending.extend(step.model_name for step in spec.ensemble_steps)
     return ordered
 
@@ -60,7 +61,7 @@ def run_suite(options: SuiteOptions, console: Console) -> SuiteResults:
     # Other processes share the cores: the 1-minute load average says how much to trust each phase.
     results.environment["load_average_1m"] = {"before_raw": _load_average()}
     for model in options.models:
-        reason = composite_reason(load_model_config(repository / model).spec)
+        reason = composite_reason(load_model_config(repository / model, backends=load_backend).spec)
         if reason is not None:
             results.raw_skipped[model] = reason
             continue

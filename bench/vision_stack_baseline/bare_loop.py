@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bench.vision_stack_baseline.pipeline import LoadedBackend, LocalModels, PipelineExecutor
-from packserve.config.spec import ModelSpec
 from packserve.errors import InvalidArgumentError
+from packserve.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)

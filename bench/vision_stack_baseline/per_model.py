@@ -36,8 +36,8 @@ from bench.vision_stack_baseline.pipeline import (
     is_region_map,
     load_backends,
 )
-from packserve.config.spec import ModelSpec
 from packserve.errors import UnavailableError
+from packserve.model_spec import ModelSpec
 
 # The branch each team owned, as ensemble step names; the decode step is added to every team.
 TEAMS: dict[str, tuple[str, ...]] = {

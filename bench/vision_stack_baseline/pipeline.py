@@ -28,11 +28,10 @@ from packserve.backends.base import (
 )
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.config.normalize import REGION_MAP_PLATFORM
-from packserve.config.spec import ModelSpec
 from packserve.core.region_map import RegionMapParams, crop_and_normalize, to_canvas
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.errors import InvalidArgumentError, PackserveError
+from packserve.messages import InferRequest, RequestedOutput
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 # Tensors of one image (or one request) by name.
 Tensors = dict[str, np.ndarray]
@@ -55,12 +54,12 @@ class NullTimer(ExecutionTimer):
 
 
 def load_specs(repository: Path, names: Sequence[str]) -> dict[str, ModelSpec]:
-    return {name: load_model_config(repository / name).spec for name in names}
+    return {name: load_model_config(repository / name, backends=load_backend).spec for name in names}
 
 
 def ensemble_models(repository: Path, ensemble: str) -> tuple[ModelSpec, dict[str, ModelSpec]]:
     """The ensemble's spec and the specs of every model it calls, region-map targets included."""
-    top = load_model_config(repository / ensemble).spec
+    top = load_model_config(repository / ensemble, backends=load_backend).spec
     specs = load_specs(repository, [step.model_name for step in top.ensemble_steps])
     targets = [RegionMapParams.from_spec(s).model for s in specs.values() if is_region_map(s)]
     specs |= load_specs(repository, [t for t in targets if t not in specs])
@@ -88,7 +87,7 @@ def load_backends(repository: Path, specs: Mapping[str, ModelSpec]) -> dict[str,
     for name, spec in specs.items():
         if spec.is_ensemble or is_region_map(spec):
             continue
-        loaded_config = load_model_config(repository / name)
+        loaded_config = load_model_config(repository / name, backends=load_backend)
         version = loaded_config.versions[-1]
         context = ModelContext(
             spec=spec,

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.errors import PackserveError
+from packserve.messages import InferRequest, InferResponse, Tensor
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-    from packserve.config.spec import ModelSpec
+    from packserve.model_spec import ModelSpec
 
 
 class BlsExecutor(Protocol):

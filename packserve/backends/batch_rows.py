@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from packserve.config.spec import ModelSpec
-from packserve.core.request import InferRequest, Tensor
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 
 def request_rows(requests: Sequence[InferRequest], batching: bool) -> list[int]:

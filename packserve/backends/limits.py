@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from packserve.config.spec import ModelSpec
 from packserve.errors import ConfigError
+from packserve.model_spec import ModelSpec
 
 ISOLATION_KEY = "isolation"
 TIMEOUT_KEY = "execution_timeout_s"

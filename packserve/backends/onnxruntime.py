@@ -40,8 +40,8 @@ from packserve.backends.onnx_signature import (
     signature_from_file,
     signature_from_session,
 )
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, InvalidArgumentError, ModelExecutionError, ModelLoadError
+from packserve.messages import InferRequest, Tensor, to_host
 from packserve.types import DataType
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def configured_tensors(context: ModelContext, role: str) -> list[ConfiguredTenso
 def check_config_against(context: ModelContext, graph: GraphSignature) -> None:
     """Load-time check: every config tensor exists in the graph with the same type and shape."""
     name = context.spec.name
-    batching = context.spec.max_batch_size > 0
+    batching = context.spec.batching
     inputs = configured_tensors(context, "input")
     check_tensors(name, "input", inputs, graph.inputs, batching)
     check_tensors(name, "output", configured_tensors(context, "output"), graph.outputs, batching)
@@ -285,7 +285,7 @@ class OnnxRuntimeInstance(BackendInstance):
         self._context = context
         self._session = session
         self._spec = context.spec
-        self._batching = context.spec.max_batch_size > 0
+        self._batching = context.spec.batching
         self._bytes_inputs = {t.name for t in context.spec.inputs if t.datatype is DataType.BYTES}
         # 0 intra-op threads is ONNX Runtime's "one per core".
         self._cores = session.get_session_options().intra_op_num_threads or (os.cpu_count() or 1)
@@ -337,7 +337,7 @@ class OnnxRuntimeInstance(BackendInstance):
         gathered = gather_inputs(group, _concat_rows)
         feeds = {}
         for name, tensor in gathered.items():
-            array = _host_array(tensor)
+            array = to_host(tensor)
             feeds[name] = self._text_array(name, array) if name in self._bytes_inputs else array
         return feeds
 
@@ -362,15 +362,7 @@ class OnnxRuntimeInstance(BackendInstance):
 
 
 def _concat_rows(parts: list[Tensor]) -> np.ndarray:
-    return np.concatenate([_host_array(part) for part in parts], axis=0)
-
-
-def _host_array(tensor: Tensor) -> np.ndarray:
-    if isinstance(tensor, np.ndarray):
-        return tensor
-    if hasattr(tensor, "detach"):  # a torch tensor from the GPU pipeline
-        return tensor.detach().cpu().numpy()
-    return np.asarray(tensor)
+    return np.concatenate([to_host(part) for part in parts], axis=0)
 
 
 def _bytes_array(array: np.ndarray) -> np.ndarray:

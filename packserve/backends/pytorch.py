@@ -29,9 +29,9 @@ from packserve.backends.base import (
 )
 from packserve.backends.batch_rows import output_names_for, request_rows, same_row_shapes, split_rows
 from packserve.backends.gpu_budget import LEDGER, MemoryNeed, check_fits, measure_need, parse_budget
-from packserve.config.spec import ModelSpec, TensorSpec
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, ModelExecutionError, ModelLoadError
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec, TensorSpec
 from packserve.types import DataType
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class TorchModel(BackendModel):
         spec = self.context.spec
         if any(-1 in (t.reshape or t.dims) for t in spec.inputs):
             return None
-        batch = (spec.max_batch_size,) if spec.max_batch_size > 0 else ()
+        batch = (spec.max_batch_size,) if spec.batching else ()
         by_name = {t.name: t for t in spec.inputs}
         order = tensor_positions(spec.inputs, _argument_names(module))
         arguments = [
@@ -190,7 +190,7 @@ class TorchInstance(BackendInstance):
         self._on_gpu = self._device.type == "cuda"
         # Each GPU instance gets its own stream so instances overlap on the device.
         self._stream = torch.cuda.Stream(device=self._device) if self._on_gpu else None
-        self._batching = context.spec.max_batch_size > 0
+        self._batching = context.spec.batching
         self._input_order = tensor_positions(context.spec.inputs, _argument_names(module))
         self._output_order = tensor_positions(context.spec.outputs)
 

@@ -6,6 +6,7 @@ import importlib
 
 from packserve.backends.base import BackendModel
 from packserve.errors import ConfigError
+from packserve.model_spec import PLATFORMS
 
 # backend name -> "module:class"
 BACKENDS: dict[str, str] = {
@@ -16,12 +17,6 @@ BACKENDS: dict[str, str] = {
     "postprocess": "packserve.backends.postprocess:PostprocessModel",
 }
 
-# Triton `platform` values -> the backend that serves them.
-PLATFORMS: dict[str, str] = {
-    "onnxruntime_onnx": "onnxruntime",
-    "pytorch_libtorch": "pytorch",
-    "pytorch_torchscript": "pytorch",
-}
 
 _loaded: dict[str, type[BackendModel]] = {}
 

@@ -7,11 +7,12 @@ known (the repository runs it when the ensemble and all its step models have loa
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from packserve.config.spec import EnsembleStepSpec, ModelSpec, TensorSpec
 from packserve.errors import ConfigError
+from packserve.model_spec import EnsembleStepSpec, ModelSpec, TensorSpec
 from packserve.types import DataType
 
 
@@ -74,18 +75,13 @@ def _check_acyclic(ensemble: ModelSpec, producer: Mapping[str, int]) -> None:
     depends_on = [
         {producer[tensor] for tensor in step.input_map.values() if tensor in producer} for step in steps
     ]
-    done: set[int] = set()
-    progress = True
-    while progress:  # Kahn's algorithm; ensembles have a handful of steps
-        progress = False
-        for index, needs in enumerate(depends_on):
-            if index not in done and needs <= done:
-                done.add(index)
-                progress = True
-    stuck = [index for index in range(len(steps)) if index not in done]
-    if stuck:
-        involved = ", ".join(f"step {index} (model '{steps[index].model_name}')" for index in stuck)
-        raise ConfigError(f"ensemble '{ensemble.name}' has a cycle among its steps: {involved}")
+    try:
+        graphlib.TopologicalSorter(dict(enumerate(depends_on))).prepare()
+    except graphlib.CycleError as exc:
+        # args[1] is the cycle found, its first step repeated at the end.
+        in_cycle = sorted(set(exc.args[1]))
+        involved = ", ".join(f"step {index} (model '{steps[index].model_name}')" for index in in_cycle)
+        raise ConfigError(f"ensemble '{ensemble.name}' has a cycle among its steps: {involved}") from None
 
 
 @dataclass(frozen=True, slots=True)

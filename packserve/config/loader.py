@@ -10,13 +10,13 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from packserve.config.confine import check_config_paths
 from packserve.config.ensemble_graph import check_ensemble_dataflow
-from packserve.config.normalize import fill_name, normalize_config
+from packserve.config.normalize import BackendLookup, fill_name, normalize_config
 from packserve.config.parse import find_config_file, parse_config_json, parse_model_config
-from packserve.config.spec import ModelSpec
 from packserve.config.to_spec import build_model_spec, version_policy
 from packserve.config.validate import validate_config, validate_version_policy
 from packserve.config.versions import available_versions, select_versions
 from packserve.errors import ConfigError
+from packserve.model_spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,7 @@ def load_model_config(
     model_dir: Path,
     override_json: str | None = None,
     *,
+    backends: BackendLookup,
     available_gpus: Sequence[int] | None = None,
     options: ConfigLoadOptions | None = None,
 ) -> LoadedConfig:
@@ -46,7 +47,8 @@ def load_model_config(
     repository index.
 
     `override_json` replaces the folder's config file, as the load API's `config` parameter does in
-    Triton. `available_gpus` defaults to the GPUs this process can see.
+    Triton. `backends` finds a backend's auto-complete hooks (the repository passes
+    `backends.registry.load_backend`). `available_gpus` defaults to the GPUs this process can see.
     """
     if not model_dir.is_dir():
         raise ConfigError(f"model folder '{model_dir}' does not exist")
@@ -75,7 +77,12 @@ def load_model_config(
     # Before auto-complete, which may open (python: import) the model file.
     check_config_paths(named, model_dir, versions)
     config = normalize_config(
-        named, model_dir, model_dir / str(versions[-1]), available_gpus, options.auto_complete
+        named,
+        model_dir,
+        model_dir / str(versions[-1]),
+        available_gpus,
+        options.auto_complete,
+        backends=backends,
     )
     validate_config(config, model_dir, available_gpus)
     spec = build_model_spec(config, model_dir)

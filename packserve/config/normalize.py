@@ -3,25 +3,37 @@
 Each step is a named function that completes one concern of the config it is given, in place;
 `normalize_config` runs them in order on a copy, so the parsed config a caller holds is never
 touched. The result still has to pass `validate.validate_config`.
+
+The config layer sits above the backends' data but below the backends themselves: what a backend
+contributes (its default model file name, its auto-complete from the model file) arrives through
+a `BackendLookup` that the caller passes in (the repository passes `backends.registry.load_backend`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
-from packserve.backends.base import BackendModel
-from packserve.backends.registry import PLATFORMS, backend_for_platform, load_backend
 from packserve.config.devices import visible_gpus
 from packserve.errors import ConfigError
+from packserve.model_spec import COMPOSITE_PLATFORMS, ENSEMBLE_PLATFORM, PLATFORMS, REGION_MAP_PLATFORM
 
-ENSEMBLE_PLATFORM = "ensemble"
-# packserve's per-region cascade model (packserve.core.region_map): run by the core, like an ensemble.
-REGION_MAP_PLATFORM = "region_map"
-# Models the core runs itself by calling other models: no backend, no instances, no model file.
-COMPOSITE_PLATFORMS = (ENSEMBLE_PLATFORM, REGION_MAP_PLATFORM)
+__all__ = ["COMPOSITE_PLATFORMS", "ENSEMBLE_PLATFORM", "REGION_MAP_PLATFORM", "BackendHooks", "BackendLookup"]
+
+
+class BackendHooks(Protocol):
+    """What normalization needs from a backend (a `backends.base.BackendModel` class has both)."""
+
+    default_model_filename: str
+
+    def complete_config(self, config: ModelConfig, version_dir: Path) -> None: ...
+
+
+# backend name -> its hooks; raises ConfigError for an unknown or uninstalled backend.
+BackendLookup = Callable[[str], BackendHooks]
 
 # Model files that identify a backend when the config names neither platform nor backend.
 _BACKEND_BY_MODEL_FILE = {
@@ -46,8 +58,10 @@ def normalize_config(
     version_dir: Path | None,
     available_gpus: Sequence[int] | None = None,
     auto_complete: bool = True,
+    *,
+    backends: BackendLookup,
 ) -> ModelConfig:
-    """A completed copy of `config` for the model in `model_dir`.
+    """A completed copy of `config` for the model in `model_dir`; `backends` finds a backend's hooks.
 
     `auto_complete=False` (Triton's --disable-auto-complete-config) keeps the backend from filling
     inputs, outputs and max_batch_size from the model file; the defaults below still apply.
@@ -62,7 +76,7 @@ def normalize_config(
     fill_name(completed, model_dir.name)
     resolve_platform_and_backend(completed, version_dir)
     if completed.platform not in COMPOSITE_PLATFORMS:
-        backend_cls = backend_class(completed)
+        backend_cls = backend_class(completed, backends)
         fill_default_model_filename(completed, backend_cls)
         if version_dir is not None and auto_complete:
             complete_from_backend(completed, backend_cls, version_dir)
@@ -118,7 +132,7 @@ def resolve_platform_and_backend(config: ModelConfig, version_dir: Path | None) 
             )
         config.backend = guessed
     if config.platform and not config.backend:
-        backend = backend_for_platform(config.platform)
+        backend = PLATFORMS.get(config.platform)
         if backend is None:
             known = ", ".join(sorted([*PLATFORMS, *COMPOSITE_PLATFORMS]))
             raise ConfigError(
@@ -127,7 +141,7 @@ def resolve_platform_and_backend(config: ModelConfig, version_dir: Path | None) 
             )
         config.backend = backend
     elif config.platform:
-        implied = backend_for_platform(config.platform)
+        implied = PLATFORMS.get(config.platform)
         if implied is not None and implied != config.backend:
             raise ConfigError(
                 f"model '{name}' has platform '{config.platform}' (backend '{implied}') "
@@ -137,11 +151,11 @@ def resolve_platform_and_backend(config: ModelConfig, version_dir: Path | None) 
         config.platform = _platform_by_backend().get(config.backend, "")
 
 
-def backend_class(config: ModelConfig) -> type[BackendModel]:
+def backend_class(config: ModelConfig, backends: BackendLookup) -> BackendHooks:
     """The config's backend class; importing a backend module can fail in many ways, and each is
     this model's load failure, not the server's."""
     try:
-        return load_backend(config.backend)
+        return backends(config.backend)
     except ConfigError as exc:
         raise ConfigError(f"model '{config.name}': {exc}") from exc
     except Exception as exc:
@@ -150,12 +164,12 @@ def backend_class(config: ModelConfig) -> type[BackendModel]:
         ) from exc
 
 
-def fill_default_model_filename(config: ModelConfig, backend_cls: type[BackendModel]) -> None:
+def fill_default_model_filename(config: ModelConfig, backend_cls: BackendHooks) -> None:
     if not config.default_model_filename:
         config.default_model_filename = backend_cls.default_model_filename
 
 
-def complete_from_backend(config: ModelConfig, backend_cls: type[BackendModel], version_dir: Path) -> None:
+def complete_from_backend(config: ModelConfig, backend_cls: BackendHooks, version_dir: Path) -> None:
     """Let the backend fill inputs, outputs and max_batch_size from the model file."""
     try:
         backend_cls.complete_config(config, version_dir)

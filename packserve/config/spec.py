@@ -1,102 +1,26 @@
-"""Frozen, validated views of a model configuration, read on the hot path.
+"""Re-export shim: the frozen spec types moved to the leaf module `packserve.model_spec`.
 
-The protobuf `ModelConfig` (tritonclient's generated `model_config_pb2`) stays the canonical form
-served back to clients; a `ModelSpec` is built from it once, after validation, and never changes.
+Kept only so branches written before the move keep importing; new code imports
+`packserve.model_spec`. The backends may not import this module (.importlinter forbids it: it sits
+in the config layer). Remove once no branch imports it.
 """
 
-from __future__ import annotations
+from packserve.model_spec import (
+    BatchingPolicy,
+    EnsembleStepSpec,
+    InstanceGroupSpec,
+    ModelSpec,
+    QueuePolicy,
+    TensorSpec,
+    VersionPolicy,
+)
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-from packserve.types import DataType
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    name: str
-    datatype: DataType
-    # Shape without the batch dimension; -1 is a variable dimension.
-    dims: tuple[int, ...]
-    # The shape the backend sees (config `reshape`), without the batch dimension; None = dims.
-    reshape: tuple[int, ...] | None = None
-    optional: bool = False
-    # Output only: class labels read from `label_filename`, index -> label.
-    labels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class QueuePolicy:
-    timeout_action: str = "REJECT"  # "REJECT" or "DELAY"
-    default_timeout_us: int = 0  # 0 = no timeout
-    allow_timeout_override: bool = False
-    max_queue_size: int = 0  # 0 = unbounded by config (the server's global admission limit still holds)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchingPolicy:
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_delay_us: int = 0
-    preserve_ordering: bool = False
-    priority_levels: int = 0  # 0 = priorities disabled; else levels 1..priority_levels, 1 highest
-    default_priority_level: int = 0
-    default_queue_policy: QueuePolicy = field(default_factory=QueuePolicy)
-    priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceGroupSpec:
-    name: str
-    count: int
-    kind: str  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL" (KIND_AUTO is resolved during normalize)
-    gpus: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class VersionPolicy:
-    kind: str = "latest"  # "latest" | "all" | "specific"
-    latest_num_versions: int = 1
-    specific_versions: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class EnsembleStepSpec:
-    model_name: str
-    model_version: int  # -1 = the model's version policy's latest
-    # step input tensor name -> ensemble tensor name
-    input_map: Mapping[str, str]
-    # step output tensor name -> ensemble tensor name
-    output_map: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    name: str
-    platform: str  # e.g. "onnxruntime_onnx", "ensemble", "" for backend-only models
-    backend: str  # registry name: "onnxruntime", "python", "pytorch", "image", "" for ensembles
-    max_batch_size: int  # 0 = the model does not batch; inputs carry no batch dimension
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    dynamic_batching: BatchingPolicy | None
-    instance_groups: tuple[InstanceGroupSpec, ...]
-    version_policy: VersionPolicy
-    default_model_filename: str
-    parameters: Mapping[str, str] = field(default_factory=dict)  # config `parameters`, string_value only
-    ensemble_steps: tuple[EnsembleStepSpec, ...] = ()
-    response_cache: bool = False  # config `response_cache { enable: true }`
-
-    @property
-    def is_ensemble(self) -> bool:
-        return self.platform == "ensemble"
-
-    def input(self, name: str) -> TensorSpec | None:
-        for tensor in self.inputs:
-            if tensor.name == name:
-                return tensor
-        return None
-
-    def output(self, name: str) -> TensorSpec | None:
-        for tensor in self.outputs:
-            if tensor.name == name:
-                return tensor
-        return None
+__all__ = [
+    "BatchingPolicy",
+    "EnsembleStepSpec",
+    "InstanceGroupSpec",
+    "ModelSpec",
+    "QueuePolicy",
+    "TensorSpec",
+    "VersionPolicy",
+]

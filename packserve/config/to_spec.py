@@ -8,7 +8,8 @@ from google.protobuf.message import Message
 from tritonclient.grpc.model_config_pb2 import DataType as ConfigDataType
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup, ModelQueuePolicy
 
-from packserve.config.spec import (
+from packserve.errors import ConfigError
+from packserve.model_spec import (
     BatchingPolicy,
     EnsembleStepSpec,
     InstanceGroupSpec,
@@ -17,7 +18,6 @@ from packserve.config.spec import (
     TensorSpec,
     VersionPolicy,
 )
-from packserve.errors import ConfigError
 from packserve.types import DataType
 
 

@@ -16,8 +16,8 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup, 
 
 from packserve.config.devices import visible_gpus
 from packserve.config.field_policy import check_field_policy
-from packserve.config.normalize import COMPOSITE_PLATFORMS, ENSEMBLE_PLATFORM
 from packserve.errors import ConfigError
+from packserve.model_spec import COMPOSITE_PLATFORMS, ENSEMBLE_PLATFORM
 from packserve.types import DataType
 
 WILDCARD_DIM = -1

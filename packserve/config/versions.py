@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from packserve.config.spec import VersionPolicy
 from packserve.errors import ConfigError
+from packserve.model_spec import VersionPolicy
 
 # Triton ignores folders that are not a number or that start with 0 ("01", "0").
 _VERSION_FOLDER = re.compile(r"[1-9][0-9]*")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from packserve.config.spec import BatchingPolicy, QueuePolicy
+from packserve.model_spec import BatchingPolicy, QueuePolicy
 
 P = TypeVar("P")
 
@@ -198,6 +198,12 @@ def decide_batch(
     fit), when its oldest item has waited `max_queue_delay`, or when it reached a preferred batch
     size (the largest one reached is taken); otherwise the answer is to wait. A single item larger
     than `max_batch_size` (validation prevents it) goes alone rather than blocking the queue.
+
+    Not pure: it changes `queue` in exactly two ways. Timeouts due by `now_ns` are applied
+    (`PendingQueue.expire`: REJECT items leave the queue and come back as `rejected`, DELAY items
+    move behind their level's on-time items), and a decision to run pops the batch's items off the
+    queue front. Waiting and idle decisions take nothing else. It reads no clock, so the planner's
+    simulator drives it with a fake one.
     """
     rejected = queue.expire(now_ns)
     if len(queue) == 0:

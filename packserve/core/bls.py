@@ -18,8 +18,8 @@ import contextlib
 
 from packserve.core.cpu_slots import CpuSlots
 from packserve.core.dispatch import Dispatcher
-from packserve.core.request import InferRequest, InferResponse
 from packserve.errors import ExecutionTimeoutError, InvalidArgumentError, ModelExecutionError
+from packserve.messages import InferRequest, InferResponse
 
 
 class EngineBls:

@@ -8,12 +8,13 @@ import abc
 import asyncio
 import contextlib
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.dispatch import Dispatcher
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
+from packserve.core.scheduler import DEFAULT_MAX_PENDING
 from packserve.errors import QueueFullError, ServerShuttingDownError
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 
 class CompositeScheduler(abc.ABC):
@@ -24,7 +25,7 @@ class CompositeScheduler(abc.ABC):
         dispatcher: Dispatcher,
         observer: InferenceObserver,
         clock: Clock | None = None,
-        max_pending: int = 4096,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self._spec = spec
         self._version = version

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from packserve.config.spec import ModelSpec
-from packserve.core.request import InferRequest, InferResponse
+from packserve.messages import InferRequest, InferResponse
+from packserve.model_spec import ModelSpec
 
 
 class Dispatcher(Protocol):

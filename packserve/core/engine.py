@@ -16,19 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packserve import SERVER_NAME, __version__
-from packserve.config.json_form import config_to_json
 from packserve.config.loader import ConfigLoadOptions
-from packserve.config.spec import ModelSpec
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
-from packserve.core.observers import ObserverFanout
+from packserve.core.observer_fanout import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
-from packserve.core.request import InferRequest, InferResponse, Tensor
 from packserve.core.response_cache import ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
+from packserve.core.scheduler import DEFAULT_MAX_PENDING
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.trace_export import make_exporter
@@ -48,6 +47,8 @@ from packserve.errors import (
     ServerShuttingDownError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, InferResponse, Tensor, to_host
+from packserve.model_spec import ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -76,8 +77,8 @@ class EngineOptions:
     model_control_mode: str = "none"  # Triton's --model-control-mode
     load_models: tuple[str, ...] = ()  # explicit mode: models to load at startup ("*" = all)
     poll_interval_s: float = 15.0  # poll mode: how often the repository is rescanned
-    max_pending_per_model: int = 4096  # admission bound when a model's config sets none
-    drain_timeout_s: float = 30.0
+    max_pending_per_model: int = DEFAULT_MAX_PENDING  # admission bound when a model's config sets none
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     # Batches measured cheaper than this run on the event-loop thread (core/inline_policy.py);
     # 0 keeps every batch on its instance's worker thread.
     inline_execution_us: int = 300
@@ -202,7 +203,7 @@ class Engine:
     def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
         runtime = self.repository.runtime(name, version)
         spec = runtime.spec
-        batch = (-1,) if spec.max_batch_size > 0 else ()
+        batch = (-1,) if spec.batching else ()
         entry = self.repository.entry(name)
         versions = (runtime.version_str,) if version else tuple(str(v) for v in sorted(entry.runtimes))
         return ModelMetadata(
@@ -218,9 +219,6 @@ class Engine:
 
     def model_config(self, name: str, version: str = "") -> ModelConfig:
         return self.repository.runtime(name, version).config
-
-    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
-        return config_to_json(self.model_config(name, version))
 
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         if name:
@@ -374,7 +372,7 @@ class Engine:
             if wanted.class_count > 0:
                 out_spec = spec.output(wanted.name)
                 labels = out_spec.labels if out_spec is not None else ()
-                tensor = classify(_to_host(tensor), wanted.class_count, labels, spec.max_batch_size > 0)
+                tensor = classify(to_host(tensor), wanted.class_count, labels, spec.batching)
             shaped[wanted.name] = tensor
         return shaped
 
@@ -382,7 +380,7 @@ class Engine:
         self._observers.add(observer)
 
     # ---- lifecycle -----------------------------------------------------------------------
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+    async def shutdown(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> bool:
         """Refuse new requests, wait up to `drain_timeout_s` in all for those in flight, unload every
         model (batches still executing at the deadline are interrupted: isolated workers are
         killed). True when everything in flight finished in time."""
@@ -430,7 +428,3 @@ class Engine:
             await self.repository.load_all(changed)
 
 
-def _to_host(tensor: Tensor) -> Any:
-    if hasattr(tensor, "detach") and hasattr(tensor, "cpu"):
-        return tensor.detach().cpu().numpy()
-    return tensor

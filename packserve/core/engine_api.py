@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, InferResponse
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import IndexEntry, ModelMetadata, ModelStatistics, ServerMetadata
+from packserve.messages import InferRequest, InferResponse
+
+# How long requests in flight get to finish when the server or a model goes down, unless told.
+DEFAULT_DRAIN_TIMEOUT_S = 30.0
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -41,10 +43,6 @@ class EngineApi(Protocol):
         """The normalized protobuf config of a ready model."""
         ...
 
-    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
-        """The config in Triton's JSON form: proto field names, defaults filled, int64 as numbers."""
-        ...
-
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """All ready models' statistics when name is ""; NotFoundError for an unknown model."""
         ...
@@ -64,8 +62,6 @@ class EngineApi(Protocol):
         """Validate, admit, schedule and run one request. Raises a PackserveError subtype."""
         ...
 
-    def add_observer(self, observer: InferenceObserver) -> None: ...
-
     def trace_setting(self, model: str = "") -> dict[str, Any]:
         """Triton's trace settings (global when model is ""), in Triton's JSON form."""
         ...
@@ -74,6 +70,6 @@ class EngineApi(Protocol):
         """Apply changes (null = back to the global value) and return the settings now in force."""
         ...
 
-    async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
+    async def shutdown(self, drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> bool:
         """Stop admitting, finish what is in flight (up to the timeout), unload everything."""
         ...

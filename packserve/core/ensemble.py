@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from packserve.config.spec import EnsembleStepSpec
 from packserve.core.composite import CompositeScheduler
-from packserve.core.request import InferRequest, RequestedOutput, Tensor
 from packserve.errors import PackserveError
+from packserve.messages import InferRequest, RequestedOutput, Tensor
+from packserve.model_spec import EnsembleStepSpec
 
 
 def steps_needed(steps: Iterable[EnsembleStepSpec], wanted: Iterable[str]) -> list[int]:
@@ -73,7 +73,7 @@ class EnsembleScheduler(CompositeScheduler):
         end = self._clock.now_ns()
         timing.compute_input_end_ns = timing.compute_start_ns
         timing.compute_infer_end_ns = timing.compute_end_ns = end
-        timing.batch_size = request.batch_size(self._spec.max_batch_size > 0)
+        timing.batch_size = request.batch_size(self._spec.batching)
         return {name: tensors[name] for name in wanted}
 
     async def _run_step(

@@ -23,7 +23,8 @@ described above (up to ~3x), so it only pre-selects:
   8 x threshold ends the trial at once, so a misjudged model blocks the loop once, not a window
   long. Each return to the workers doubles the executions seen before the next trial.
 
-A pure function of the costs it is given, so tests drive it with numbers.
+A small state machine fed only the costs it is given (no clock, no threads), so tests drive it
+with numbers.
 Threading: event-loop thread only (InstancePool calls it when a batch's outcome comes back).
 """
 

@@ -25,8 +25,8 @@ from packserve.core.clock import MONOTONIC_CLOCK, Clock
 from packserve.core.cpu_slots import CpuSlots
 from packserve.core.execution_watchdog import ExecutionWatchdog
 from packserve.core.inline_policy import InlineExecutionPolicy
-from packserve.core.request import InferRequest
 from packserve.errors import ExecutionTimeoutError, ModelExecutionError, PackserveError, UnavailableError
+from packserve.messages import InferRequest
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 
 
 class InferenceObserver(Protocol):

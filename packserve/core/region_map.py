@@ -39,13 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
 from packserve.core.composite import CompositeScheduler
 from packserve.core.dispatch import Dispatcher
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, RequestedOutput, Tensor
 from packserve.errors import ConfigError, InvalidArgumentError, PackserveError
+from packserve.messages import InferRequest, RequestedOutput, Tensor
+from packserve.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import ConfigLoadOptions, LoadedConfig, load_model_config
-from packserve.config.normalize import REGION_MAP_PLATFORM
-from packserve.config.spec import ModelSpec
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.region_map import validate_region_map
 from packserve.core.repository_roots import RepositoryRoots
 from packserve.core.runtime import (
@@ -37,6 +37,7 @@ from packserve.errors import (
     PackserveError,
     UnavailableError,
 )
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 log = logging.getLogger("packserve.repository")
 
@@ -79,7 +80,7 @@ class ModelRepository:
         self,
         root: Path | Sequence[Path],
         deps: RuntimeDeps,
-        drain_timeout_s: float = 30.0,
+        drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
         config_options: ConfigLoadOptions | None = None,
         load_concurrency: int = 0,
     ) -> None:
@@ -278,7 +279,11 @@ class ModelRepository:
             return ConfigError(duplicate)
         try:
             return await asyncio.to_thread(
-                load_model_config, self.model_dir(name), override_json, options=self._config_options
+                load_model_config,
+                self.model_dir(name),
+                override_json,
+                options=self._config_options,
+                backends=load_backend,
             )
         except PackserveError as exc:
             return exc

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from packserve.core.request import InferRequest, Tensor
+from packserve.messages import InferRequest, Tensor
 
 _LOCAL = re.compile(r"^local,size=(\d+)$")
 

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
 from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
-from packserve.config.normalize import REGION_MAP_PLATFORM
-from packserve.config.spec import ModelSpec
 from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
 from packserve.core.cpu_slots import CpuSlots
@@ -26,11 +24,12 @@ from packserve.core.ensemble import EnsembleScheduler
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
-from packserve.core.request import RequestTiming
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.validation import RequestValidator
 from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
+from packserve.messages import RequestTiming
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -172,7 +171,7 @@ def load_backend_instances(
     pool = InstancePool(
         spec.name,
         instances,
-        batching=spec.max_batch_size > 0,
+        batching=spec.batching,
         names=names,
         clock=deps.clock,
         # A batch with a deadline never runs on the event loop: a hung model would stop it.

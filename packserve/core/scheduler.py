@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
 from packserve.core.scheduler_direct import DirectScheduler
 from packserve.core.scheduler_dynamic import DynamicBatchScheduler
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 DEFAULT_MAX_PENDING = 4096
 
@@ -47,6 +47,6 @@ def create_scheduler(
     clock: Clock | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
 ) -> Scheduler:
-    if spec.dynamic_batching is not None and spec.max_batch_size > 0:
+    if spec.dynamic_batching is not None and spec.batching:
         return DynamicBatchScheduler(spec, version, pool, observer, clock, max_pending)
     return DirectScheduler(spec, version, pool, observer, clock, max_pending)

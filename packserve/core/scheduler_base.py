@@ -15,12 +15,12 @@ import asyncio
 from collections.abc import Sequence
 from functools import partial
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
 from packserve.core.instances import ExecutionOutcome, InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import PackserveError, QueueFullError, UnavailableError
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 # A request waiting for its outputs, with the future its caller awaits.
 Waiter = tuple[InferRequest, "asyncio.Future[dict[str, Tensor]]"]
@@ -45,7 +45,7 @@ class SchedulerBase(abc.ABC):
         self._observer = observer
         self._clock = clock or MONOTONIC_CLOCK
         self._max_pending = max_pending
-        self._batching = spec.max_batch_size > 0
+        self._batching = spec.batching
         self._pending = 0  # waiting + executing
         self._closing = False
         self._drained: asyncio.Future[None] | None = None

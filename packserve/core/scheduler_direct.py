@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
 from packserve.core.scheduler_base import SchedulerBase, Waiter
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import ModelSpec
 
 
 class DirectScheduler(SchedulerBase):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 
-from packserve.config.spec import BatchingPolicy, ModelSpec
 from packserve.core.batching import Batch, PendingItem, PendingQueue, Wait, decide_batch, queue_policy
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, Tensor
 from packserve.core.scheduler_base import SchedulerBase, Waiter
 from packserve.errors import InvalidArgumentError, QueueFullError, RequestTimeoutError
+from packserve.messages import InferRequest, Tensor
+from packserve.model_spec import BatchingPolicy, ModelSpec
 
 
 class DynamicBatchScheduler(SchedulerBase):
@@ -29,7 +29,7 @@ class DynamicBatchScheduler(SchedulerBase):
         max_pending: int,
     ) -> None:
         super().__init__(spec, version, pool, observer, clock, max_pending)
-        if spec.dynamic_batching is None or spec.max_batch_size <= 0:
+        if spec.dynamic_batching is None or not spec.batching:
             raise ValueError(f"model '{spec.name}' has no dynamic batching to schedule")
         self._policy: BatchingPolicy = spec.dynamic_batching
         self._max_batch_size = spec.max_batch_size

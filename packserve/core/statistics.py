@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from packserve.core.request import RequestTiming
 from packserve.core.views import BatchStats, DurationStat, InferenceStats, ModelStatistics
+from packserve.messages import RequestTiming
 
 
 @dataclass(slots=True)

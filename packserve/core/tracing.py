@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from packserve.core.request import RequestTiming
 from packserve.errors import InvalidArgumentError, TraceSettingRefusedError
+from packserve.messages import RequestTiming
 
 LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
 MODES = ("triton", "opentelemetry")

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from packserve.config.spec import ModelSpec, TensorSpec
-from packserve.core.request import InferRequest
 from packserve.core.wording import missing_inputs_message
 from packserve.errors import InvalidArgumentError, ModelExecutionError
+from packserve.messages import InferRequest
+from packserve.model_spec import ModelSpec, TensorSpec
 from packserve.types import DataType
 
 # Output types Triton can turn into a classification result.
@@ -80,7 +80,7 @@ class RequestValidator:
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self._batching = spec.max_batch_size > 0
+        self._batching = spec.batching
         self._max_batch = spec.max_batch_size
         self._reshapes = any(t.reshape is not None and t.reshape != t.dims for t in spec.inputs)
         # Outputs the backend produces in their `reshape` shape, answered in their `dims` shape.
@@ -150,7 +150,7 @@ def validate_request(spec: ModelSpec, request: InferRequest) -> None:
 
 def _check_inputs(spec: ModelSpec, request: InferRequest) -> None:
     model = spec.name
-    batching = spec.max_batch_size > 0
+    batching = spec.batching
     inputs = request.inputs
     batch_size = -1
     batch_source = ""
@@ -204,7 +204,7 @@ def _check_datatype(model: str, tensor_spec: TensorSpec, tensor: Any) -> None:
 def _check_shape(spec: ModelSpec, tensor_spec: TensorSpec, shape: tuple[int, ...]) -> None:
     model = spec.name
     dims = tensor_spec.dims
-    batching = spec.max_batch_size > 0
+    batching = spec.batching
     expected = (-1, *dims) if batching else dims
     if len(shape) != len(expected) or any(e != -1 and e != g for e, g in zip(expected, shape, strict=True)):
         raise InvalidArgumentError(
@@ -241,7 +241,7 @@ def _check_outputs(spec: ModelSpec, request: InferRequest) -> None:
 
 
 def _apply_reshape(spec: ModelSpec, request: InferRequest) -> None:
-    batching = spec.max_batch_size > 0
+    batching = spec.batching
     for tensor_spec in spec.inputs:
         target = tensor_spec.reshape
         if target is None or target == tensor_spec.dims:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from packserve.backends.base import BackendInstance, ExecutionTimer
-from packserve.config.spec import ModelSpec
 from packserve.core.clock import Clock
-from packserve.core.request import InferRequest, RequestTiming
 from packserve.core.validation import RequestValidator
 from packserve.errors import ModelLoadError, PackserveError
+from packserve.messages import InferRequest, RequestTiming
+from packserve.model_spec import ModelSpec
 from packserve.types import DataType
 
 if TYPE_CHECKING:
@@ -89,14 +89,14 @@ def run_warmup(
                 if len(result) != 1 or isinstance(result[0], PackserveError):
                     reason = result[0] if result else "no response"
                     raise ModelLoadError(f"{where}: {reason}")
-                records.append(timer.done(request.batch_size(spec.max_batch_size > 0)))
+                records.append(timer.done(request.batch_size(spec.batching)))
     return records
 
 
 def _sample_inputs(
     spec: ModelSpec, sample: ModelWarmup, model_dir: Path, rng: np.random.Generator
 ) -> dict[str, Any]:
-    batching = spec.max_batch_size > 0
+    batching = spec.batching
     if batching and not 1 <= sample.batch_size <= spec.max_batch_size:
         raise ValueError(f"batch_size must be 1..{spec.max_batch_size}, got {sample.batch_size}")
     if not batching and sample.batch_size > 1:

@@ -3,7 +3,7 @@
 Wiring (the CLI does this once, inside its event loop):
 
     metrics = MetricsServer(host, metrics_port)          # its own registry, plus CPU/GPU gauges
-    engine.add_observer(PrometheusObserver(metrics.registry))
+    engine = await Engine.start(options, observers=[PrometheusObserver(metrics.registry)])
     await metrics.start()
     ...
     await metrics.stop()

@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 from packserve.metrics import names
 from packserve.metrics.names import MetricSpec
 

@@ -18,7 +18,7 @@ import numpy as np
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 _SERIES: tuple[tuple[str, str, Callable[[RequestTiming], int]], ...] = (

@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from packserve.backends.gpu_budget import BUDGET_PARAMETER
+from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.config.normalize import REGION_MAP_PLATFORM
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.core.views import ModelStatistics
 from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
+from packserve.messages import InferRequest
+from packserve.model_config_json import config_to_json
+from packserve.model_spec import REGION_MAP_PLATFORM
 from packserve.planning.config_patch import patched_config_json
 from packserve.planning.device_memory import DeviceMemory, open_device_memory, parse_device
 from packserve.planning.inputs import make_inputs
@@ -142,7 +144,7 @@ def _with_callees(repository: Path, models: tuple[str, ...]) -> tuple[str, ...]:
             raise InvalidArgumentError(f"model '{name}' is not in the repository {repository}")
         found.append(name)
         try:
-            spec = load_model_config(repository / name).spec
+            spec = load_model_config(repository / name, backends=load_backend).spec
         except PackserveError as exc:
             raise InvalidArgumentError(f"model '{name}' has an invalid config: {exc}") from exc
         pending.extend(step.model_name for step in spec.ensemble_steps)
@@ -157,7 +159,7 @@ async def _traced_samples(engine: Engine, names: list[str], jpeg: bytes | None) 
     for name in names:
         spec = engine.model_spec(name)
         if spec.is_ensemble:
-            inputs = make_inputs(engine.model_metadata(name), 1, spec.max_batch_size > 0, jpeg=jpeg)
+            inputs = make_inputs(engine.model_metadata(name), 1, spec.batching, jpeg=jpeg)
             samples[name] = inputs
             for model, traced in (await trace_ensemble_inputs(engine, name, inputs)).items():
                 samples.setdefault(model, traced)
@@ -185,7 +187,7 @@ async def _profile_model(
     on_point: ProgressCallback | None,
 ) -> ModelProfile:
     spec = engine.model_spec(name)
-    original = engine.model_config_json(name)
+    original = config_to_json(engine.model_config(name))
     sizes = _sizes(options.batch_sizes, spec.max_batch_size)
     points: list[ProfilePoint] = []
     served: ServedPoint | None = None
@@ -196,7 +198,7 @@ async def _profile_model(
             points.append(await _measure(engine, name, batch, 1, options, 0, samples))
             _report(on_point, name, batch, 1)
         if spec.is_ensemble and options.served_requests > 0:
-            inputs = samples.get(name) or make_inputs(engine.model_metadata(name), 1, spec.max_batch_size > 0)
+            inputs = samples.get(name) or make_inputs(engine.model_metadata(name), 1, spec.batching)
             # As many requests in flight as cores: every core busy, the condition the planner
             # charges each model's CPU at, so the two are comparable.
             served = await measure_served(
@@ -277,7 +279,7 @@ async def _drive(
 ) -> list[float]:
     """Closed loop: `concurrency` clients each send the next request when the last one returns."""
     spec = engine.model_spec(name)
-    batching = spec.max_batch_size > 0
+    batching = spec.batching
     sample = samples.get(name)
     inputs = (
         batch_of(sample, batch, batching)

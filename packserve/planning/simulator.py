@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import simpy
 
-from packserve.config.spec import BatchingPolicy
 from packserve.core.batching import Batch, PendingItem, PendingQueue, Wait, decide_batch
 from packserve.core.clock import FakeClock
 from packserve.errors import InvalidArgumentError
+from packserve.model_spec import BatchingPolicy
 from packserve.planning.sim_devices import ExclusiveDevice, SharedCores, SimDevice
 from packserve.planning.workload import Pipeline
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from packserve.core.engine import Engine
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError, PackserveError
+from packserve.messages import InferRequest
 
 Tensors = dict[str, Any]
 

@@ -6,6 +6,7 @@ or a plain model called directly. Pure functions; no I/O.
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -75,15 +76,19 @@ def _expand(
 
 
 def _topological_order(model: ModelProfile, producers: Mapping[str, int]) -> list[int]:
-    pending = {i: {producers[t] for t in s.inputs if t in producers} for i, s in enumerate(model.steps)}
+    """Step indices in waves (each wave: the steps whose producers ran in earlier waves, ascending)."""
+    sorter = graphlib.TopologicalSorter(
+        {i: {producers[t] for t in s.inputs if t in producers} for i, s in enumerate(model.steps)}
+    )
+    try:
+        sorter.prepare()
+    except graphlib.CycleError:
+        raise InvalidArgumentError(f"ensemble '{model.name}' has a cycle between its steps") from None
     order: list[int] = []
-    while pending:
-        ready = sorted(i for i, deps in pending.items() if not deps - set(order))
-        if not ready:
-            raise InvalidArgumentError(f"ensemble '{model.name}' has a cycle between its steps")
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
         order.extend(ready)
-        for index in ready:
-            del pending[index]
+        sorter.done(*ready)
     return order
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from packserve.backends.base import ExecutionTimer, ModelContext
+from packserve.backends.registry import load_backend
 from packserve.config.normalize import normalize_config
 from packserve.config.parse import parse_config_text
 from packserve.config.to_spec import build_model_spec
 from packserve.config.validate import validate_config
-from packserve.core.request import InferRequest, RequestedOutput
+from packserve.messages import InferRequest, RequestedOutput
 
 
 class RecordingTimer(ExecutionTimer):
@@ -34,7 +35,7 @@ def model_context(model_dir: Path, version: int = 1, config_text: str | None = N
     config_file = model_dir / "config.pbtxt"
     raw = parse_config_text(config_file.read_text() if config_file.exists() else "")
     version_dir = model_dir / str(version)
-    config = normalize_config(raw, model_dir, version_dir, available_gpus=())
+    config = normalize_config(raw, model_dir, version_dir, available_gpus=(), backends=load_backend)
     validate_config(config, model_dir, available_gpus=())
     return ModelContext(
         spec=build_model_spec(config, model_dir),

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError, ModelExecutionError, NotFoundError
+from packserve.messages import InferRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "differential"))
 from parity_models import BLS_FILES, bls_test_image

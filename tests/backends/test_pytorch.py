@@ -7,8 +7,8 @@ import pytest
 
 from packserve.backends.base import InstanceContext
 from packserve.backends.pytorch import TorchModel, tensor_positions
-from packserve.config.spec import TensorSpec
 from packserve.errors import ConfigError, ModelExecutionError
+from packserve.model_spec import TensorSpec
 from packserve.types import DataType
 from tests.backends.backend_fakes import RecordingTimer, model_context, request
 

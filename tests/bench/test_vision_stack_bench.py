@@ -28,8 +28,8 @@ from bench.vision_stack_baseline.results import (
     write_json,
     write_plot,
 )
-from packserve.config.spec import EnsembleStepSpec, ModelSpec, TensorSpec, VersionPolicy
 from packserve.errors import InvalidArgumentError
+from packserve.model_spec import EnsembleStepSpec, ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 

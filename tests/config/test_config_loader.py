@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from config_fakes import FakeOnnxModel, ModelFolder
 
+from packserve.backends.registry import load_backend
 from packserve.config.loader import LoadedConfig, load_model_config
 from packserve.errors import ConfigError
 
@@ -21,7 +22,7 @@ version_policy { latest { num_versions: 2 } }
 
 def test_loads_folder_into_config_spec_and_versions(model_folder: ModelFolder) -> None:
     model_dir = model_folder("m", CONFIG, versions=(1, 2, 5))
-    loaded = load_model_config(model_dir, available_gpus=())
+    loaded = load_model_config(model_dir, available_gpus=(), backends=load_backend)
     assert isinstance(loaded, LoadedConfig)
     assert loaded.versions == (2, 5)
     assert loaded.config.backend == "onnxruntime"
@@ -42,15 +43,15 @@ def test_yaml_and_json_folders_load_the_same(model_folder: ModelFolder, config_n
     }
     model_dir = model_folder("m", json.dumps(document), config_name=config_name, versions=(1, 2, 5))
     reference = model_folder("ref", CONFIG.replace('"m"', '"ref"'), versions=(1, 2, 5))
-    loaded = load_model_config(model_dir, available_gpus=())
-    expected = load_model_config(reference, available_gpus=())
+    loaded = load_model_config(model_dir, available_gpus=(), backends=load_backend)
+    expected = load_model_config(reference, available_gpus=(), backends=load_backend)
     assert loaded.spec.inputs == expected.spec.inputs
     assert loaded.spec.max_batch_size == expected.spec.max_batch_size
     assert loaded.versions == expected.versions
 
 
 def test_folder_without_config_is_auto_completed(model_folder: ModelFolder) -> None:
-    loaded = load_model_config(model_folder("auto"), available_gpus=())
+    loaded = load_model_config(model_folder("auto"), available_gpus=(), backends=load_backend)
     assert loaded.spec.backend == "onnxruntime"
     assert [t.name for t in loaded.spec.inputs] == ["INPUT0"]
     assert loaded.versions == (1,)
@@ -59,7 +60,7 @@ def test_folder_without_config_is_auto_completed(model_folder: ModelFolder) -> N
 def test_override_json_replaces_the_config_file(model_folder: ModelFolder) -> None:
     model_dir = model_folder("m", CONFIG, versions=(1, 2, 5))
     override = json.dumps({"backend": "onnxruntime", "max_batch_size": 0, "version_policy": {"all": {}}})
-    loaded = load_model_config(model_dir, override, available_gpus=())
+    loaded = load_model_config(model_dir, override, available_gpus=(), backends=load_backend)
     assert loaded.spec.max_batch_size == 0
     assert loaded.versions == (1, 2, 5)
     assert [t.name for t in loaded.spec.inputs] == ["INPUT0"]  # the file's inputs are gone
@@ -73,7 +74,7 @@ def test_ensemble_dataflow_is_checked_at_load(model_folder: ModelFolder) -> None
                                      output_map { key: "y" value: "out" } } ] }"""
     model_dir = model_folder("pipe", text, files=())
     with pytest.raises(ConfigError, match="ensemble tensor 'missing', which is neither an ensemble input"):
-        load_model_config(model_dir, available_gpus=())
+        load_model_config(model_dir, available_gpus=(), backends=load_backend)
 
 
 @pytest.mark.parametrize(
@@ -100,20 +101,20 @@ def test_every_failure_is_a_config_error(
 ) -> None:
     model_dir = model_folder("m", text, versions=versions)
     with pytest.raises(ConfigError, match=fragment):
-        load_model_config(model_dir, available_gpus=())
+        load_model_config(model_dir, available_gpus=(), backends=load_backend)
 
 
 def test_bad_override_is_a_config_error(model_folder: ModelFolder) -> None:
     with pytest.raises(ConfigError, match="config override for model 'm'"):
-        load_model_config(model_folder("m", CONFIG), "{", available_gpus=())
+        load_model_config(model_folder("m", CONFIG), "{", available_gpus=(), backends=load_backend)
 
 
 def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        load_model_config(tmp_path / "nope", available_gpus=())
+        load_model_config(tmp_path / "nope", available_gpus=(), backends=load_backend)
 
 
 def test_loaded_config_is_frozen(model_folder: ModelFolder) -> None:
-    loaded = load_model_config(model_folder("m", CONFIG), available_gpus=())
+    loaded = load_model_config(model_folder("m", CONFIG), available_gpus=(), backends=load_backend)
     with pytest.raises(AttributeError):
         loaded.versions = ()  # type: ignore[misc]

@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 
 from packserve.config.ensemble_graph import check_ensemble_dataflow, validate_ensemble
-from packserve.config.spec import (
+from packserve.errors import ConfigError
+from packserve.model_spec import (
     EnsembleStepSpec,
     ModelSpec,
     TensorSpec,
     VersionPolicy,
 )
-from packserve.errors import ConfigError
 from packserve.types import DataType
 
 FP32, UINT8 = DataType.FP32, DataType.UINT8

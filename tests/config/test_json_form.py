@@ -8,10 +8,11 @@ from config_fakes import ModelFolder
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from packserve.config.json_form import config_to_json
+from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
 from packserve.config.normalize import normalize_config
 from packserve.config.parse import parse_config_json, parse_config_text
+from packserve.model_config_json import config_to_json
 
 FULL = """
 name: "m"
@@ -34,7 +35,9 @@ model_warmup [ { name: "w" batch_size: 1
 def _normalized(tmp_path: Path, text: str) -> ModelConfig:
     model_dir = tmp_path / "m"
     model_dir.mkdir()
-    return normalize_config(parse_config_text(text), model_dir, None, available_gpus=())
+    return normalize_config(
+        parse_config_text(text), model_dir, None, available_gpus=(), backends=load_backend
+    )
 
 
 def test_triton_field_names_types_and_defaults(tmp_path: Path) -> None:
@@ -225,6 +228,6 @@ TRITON_SERVED = {
 
 def test_matches_what_triton_serves(model_folder: ModelFolder) -> None:
     model_dir = model_folder("simple", TRITON_CONFIG_PBTXT, files=("model.py",))
-    ours = config_to_json(load_model_config(model_dir, available_gpus=()).config)
+    ours = config_to_json(load_model_config(model_dir, available_gpus=(), backends=load_backend).config)
     assert ours == TRITON_SERVED
     assert list(ours) == list(TRITON_SERVED)

@@ -7,6 +7,7 @@ from config_fakes import FakeOnnxModel, ModelFolder
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
 from packserve.backends import registry
+from packserve.backends.registry import load_backend
 from packserve.config.normalize import (
     fill_dynamic_batching_defaults,
     fill_instance_groups,
@@ -22,7 +23,9 @@ KIND_GPU = ModelInstanceGroup.KIND_GPU
 
 
 def _normalize(model_dir: Path, text: str = "", gpus: tuple[int, ...] = ()) -> ModelConfig:
-    return normalize_config(parse_config_text(text), model_dir, model_dir / "1", available_gpus=gpus)
+    return normalize_config(
+        parse_config_text(text), model_dir, model_dir / "1", available_gpus=gpus, backends=load_backend
+    )
 
 
 def test_empty_config_is_completed_like_triton(model_folder: ModelFolder) -> None:
@@ -46,7 +49,7 @@ def test_empty_config_is_completed_like_triton(model_folder: ModelFolder) -> Non
 def test_normalize_leaves_the_given_config_untouched(model_folder: ModelFolder) -> None:
     model_dir = model_folder("m")
     parsed = parse_config_text("max_batch_size: 4")
-    normalize_config(parsed, model_dir, model_dir / "1", available_gpus=())
+    normalize_config(parsed, model_dir, model_dir / "1", available_gpus=(), backends=load_backend)
     assert parsed == parse_config_text("max_batch_size: 4")
 
 

@@ -4,9 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from packserve.backends.registry import load_backend
 from packserve.config.normalize import normalize_config
 from packserve.config.parse import parse_config_text
-from packserve.config.spec import (
+from packserve.config.to_spec import build_model_spec, read_labels
+from packserve.config.validate import validate_config
+from packserve.errors import ConfigError
+from packserve.model_spec import (
     BatchingPolicy,
     EnsembleStepSpec,
     InstanceGroupSpec,
@@ -14,9 +18,6 @@ from packserve.config.spec import (
     TensorSpec,
     VersionPolicy,
 )
-from packserve.config.to_spec import build_model_spec, read_labels
-from packserve.config.validate import validate_config
-from packserve.errors import ConfigError
 from packserve.types import DataType
 
 CLASSIFIER = """
@@ -41,7 +42,9 @@ def test_spec_mirrors_the_validated_config(tmp_path: Path) -> None:
     model_dir = tmp_path / "classifier"
     model_dir.mkdir()
     (model_dir / "labels.txt").write_text("cat\n dog \nbird\n\n")
-    config = normalize_config(parse_config_text(CLASSIFIER), model_dir, None, available_gpus=())
+    config = normalize_config(
+        parse_config_text(CLASSIFIER), model_dir, None, available_gpus=(), backends=load_backend
+    )
     validate_config(config, model_dir, available_gpus=())
     spec = build_model_spec(config, model_dir)
 
@@ -85,7 +88,9 @@ def test_ensemble_spec(tmp_path: Path) -> None:
                                      output_map { key: "y" value: "out" } } ] }"""
     model_dir = tmp_path / "pipe"
     model_dir.mkdir()
-    config = normalize_config(parse_config_text(text), model_dir, None, available_gpus=())
+    config = normalize_config(
+        parse_config_text(text), model_dir, None, available_gpus=(), backends=load_backend
+    )
     validate_config(config, model_dir, available_gpus=())
     spec = build_model_spec(config, model_dir)
     assert spec.is_ensemble

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from packserve.backends.registry import load_backend
 from packserve.config.normalize import normalize_config
 from packserve.config.parse import parse_config_text
 from packserve.config.validate import validate_config
@@ -23,7 +24,9 @@ ENSEMBLE_STEPS = """ensemble_scheduling { step [ { model_name: "a" model_version
 def _check(tmp_path: Path, text: str, gpus: tuple[int, ...] = ()) -> None:
     model_dir = tmp_path / "m"
     model_dir.mkdir(exist_ok=True)
-    config = normalize_config(parse_config_text(text), model_dir, None, available_gpus=gpus)
+    config = normalize_config(
+        parse_config_text(text), model_dir, None, available_gpus=gpus, backends=load_backend
+    )
     validate_config(config, model_dir, available_gpus=gpus)
 
 

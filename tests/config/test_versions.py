@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from packserve.config.spec import VersionPolicy
 from packserve.config.versions import available_versions, select_versions
 from packserve.errors import ConfigError
+from packserve.model_spec import VersionPolicy
 
 
 def test_available_versions_are_numbered_folders(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
-from packserve.config.spec import BatchingPolicy, InstanceGroupSpec, ModelSpec, TensorSpec, VersionPolicy
-from packserve.core.request import InferRequest, RequestTiming
 from packserve.errors import InvalidArgumentError
+from packserve.messages import InferRequest, RequestTiming
+from packserve.model_spec import BatchingPolicy, InstanceGroupSpec, ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 

@@ -16,8 +16,8 @@ from packserve.backends.base import (
     ExecutionTimer,
     InstanceContext,
 )
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
+from packserve.messages import InferRequest
 
 FAKE_BACKEND = "fake_double"
 

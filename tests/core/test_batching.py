@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from packserve.config.spec import BatchingPolicy, QueuePolicy
 from packserve.core.batching import (
     Batch,
     Idle,
@@ -12,6 +11,7 @@ from packserve.core.batching import (
     decide_batch,
 )
 from packserve.core.clock import FakeClock
+from packserve.model_spec import BatchingPolicy, QueuePolicy
 
 US = 1000
 

@@ -23,7 +23,7 @@ from packserve.core.cpu_slots import (
     usable_cores,
 )
 from packserve.core.instances import InstancePool
-from packserve.core.request import InferRequest
+from packserve.messages import InferRequest
 
 # ---- the pure decision --------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.errors import (
     InvalidArgumentError,
     ModelNotReadyError,
@@ -17,6 +16,7 @@ from packserve.errors import (
     QueueFullError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, RequestedOutput
 from tests.core.engine_fakes import MODELS, register_fake_backend, write_double_model
 
 
@@ -44,7 +44,7 @@ async def test_infer_and_metadata(tmp_path: Path) -> None:
         assert meta.versions == ("1",)
         assert meta.inputs[0].shape == (-1, 4)
         assert engine.model_ready("double") and not engine.model_ready("nope")
-        assert engine.model_config_json("double")["max_batch_size"] == 8
+        assert engine.model_config("double").max_batch_size == 8
     finally:
         await engine.shutdown()
 
@@ -141,7 +141,7 @@ async def test_explicit_mode_load_unload_and_override(tmp_path: Path) -> None:
         assert not engine.model_ready("other")
         override = '{"max_batch_size": 4, "backend": "fake_double", "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [4]}], "output": [{"name": "Y", "data_type": "TYPE_FP32", "dims": [4]}]}'
         await engine.load_model("other", config_json=override)
-        assert engine.model_config_json("other")["max_batch_size"] == 4
+        assert engine.model_config("other").max_batch_size == 4
         with pytest.raises(NotFoundError):
             await engine.load_model("never_there")
     finally:

@@ -15,8 +15,8 @@ from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import FakeClock
 from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.instances import ExecutionOutcome, InstancePool
-from packserve.core.request import InferRequest
 from packserve.errors import ModelExecutionError
+from packserve.messages import InferRequest
 
 
 class OddInstance(BackendInstance):

@@ -19,8 +19,8 @@ from packserve.backends.base import (
 )
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.region_map import expand_regions, region_sizes
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
+from packserve.messages import InferRequest
 
 BATCH_SIZES: list[int] = []
 

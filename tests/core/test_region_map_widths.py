@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from packserve.config.spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.core.region_map import (
     RegionMapParams,
     crop_and_normalize,
@@ -16,6 +15,7 @@ from packserve.core.region_map import (
     validate_region_map,
 )
 from packserve.errors import ConfigError
+from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.core.response_cache import ResponseCache, parse_cache_config
+from packserve.messages import InferRequest, RequestedOutput
 from tests.core.engine_fakes import MODELS, register_fake_backend, write_double_model
 
 

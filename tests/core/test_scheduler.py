@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from core_fakes import DoublingInstance, RecordingObserver, make_request, make_spec
 
-from packserve.config.spec import BatchingPolicy, ModelSpec, QueuePolicy
 from packserve.core.instances import InstancePool
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.scheduler_direct import DirectScheduler
@@ -22,6 +21,7 @@ from packserve.errors import (
     RequestTimeoutError,
     UnavailableError,
 )
+from packserve.model_spec import BatchingPolicy, ModelSpec, QueuePolicy
 
 
 class Harness:

@@ -6,12 +6,12 @@ import asyncio
 
 from core_fakes import DoublingInstance, make_request, make_spec
 
-from packserve.config.spec import BatchingPolicy
 from packserve.core.instances import InstancePool
-from packserve.core.request import RequestTiming
 from packserve.core.scheduler import create_scheduler
 from packserve.core.statistics import StatisticsCollector
 from packserve.errors import ModelExecutionError
+from packserve.messages import RequestTiming
+from packserve.model_spec import BatchingPolicy
 
 
 def timing(queue: int, cin: int, infer: int, cout: int, batch: int = 1) -> RequestTiming:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.core.tracing import TraceSettings
 from packserve.examples.simple_repository import build_simple_repository
+from packserve.messages import InferRequest
 
 trace_service_pb2 = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 

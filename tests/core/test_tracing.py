@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.core.tracing import TraceControl, TraceSettings
 from packserve.errors import InvalidArgumentError, TraceSettingRefusedError
 from packserve.examples.simple_repository import build_simple_repository
+from packserve.messages import InferRequest
 
 DEFAULTS = {
     "trace_level": ["OFF"], "trace_rate": "1000", "trace_count": "-1", "log_frequency": "0",

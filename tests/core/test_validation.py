@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from core_fakes import make_spec
 
-from packserve.config.spec import TensorSpec
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.core.validation import RequestValidator, tensor_datatype, validate_request
 from packserve.errors import InvalidArgumentError, ModelExecutionError
+from packserve.messages import InferRequest, RequestedOutput
+from packserve.model_spec import TensorSpec
 from packserve.types import DataType
 
 SPEC = make_spec(
@@ -169,7 +169,7 @@ def test_quick_path_for_a_model_without_batching() -> None:
 
 
 def _reshape_spec(max_batch_size: int) -> Any:
-    from packserve.config.spec import ModelSpec, TensorSpec, VersionPolicy
+    from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 
     return ModelSpec(
         name="r",

@@ -16,8 +16,8 @@ import pytest
 from packserve.backends.postprocess.detection import PriorBoxDecodeOp, RelativePointsOp
 from packserve.backends.postprocess.op import OpContext
 from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp
-from packserve.config.spec import ModelSpec, VersionPolicy
 from packserve.demo import samples, weights
+from packserve.model_spec import ModelSpec, VersionPolicy
 
 pytestmark = pytest.mark.slow
 

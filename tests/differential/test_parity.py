@@ -218,21 +218,30 @@ def test_model_warmup(servers):
     counts = []
     for server in servers:
         good = _post(server, "/v2/repository/models/warmup_good/load")
-        bad = _post(server, "/v2/repository/models/warmup_bad/load")
         try:
             assert good.status_code == 200, (server.name, good.text)
             stats = requests.get(server.base + "/v2/models/warmup_good/stats", timeout=TIMEOUT_S).json()
             counts.append(
                 (stats["model_stats"][0]["inference_count"], stats["model_stats"][0]["execution_count"])
             )
-            # The sample's failure fails the load, with the model's message in the reason.
-            assert bad.status_code == 400, (server.name, bad.text)
-            assert "warmup_marker: value over 60" in bad.json()["error"], (server.name, bad.text)
-            assert requests.get(server.base + "/v2/models/warmup_bad/ready", timeout=TIMEOUT_S).status_code == 400
         finally:
             _post(server, "/v2/repository/models/warmup_good/unload")
     # Both count the warmup in the statistics: 2 x batch 2 + 1 x batch 1 = 5 rows in 3 executions.
     assert counts == [(5, 3), (5, 3)]
+
+
+def test_failing_warmup_fails_the_load(servers):
+    """Only packserve is asked: Triton 2.51 intermittently dies with signal 11 while it loads a python
+    model whose warmup sample answers an error (seen in its log under load), which would take the
+    reference server away from every test after this one. The expected answer is Triton's own
+    wording for a failed sample (core/warmup.py), checked live on it when this test was written."""
+    packserve = servers[1]
+    bad = _post(packserve, "/v2/repository/models/warmup_bad/load")
+    # The sample's failure fails the load, with the model's message in the reason.
+    assert bad.status_code == 400, bad.text
+    assert "failed to run warmup sample" in bad.json()["error"], bad.text
+    assert "warmup_marker: value over 60" in bad.json()["error"], bad.text
+    assert requests.get(packserve.base + "/v2/models/warmup_bad/ready", timeout=TIMEOUT_S).status_code == 400
 
 
 def test_system_shared_memory(servers):

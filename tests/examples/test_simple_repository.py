@@ -8,7 +8,6 @@ from packserve.backends.base import BackendInstance, InstanceContext
 from packserve.backends.onnxruntime import OnnxRuntimeModel
 from packserve.backends.python import PythonModel
 from packserve.config.parse import parse_model_config
-from packserve.core.request import InferRequest
 from packserve.errors import ModelExecutionError
 from packserve.examples.simple_repository import (
     CLASS_LABELS,
@@ -16,6 +15,7 @@ from packserve.examples.simple_repository import (
     classifier_weights,
     main,
 )
+from packserve.messages import InferRequest
 from tests.backends.backend_fakes import RecordingTimer, model_context, request
 
 CPU = InstanceContext(name="m_0_0", kind="KIND_CPU", device_id=0)

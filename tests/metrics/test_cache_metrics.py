@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.registry import CollectorRegistry
 
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 from packserve.metrics import PrometheusObserver
 from packserve.metrics.exposition import render
 

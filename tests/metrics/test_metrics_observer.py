@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 from packserve.metrics import PrometheusObserver, names
 from packserve.metrics.exposition import render
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 from packserve.metrics import MetricsServer, PrometheusObserver
 
 

@@ -7,7 +7,7 @@ import typer
 from prometheus_client.registry import CollectorRegistry
 
 from packserve.cli.triton_flags import summary_quantiles
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 from packserve.metrics import PrometheusObserver
 from packserve.metrics.exposition import render
 from packserve.metrics.summaries import LatencySummaries

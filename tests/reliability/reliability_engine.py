@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.request import InferRequest
 from packserve.errors import UnavailableError
 from packserve.examples.simple_repository import PYTHON_ADD_CONFIG, PYTHON_ADD_MODEL
+from packserve.messages import InferRequest
 from tests.reliability.faulty_models import row
 
 # Restarts back off from 0.5 s: a test waits for a restarted worker at most this long.

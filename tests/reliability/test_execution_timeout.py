@@ -18,11 +18,11 @@ import requests
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.backends.limits import DEFAULT_PYTHON_TIMEOUT_S, execution_limits
-from packserve.config.spec import ModelSpec, VersionPolicy
 from packserve.core.instances import InstancePool
-from packserve.core.request import InferRequest
 from packserve.errors import ConfigError, ExecutionTimeoutError, UnavailableError
 from packserve.frontends.status import grpc_status, http_status
+from packserve.messages import InferRequest
+from packserve.model_spec import ModelSpec, VersionPolicy
 from tests.e2e.e2e_server import start_live_server
 from tests.reliability.faulty_models import TRIGGER, row, write_faulty_model
 from tests.reliability.reliability_engine import (

@@ -18,8 +18,8 @@ import pytest
 
 from packserve.backends import worker_processes
 from packserve.backends.python import isolated
-from packserve.core.request import InferRequest
 from packserve.errors import ExecutionTimeoutError, ModelExecutionError, UnavailableError
+from packserve.messages import InferRequest
 from tests.e2e.e2e_server import start_live_server
 from tests.reliability.faulty_models import TRIGGER, row, write_faulty_model
 from tests.reliability.reliability_engine import EngineStarter, double, serves_again, write_python_add

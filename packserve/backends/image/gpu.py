@@ -42,7 +42,7 @@ from packserve.errors import InvalidArgumentError, ModelLoadError, PackserveErro
 if TYPE_CHECKING:
     import torch
 
-    from packserve.core.request import InferRequest, Tensor
+    from packserve.messages import InferRequest, Tensor
 
 TORCH_MODES = {
     "nearest": "nearest",

@@ -30,7 +30,7 @@ from packserve.errors import InvalidArgumentError, ModelExecutionError, Packserv
 
 if TYPE_CHECKING:
     from packserve.backends.base import ModelContext
-    from packserve.core.request import InferRequest, Tensor
+    from packserve.messages import InferRequest, Tensor
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from packserve.types import DataType
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from packserve.config.spec import ModelSpec, TensorSpec
+    from packserve.model_spec import ModelSpec, TensorSpec
 
 DECODE_OPS = ("letterbox", "resize", "center_crop", "shorter_side", "decoded")
 INTERPOLATIONS = ("nearest", "linear", "linear_antialias", "cubic", "area", "lanczos")
@@ -421,7 +421,7 @@ def parse_plan(spec: ModelSpec) -> ImagePlan:
     return ImagePlan(
         model=model,
         mode=mode,
-        batching=spec.max_batch_size > 0,
+        batching=spec.batching,
         input_name=_decode_input(model, spec) if mode == "decode" else "",
         decode=DecodeOptions(
             max_pixels=_int(model, "max_pixels", keys.get("max_pixels", str(DEFAULT_MAX_PIXELS)), 1, 1 << 40),

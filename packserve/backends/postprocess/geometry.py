@@ -73,7 +73,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_detecti
     """Greedy non-maximum suppression; indices of the kept boxes, best score first.
 
     Each step drops every remaining box overlapping the current best at once (vectorised over the
-    remainder), so the loop runs once per kept box, not once per pair."""
+    remainder), so the loop runs once per kept box, not once per pair.
+
+    Hand-written on purpose, not `cv2.dnn.NMSBoxes`: measured against it (300 random sets of up to
+    300 boxes), the results are identical only without score ties. With ties (saturated or rounded
+    scores, common in model outputs) OpenCV keeps a different box of the tied pair, so results would
+    depend on OpenCV's sort; it also suppresses zero-area boxes against each other (this keeps
+    them: IoU 0) and refuses negative scores (logits). OpenCV was ~9x faster on 1000 boxes
+    (14 ms vs 130 ms on a loaded 2-core machine, load average 8); detection outputs here are tens
+    to a few hundred boxes, where the difference is well under the model's own time."""
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size:

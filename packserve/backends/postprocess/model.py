@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import cv2
-import numpy as np
 
 from packserve.backends.base import (
     BackendInstance,
@@ -27,8 +26,8 @@ from packserve.backends.postprocess.classify import ClassifyOp, L2NormalizeOp
 from packserve.backends.postprocess.detection import PriorBoxDecodeOp, RelativePointsOp, YoloDecodeOp
 from packserve.backends.postprocess.op import OpContext, PostprocessOp
 from packserve.backends.postprocess.text import CtcDecodeOp, DbTextBoxesOp, TextAngleFixOp, TextFilterOp
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import ConfigError, ModelExecutionError, PackserveError
+from packserve.messages import InferRequest, Tensor, to_host
 
 OPS: dict[str, type[PostprocessOp]] = {
     op.name: op
@@ -113,7 +112,7 @@ class PostprocessInstance(BackendInstance):
 
     def run_one(self, request: InferRequest) -> dict[str, Tensor] | PackserveError:
         try:
-            inputs = {name: to_numpy(tensor) for name, tensor in request.inputs.items()}
+            inputs = {name: to_host(tensor) for name, tensor in request.inputs.items()}
             outputs = self.op.run(inputs)
         except PackserveError as error:
             return error
@@ -126,12 +125,3 @@ class PostprocessInstance(BackendInstance):
             else [output.name for output in request.outputs]
         )
         return {name: outputs[name] for name in wanted if name in outputs}
-
-
-def to_numpy(tensor: Tensor) -> np.ndarray:
-    """Host numpy view of a tensor; GPU (torch) tensors are copied to the host first."""
-    if isinstance(tensor, np.ndarray):
-        return tensor
-    if hasattr(tensor, "detach"):
-        return tensor.detach().cpu().numpy()
-    return np.asarray(tensor)

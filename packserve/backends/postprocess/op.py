@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from packserve.config.spec import ModelSpec
 from packserve.errors import ConfigError, InvalidArgumentError
+from packserve.model_spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

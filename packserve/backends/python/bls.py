@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from packserve.core.request import InferRequest, InferResponse, RequestedOutput
 from packserve.errors import (
     InvalidArgumentError,
     NotFoundError,
     PackserveError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, InferResponse, RequestedOutput
 
 if TYPE_CHECKING:
     from packserve.backends.base import BlsExecutor

@@ -31,8 +31,6 @@ from packserve.backends.limits import ExecutionLimits
 from packserve.backends.python.responses import pb_request_parameters, response_outputs
 from packserve.backends.python.shm_arena import ReadArena, WriteArena, remove_arena_files
 from packserve.backends.python.worker import WorkerDied, WorkerProcess
-from packserve.config.spec import ModelSpec
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.errors import (
     ExecutionTimeoutError,
     ModelExecutionError,
@@ -40,6 +38,8 @@ from packserve.errors import (
     PackserveError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, RequestedOutput
+from packserve.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

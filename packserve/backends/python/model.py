@@ -37,14 +37,14 @@ from packserve.backends.python.bls import bls_scope
 from packserve.backends.python.isolated import IsolatedPythonInstance
 from packserve.backends.python.responses import pb_request_parameters, response_outputs
 from packserve.backends.python.shm_arena import remove_stale_arenas, shm_dir
-from packserve.config.json_form import config_to_json
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import (
     ConfigError,
     ModelExecutionError,
     ModelLoadError,
     PackserveError,
 )
+from packserve.messages import InferRequest, Tensor
+from packserve.model_config_json import config_to_json
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig

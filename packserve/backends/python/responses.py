@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from packserve.backends.python import pb_utils
-from packserve.core.request import InferRequest, Tensor
 from packserve.errors import (
     InvalidArgumentError,
     ModelExecutionError,
@@ -18,6 +17,7 @@ from packserve.errors import (
     PackserveError,
     UnavailableError,
 )
+from packserve.messages import InferRequest, Tensor
 
 # TritonError codes -> the error type the client sees.
 ERROR_TYPES: dict[int, type[PackserveError]] = {

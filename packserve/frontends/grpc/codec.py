@@ -12,11 +12,11 @@ from typing import Any
 
 from tritonclient.grpc import service_pb2
 
-from packserve.core.request import InferRequest, InferResponse, RequestedOutput
 from packserve.core.shared_memory import SharedMemoryRegistry, ShmPlace, check_no_overlap
 from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX, triton_request_prefix
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.grpc import tensors
+from packserve.messages import InferRequest, InferResponse, RequestedOutput
 
 # Triton's request parameters that map onto InferRequest fields instead of staying parameters.
 _PRIORITY = "priority"

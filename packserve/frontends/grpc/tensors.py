@@ -15,6 +15,7 @@ import numpy as np
 
 from packserve.core.wording import triton_request_prefix
 from packserve.errors import InvalidArgumentError, ModelExecutionError
+from packserve.messages import to_host
 from packserve.types import DataType
 
 _LENGTH_PREFIX = 4
@@ -185,10 +186,8 @@ def _check_range(model: str, tensor: str, datatype: WireType, values: Any) -> No
 
 def to_numpy(model: str, name: str, tensor: Any) -> np.ndarray:
     """An output as a host numpy array; torch tensors (possibly on the GPU) are copied to the host."""
-    if isinstance(tensor, np.ndarray):
-        return tensor
     try:
-        return np.asarray(tensor.cpu().numpy())
+        return to_host(tensor)
     except (AttributeError, TypeError, RuntimeError) as error:
         raise ModelExecutionError(
             f"model '{model}' output '{name}': cannot convert {type(tensor).__name__} "

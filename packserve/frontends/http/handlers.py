@@ -16,6 +16,7 @@ from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, NotFoundError, UnsupportedError
 from packserve.frontends import header_forward
 from packserve.frontends.http import infer_codec, json_views, raw_body
+from packserve.model_config_json import config_to_json
 
 JSON = b"application/json"
 OCTET_STREAM = b"application/octet-stream"
@@ -61,7 +62,8 @@ def model_ready(engine: EngineApi, model: str, version: str) -> Reply:
 
 
 def model_config(engine: EngineApi, model: str, version: str) -> Reply:
-    return _json(engine.model_config_json(model, version))
+    # Triton's JSON form of the config (a wire format: it lives with the front ends, not the core).
+    return _json(config_to_json(engine.model_config(model, version)))
 
 
 def model_statistics(engine: EngineApi, model: str, version: str) -> Reply:
@@ -85,7 +87,7 @@ async def infer(
     if header_length is not None and header_length.strip() == b"0":
         # Raw binary request: the body is the model's one input (Triton's documented form).
         metadata = engine.model_metadata(model, version)
-        batching = int(engine.model_config_json(model, version).get("max_batch_size", 0)) > 0
+        batching = engine.model_config(model, version).max_batch_size > 0
         inputs = [(t.name, t.datatype.wire_name, list(t.shape)) for t in metadata.inputs]
         header = raw_body.raw_binary_header(model, inputs, len(body), batching)
         body, header_length = header + body, str(len(header)).encode()

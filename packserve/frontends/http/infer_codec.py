@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from packserve.core.request import InferRequest, InferResponse, RequestedOutput
 from packserve.core.shared_memory import SharedMemoryRegistry, ShmPlace, check_no_overlap
 from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX, triton_request_prefix
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.http import tensor_data
 from packserve.frontends.http.limits import HttpLimits
+from packserve.messages import InferRequest, InferResponse, RequestedOutput, to_host
 from packserve.types import DataType
 
 # Request-level parameters the front end consumes itself rather than passing on to the engine.
@@ -392,7 +392,7 @@ def encode_infer(
     binary_outputs = decoded.binary_outputs
     binary_default = decoded.binary_default
     for name, tensor in response.outputs.items():
-        array = tensor if type(tensor) is np.ndarray else tensor_data.to_numpy(tensor)
+        array = tensor if type(tensor) is np.ndarray else to_host(tensor)
         wire_name = _FIXED_WIRE_NAMES.get(array.dtype)
         if wire_name is None:  # BYTES, or a dtype the protocol has no name for (KeyError: a 500)
             wire_name = tensor_data.WIRE_NAME[DataType.from_numpy(array.dtype)]

@@ -14,9 +14,8 @@ import numpy as np
 import orjson
 
 from packserve.core.engine_api import EngineApi
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
-from packserve.frontends.http.tensor_data import to_numpy
+from packserve.messages import InferRequest, to_host
 from packserve.types import DataType
 
 JSON = b"application/json"
@@ -56,6 +55,6 @@ async def infer_raw_image(engine: EngineApi, model: str, version: str, body: byt
     document = {
         "model_name": response.model_name,
         "model_version": response.model_version,
-        "outputs": {name: _json_value(to_numpy(value)) for name, value in response.outputs.items()},
+        "outputs": {name: _json_value(to_host(value)) for name, value in response.outputs.items()},
     }
     return orjson.dumps(document)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from packserve.core.engine_api import EngineApi
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S, EngineApi
 from packserve.frontends.http.app import HttpApp
 from packserve.frontends.http.connections import ConnectionLimits
 from packserve.frontends.http.console import ConsoleAssets
@@ -24,7 +24,7 @@ class HttpServer:
         host: str = "0.0.0.0",
         port: int = 8000,
         limits: HttpLimits | None = None,
-        drain_timeout_s: float = 30.0,
+        drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
         console: ConsoleAssets | None = None,
         connection_limits: ConnectionLimits | None = None,
         restrictions: Restrictions | None = None,

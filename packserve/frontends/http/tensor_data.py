@@ -226,15 +226,6 @@ def bytes_from_binary(input_name: str, shape: tuple[int, ...], count: int, chunk
 # ------------------------------------------------------------------------------------------- out
 
 
-def to_numpy(tensor: Any) -> np.ndarray:
-    """Engine outputs are numpy, or torch tensors (possibly on a GPU) on the GPU path."""
-    if isinstance(tensor, np.ndarray):
-        return tensor
-    if hasattr(tensor, "detach"):
-        tensor = tensor.detach()
-    return np.asarray(tensor.cpu().numpy())
-
-
 def bytes_elements(array: np.ndarray) -> list[bytes]:
     """The elements of a BYTES output as bytes (object arrays may hold str; 'S' arrays bytes)."""
     out: list[bytes] = []

@@ -13,8 +13,8 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from packserve.backends.base import ExecutionTimer, InstanceContext, ModelContext
 from packserve.backends.image import ImageModel
-from packserve.config.spec import ModelSpec, TensorSpec, VersionPolicy
-from packserve.core.request import InferRequest, RequestedOutput
+from packserve.messages import InferRequest, RequestedOutput
+from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 IMAGE_INPUT = TensorSpec("IMAGE", DataType.BYTES, (1,))

@@ -8,8 +8,8 @@ import pytest
 from image_fakes import RecordingTimer, cpu_instance, encode, image_request, output, photo, spec
 
 from packserve.backends.image import crop_regions
-from packserve.core.request import InferRequest
 from packserve.errors import InvalidArgumentError
+from packserve.messages import InferRequest
 from packserve.types import DataType
 
 IMAGE = photo(320, 240, seed=7)

@@ -108,7 +108,7 @@ def test_gpu_crop_mode_on_cpu_device() -> None:
     plan = parse_plan(
         spec([output("CROPS", DataType.FP32, (-1, 3, 16, 16))], {"mode": "crop_boxes"}, inputs=inputs)
     )
-    from packserve.core.request import InferRequest
+    from packserve.messages import InferRequest
 
     request = InferRequest(
         "crops", {"IMAGE": PIXELS[None], "BOXES": np.array([[[0, 0, 16, 16]]], np.float32)}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from packserve.backends.postprocess.op import OpContext
-from packserve.config.spec import ModelSpec, TensorSpec, VersionPolicy
+from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 
 MakeContext = Callable[..., OpContext]
 

@@ -8,9 +8,9 @@ import pytest
 from packserve.backends.base import ExecutionTimer, InstanceContext, ModelContext
 from packserve.backends.postprocess import PostprocessModel
 from packserve.backends.registry import load_backend
-from packserve.config.spec import ModelSpec, TensorSpec, VersionPolicy
-from packserve.core.request import InferRequest, RequestedOutput
 from packserve.errors import ConfigError, InvalidArgumentError
+from packserve.messages import InferRequest, RequestedOutput
+from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 

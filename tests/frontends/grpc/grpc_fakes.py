@@ -22,7 +22,6 @@ from tritonclient.grpc import model_config_pb2
 
 from packserve import errors
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, InferResponse
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import (
     BatchStats,
@@ -34,6 +33,7 @@ from packserve.core.views import (
     ServerMetadata,
     TensorMetadata,
 )
+from packserve.messages import InferRequest, InferResponse
 from packserve.types import DataType
 
 VERSION = "1"
@@ -131,9 +131,6 @@ class FakeEngine:
             config.output.add(name=tensor.name, data_type=tensor.datatype.config_name, dims=tensor.shape[1:])
         return config
 
-    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
-        return {"name": self._model(name, version).name}
-
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         chosen = [self._model(name, version)] if name else [m for m in self.models.values() if m.ready]
         return [
@@ -195,9 +192,6 @@ class FakeEngine:
         self.models[name].ready = False
         for observer in self.observers:
             observer.model_unloaded(name, VERSION)
-
-    def add_observer(self, observer: InferenceObserver) -> None:
-        self.observers.append(observer)
 
     async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         self.ready = False

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from packserve.core.request import InferResponse
 from packserve.errors import InvalidArgumentError, ModelExecutionError
 from packserve.frontends.grpc.codec import decode_infer_request, encode_infer_response
 from packserve.frontends.grpc.tensors import serialize_bytes
+from packserve.messages import InferResponse
 from packserve.types import DataType
 
 _TYPED = [

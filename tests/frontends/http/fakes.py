@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from packserve.core.observer import InferenceObserver
-from packserve.core.request import InferRequest, InferResponse
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.views import (
     BatchStats,
@@ -33,6 +32,7 @@ from packserve.errors import (
     ModelNotReadyError,
     NotFoundError,
 )
+from packserve.messages import InferRequest, InferResponse
 from packserve.types import DataType
 
 SIMPLE_INPUTS = (
@@ -81,12 +81,9 @@ class FakeEngine:
             return ModelMetadata("simple", ("1",), "onnxruntime_onnx", SIMPLE_INPUTS, SIMPLE_OUTPUTS)
         return ModelMetadata(name, ("1",), "python", (), ())
 
-    def model_config(self, name: str, version: str = "") -> Any:
-        raise NotImplementedError  # the HTTP front end only uses the JSON form
-
-    def model_config_json(self, name: str, version: str = "") -> dict[str, Any]:
+    def model_config(self, name: str, version: str = "") -> ModelConfig:
         self._check(name, version)
-        return {"name": name, "max_batch_size": 8, "input": [], "output": []}
+        return ModelConfig(name=name, max_batch_size=8)
 
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         if name:
@@ -160,9 +157,6 @@ class FakeEngine:
         if a.shape[0] == 0:
             raise ModelExecutionError("model 'simple' cannot run an empty batch")
         return {"OUTPUT0": a + b, "OUTPUT1": a - b}
-
-    def add_observer(self, observer: InferenceObserver) -> None:
-        pass
 
     async def shutdown(self, drain_timeout_s: float = 30.0) -> bool:
         return True

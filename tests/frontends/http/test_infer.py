@@ -223,7 +223,7 @@ async def test_torch_like_outputs_are_moved_to_host(call, engine):
             return self.array
 
     async def infer(request):
-        from packserve.core.request import InferResponse
+        from packserve.messages import InferResponse
 
         return InferResponse("echo", "1", "", {"Y": FakeGpuTensor(np.array([1.5], dtype=np.float32))})
 

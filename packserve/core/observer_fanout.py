@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from packserve.core.observer import InferenceObserver
-from packserve.core.request import RequestTiming
+from packserve.messages import RequestTiming
 
 
 class ObserverFanout:
