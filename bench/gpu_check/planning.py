@@ -96,12 +96,18 @@ def plan(section: dict[str, Any], out: Path) -> dict[str, Any]:
     said = _cli(plan_command, 300).strip().splitlines()[-1]
     shutil.copy(plan_dir / "report.md", out / "plan.md")
     shutil.rmtree(plan_dir, ignore_errors=True)  # at most 8 files come back from a GPU machine
-    devices = re.search(r"devices at peak: (\d+) packed \(one model per device: (\d+)\)", said)
+    # The CLI's summary line (packserve/cli/planning_commands.py `_summary`).
+    devices = re.search(
+        r"devices at peak: lower bound (\d+), packed (\d+) \(x[\d.]+ the bound\), "
+        r"one model per pod (\d+)",
+        said,
+    )
     profiled_on = section["profile_device"]
     return {
         "plan_command": "packserve " + " ".join(plan_command),
         "plan_says": said.split(" -> ")[0],
-        "devices_packed": int(devices.group(1)) if devices else None,
-        "devices_one_model_each": int(devices.group(2)) if devices else None,
+        "devices_lower_bound": int(devices.group(1)) if devices else None,
+        "devices_packed": int(devices.group(2)) if devices else None,
+        "devices_one_model_each": int(devices.group(3)) if devices else None,
         "checks": [_check(profiled_on, section["quick"], said.split(" -> ")[0], devices is not None)],
     }
