@@ -59,6 +59,25 @@ def refused_fields(config: ModelConfig) -> list[str]:
     for index, step in enumerate(config.ensemble_scheduling.step):
         if step.model_namespace:
             refused.append(f"ensemble step {index} model_namespace (model namespacing is not supported)")
+    refused.extend(_newer_proto_fields(config))
+    return refused
+
+
+def _newer_proto_fields(config: ModelConfig) -> list[str]:
+    """Fields that model_config.proto gained after Triton 2.51: present only where a newer
+    tritonclient supplies the schema (a base install on a newer Python), absent from 2.51's."""
+    refused: list[str] = []
+    if config.DESCRIPTOR.fields_by_name.get("model_metrics") and config.HasField("model_metrics"):
+        refused.append(
+            "model_metrics (per-model metric families and histogram buckets are not configurable; "
+            "packserve exports Triton 2.51's metrics)"
+        )
+    ensemble = config.ensemble_scheduling
+    if getattr(ensemble, "max_inflight_requests", 0):
+        refused.append(
+            "ensemble_scheduling.max_inflight_requests (an ensemble's admission is bounded by the "
+            "server's queue bounds instead)"
+        )
     return refused
 
 
