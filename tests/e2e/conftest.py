@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory, start_live_server
+from e2e_server import LiveServer, LiveServerFactory, start_live_server, stop_all_cleanly
 
 from packserve.examples.simple_repository import build_simple_repository
 
@@ -36,16 +36,7 @@ def live_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
         return server
 
     yield start
-    failures = []
-    for server in started:
-        try:
-            code = server.terminate()
-        except AssertionError as exc:
-            failures.append(str(exc))
-            continue
-        if code != 0:
-            failures.append(f"server on port {server.http_port} exited with {code}\n{server.log()[-4000:]}")
-    assert not failures, "\n\n".join(failures)
+    stop_all_cleanly(started)
 
 
 @pytest.fixture(scope="session")

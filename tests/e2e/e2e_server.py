@@ -189,3 +189,18 @@ class LiveServerFactory(Protocol):
         load_models: Sequence[str] = (),
         extra_args: Sequence[str] = (),
     ) -> LiveServer: ...
+
+
+def stop_all_cleanly(started: Sequence[LiveServer]) -> None:
+    """SIGTERM every server still running and fail unless each exited 0 (with its log's tail):
+    a server that does not drain cleanly fails the module that started it."""
+    failures = []
+    for server in started:
+        try:
+            code = server.terminate()
+        except AssertionError as exc:
+            failures.append(str(exc))
+            continue
+        if code != 0:
+            failures.append(f"server on port {server.http_port} exited with {code}\n{server.log()[-4000:]}")
+    assert not failures, "\n\n".join(failures)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.e2e_server import LiveServer
+from tests.e2e.e2e_server import LiveServer, stop_all_cleanly
 from tests.reliability.hostile import build_hostile_repository, start_server
 
 
@@ -33,13 +33,4 @@ def reliability_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
         return server
 
     yield start
-    failures = []
-    for server in started:
-        try:
-            code = server.terminate()
-        except AssertionError as exc:
-            failures.append(str(exc))
-            continue
-        if code != 0:
-            failures.append(f"server on port {server.http_port} exited with {code}\n{server.log()[-3000:]}")
-    assert not failures, "\n\n".join(failures)
+    stop_all_cleanly(started)
