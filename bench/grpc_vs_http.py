@@ -4,6 +4,12 @@ that a machine loaded by other work slows both alike. Medians of the rounds are 
 load average before and after.
 
     .venv/bin/python bench/grpc_vs_http.py [--rounds 3] [--concurrency 1,8,32] [--source DIR ...]
+        [--implementations native,grpcio]
+
+`--implementations` picks the gRPC transports: `grpcio` (packserve's grpc.aio server) and `native`
+(the prototype in bench/native_grpc, served by `python -m bench.native_grpc.serve`). One server per
+transport, all started at once; HTTP is measured on the first, and in every round HTTP and each
+transport run one after another, so all see the same load.
 
 `--source DIR` (repeatable) serves from another checkout of packserve (PYTHONPATH=DIR), to compare
 a change with its baseline in one run: each source gets its own server, measured in turn.
@@ -40,13 +46,17 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _start_server(source: Path, repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+def _start_server(
+    source: Path, repository: Path, log: Path, implementation: str
+) -> tuple[subprocess.Popen[bytes], int, int]:
     http_port, grpc_port, metrics_port = _free_ports(3)
+    entry = "bench.native_grpc.serve" if implementation == "native" else "packserve"
     command = [
-        sys.executable, "-m", "packserve", "serve", "--model-repository", str(repository),
+        sys.executable, "-m", entry, "serve", "--model-repository", str(repository),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(source)}
+    # packserve from the source asked for; bench.native_grpc from this checkout.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys((str(source), str(ROOT))))}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=source)
     deadline = time.monotonic() + 120
@@ -83,39 +93,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="simple,simple_ensemble")
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement window")
     parser.add_argument("--source", type=Path, action="append", help="packserve checkout to serve from")
+    parser.add_argument("--implementations", default="native,grpcio", help="gRPC transports: native, grpcio")
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.source or [ROOT])]
+    implementations = args.implementations.split(",")
     work = Path(tempfile.mkdtemp(prefix="grpc-vs-http-"))
     subprocess.run(
         [sys.executable, "-m", "packserve.examples.simple_repository", str(work / "repo")],
         check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     print(f"load average before: {os.getloadavg()}", flush=True)
-    columns = ("source", "model", "concurrency", "HTTP infer/s", "gRPC infer/s", "gRPC/HTTP")
-    print("| " + " | ".join((*columns, "HTTP p99 us", "gRPC p99 us")) + " |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    columns = ["source", "model", "c", "HTTP infer/s"]
+    columns += [f"gRPC {name} infer/s" for name in implementations]
+    columns += [f"{name}/HTTP" for name in implementations]
+    columns += ["HTTP p99 us"] + [f"{name} p99 us" for name in implementations]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
     for index, source in enumerate(sources):
-        log = work / f"server-{index}.log"
-        process, http_port, grpc_port = _start_server(source, work / "repo", log)
+        servers = {
+            name: _start_server(source, work / "repo", work / f"server-{index}-{name}.log", name)
+            for name in implementations
+        }
+        targets = [("HTTP", "http", servers[implementations[0]][1])]
+        targets += [(name, "grpc", servers[name][2]) for name in implementations]
         try:
             for model in args.models.split(","):
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
-                    runs: dict[str, list[tuple[float, int]]] = {"http": [], "grpc": []}
+                    runs: dict[str, list[tuple[float, int]]] = {label: [] for label, _, _ in targets}
                     for _ in range(args.rounds):
-                        for protocol, port in (("http", http_port), ("grpc", grpc_port)):
-                            runs[protocol].append(_measure(protocol, port, model, concurrency, args.requests))
-                    http = statistics.median(r[0] for r in runs["http"])
-                    grpc = statistics.median(r[0] for r in runs["grpc"])
-                    http_p99 = int(statistics.median(r[1] for r in runs["http"]))
-                    grpc_p99 = int(statistics.median(r[1] for r in runs["grpc"]))
-                    print(
-                        f"| {source.name} | {model} | {concurrency} | {http:.0f} | {grpc:.0f} | "
-                        f"{grpc / http:.2f} | {http_p99} | {grpc_p99} |",
-                        flush=True,
-                    )
+                        for label, protocol, port in targets:
+                            runs[label].append(_measure(protocol, port, model, concurrency, args.requests))
+                    rate = {label: statistics.median(r[0] for r in runs[label]) for label in runs}
+                    p99 = {label: int(statistics.median(r[1] for r in runs[label])) for label in runs}
+                    cells = [source.name, model, str(concurrency)] + [f"{rate[label]:.0f}" for label in runs]
+                    cells += [f"{rate[name] / rate['HTTP']:.2f}" for name in implementations]
+                    cells += [str(p99[label]) for label in runs]
+                    print("| " + " | ".join(cells) + " |", flush=True)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            for process, _, _ in servers.values():
+                process.send_signal(signal.SIGTERM)
+            for process, _, _ in servers.values():
+                process.wait(timeout=60)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -1,0 +1,444 @@
+"""One HTTP/2 connection of the native gRPC transport, as an asyncio Protocol on the server's loop.
+
+Frames are parsed from `data_received` in a loop; control frames produced while reading (SETTINGS
+ACK, PING ACK, WINDOW_UPDATE) leave in one write at the end of the chunk. A unary call runs as one
+task once its request is whole, and its answer (HEADERS, DATA, trailers) leaves in one write.
+
+Limits (a hostile client cannot grow memory without bound): a partial frame is at most the frame
+size we advertise; a header block at most 4x the metadata limit; streams at most
+`MAX_CONCURRENT_STREAMS`; a message at most the receive limit, refused from its 5-byte prefix; the
+bytes received and not yet handed to a handler are bounded per connection by not returning
+flow-control window past `buffer_cap`; answers wait in their stream while the peer's windows are
+shut, and reading pauses while the socket's write buffer is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import hpack
+
+from bench.native_grpc import h2_frames as h2
+from bench.native_grpc.native_call import (
+    DESERIALIZE_FAILED,
+    INTERNAL,
+    NativeCall,
+    run_streaming,
+    run_unary,
+)
+from bench.native_grpc.native_control import ConnectionBase, H2ConnectionError
+from bench.native_grpc.native_headers import MalformedRequest
+from bench.native_grpc.native_settings import (
+    CONNECTION_WINDOW,
+    DEADLINE_EXCEEDED,
+    IDENTITY_ONLY,
+    MAX_CONCURRENT_STREAMS,
+    RESOURCE_EXHAUSTED,
+    STREAM_WINDOW,
+    UNIMPLEMENTED,
+    refusal_for,
+    server_preface,
+)
+
+if TYPE_CHECKING:
+    from bench.native_grpc.native_server import ConnectionHub
+
+logger = logging.getLogger(__name__)
+
+_HEADERS_PREFIX = len(h2.RESPONSE_HEADERS).to_bytes(3, "big") + bytes((h2.HEADERS, h2.END_HEADERS))
+_OK_PREFIX = len(h2.OK_TRAILERS).to_bytes(3, "big") + bytes((h2.HEADERS, h2.END_HEADERS | h2.END_STREAM))
+_DATA_TYPE = bytes((h2.DATA, 0))
+_WRITE_BUFFER_HIGH = 4 * 1024 * 1024
+
+
+class GrpcConnection(ConnectionBase):
+    def __init__(self, hub: ConnectionHub) -> None:
+        super().__init__(hub)
+        self._buffer = bytearray()
+        self._preface_seen = False
+        self._continuing: tuple[int, bool, bytearray] | None = None  # a header block in pieces
+        self._conn_owed = 0  # connection window used by the client and not yet given back
+        self._buffered = 0  # request bytes received and not yet taken by a handler
+
+    # ---- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=_WRITE_BUFFER_HIGH)  # type: ignore[attr-defined]
+        self.hub.connection_opened(self)
+        transport.write(server_preface(self.settings))  # type: ignore[attr-defined]
+        self._arm_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.hub.connection_closed(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        for call in list(self.calls.values()):
+            self._cancel(call)  # nobody can read the answer; the engine skips it if still queued
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if self._out is None:
+            self._out = []  # what reading this chunk writes leaves in one write, below
+        try:
+            position = self._read_frames(buffer)
+        except H2ConnectionError as error:
+            self._fail(error.code, str(error))
+            return
+        except hpack.HPACKError as error:
+            self._fail(h2.COMPRESSION_ERROR, f"header block: {error}")
+            return
+        except Exception:  # a bug must close this connection, never the server
+            logger.exception("gRPC connection failed")
+            self._fail(h2.INTERNAL_ERROR, "internal error")
+            return
+        if position:
+            del buffer[:position]
+        self._flush_out()
+
+    # ---- frame reading ---------------------------------------------------------------------
+    def _read_frames(self, buffer: bytearray) -> int:
+        position = 0
+        if not self._preface_seen:
+            if len(buffer) < len(h2.PREFACE):
+                if not h2.PREFACE.startswith(bytes(buffer)):
+                    raise H2ConnectionError(h2.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+                return 0
+            if buffer[: len(h2.PREFACE)] != h2.PREFACE:
+                raise H2ConnectionError(h2.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+            self._preface_seen = True
+            position = len(h2.PREFACE)
+        end_of_data = len(buffer)
+        max_frame = self.settings.max_frame_size
+        while end_of_data - position >= h2.FRAME_HEADER_BYTES:
+            length = int.from_bytes(buffer[position : position + 3], "big")
+            if length > max_frame:
+                raise H2ConnectionError(h2.FRAME_SIZE_ERROR, f"frame of {length} bytes")
+            end = position + h2.FRAME_HEADER_BYTES + length
+            if end > end_of_data:
+                break
+            kind, flags = buffer[position + 3], buffer[position + 4]
+            stream_id = int.from_bytes(buffer[position + 5 : position + 9], "big") & 0x7FFFFFFF
+            payload = bytes(buffer[position + 9 : end])
+            position = end
+            if self._continuing is not None and kind != h2.CONTINUATION:
+                raise H2ConnectionError(h2.PROTOCOL_ERROR, "header block interrupted")
+            if kind == h2.DATA:
+                self._on_data(flags, stream_id, payload)
+            elif kind == h2.HEADERS:
+                self._on_headers(flags, stream_id, payload)
+            elif kind == h2.CONTINUATION:
+                self._on_continuation(flags, stream_id, payload)
+            elif kind == h2.WINDOW_UPDATE:
+                self._on_window_update(stream_id, payload)
+            elif kind == h2.SETTINGS:
+                self._on_settings(flags, stream_id, payload)
+            elif kind == h2.PING:
+                self._on_ping(flags, stream_id, payload)
+            elif kind == h2.RST_STREAM:
+                self._on_rst_stream(stream_id, payload)
+            elif kind == h2.GOAWAY:
+                self._on_goaway(stream_id)
+            elif kind == h2.PUSH_PROMISE:
+                raise H2ConnectionError(h2.PROTOCOL_ERROR, "clients cannot push")
+            elif kind == h2.PRIORITY and len(payload) != 5:
+                raise H2ConnectionError(h2.FRAME_SIZE_ERROR, "PRIORITY is 5 bytes")
+            # Other frame types (PRIORITY, extensions) are ignored, as RFC 9113 5.5 asks.
+        return position
+
+    def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0 or stream_id % 2 == 0:
+            raise H2ConnectionError(h2.PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")
+        payload = _unpad(flags, payload)
+        if flags & h2.PRIORITY_FLAG:
+            payload = payload[5:]
+        end_stream = bool(flags & h2.END_STREAM)
+        if flags & h2.END_HEADERS:
+            self._header_block(stream_id, end_stream, payload)
+        else:
+            self._continuing = (stream_id, end_stream, bytearray(payload))
+
+    def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._continuing is None or self._continuing[0] != stream_id:
+            raise H2ConnectionError(h2.PROTOCOL_ERROR, "CONTINUATION without HEADERS")
+        _, end_stream, block = self._continuing
+        block += payload
+        if len(block) > 4 * self.settings.max_metadata_bytes + 4096:
+            raise H2ConnectionError(h2.ENHANCE_YOUR_CALM, "header block too large")
+        if flags & h2.END_HEADERS:
+            self._continuing = None
+            self._header_block(stream_id, end_stream, bytes(block))
+
+    def _header_block(self, stream_id: int, end_stream: bool, block: bytes) -> None:
+        call = self.calls.get(stream_id)
+        if call is not None or stream_id <= self._last_stream:
+            self._reader.trailers(block)  # the client's trailers (or a late block): keep HPACK in step
+            if call is None:
+                return
+            if not end_stream:
+                raise H2ConnectionError(h2.PROTOCOL_ERROR, "trailers without END_STREAM")
+            self._remote_end(call)
+            return
+        try:
+            head = self._reader.request_head(block)
+        except MalformedRequest:
+            self._last_stream = stream_id
+            self._write(h2.rst_stream(stream_id, h2.PROTOCOL_ERROR))
+            return
+        self._last_stream = stream_id
+        if self.draining or len(self.calls) >= MAX_CONCURRENT_STREAMS:
+            self._write(h2.rst_stream(stream_id, h2.REFUSED_STREAM))
+            return
+        spec = self.hub.methods.get(head.path)
+        refusal = refusal_for(head, spec, self.settings)
+        if refusal is None and spec is not None:
+            call = NativeCall(self, stream_id, spec, head.metadata, self._peer_initial_window, STREAM_WINDOW)
+            self.calls[stream_id] = call
+            if head.timeout_s is not None:
+                call.deadline = self._loop.call_later(head.timeout_s, self._deadline_passed, call)
+            if spec.client_streaming:
+                call.task = self._loop.create_task(run_streaming(call, None))
+            if end_stream:
+                self._remote_end(call)
+            return
+        status, message, http_status, extra = refusal or (UNIMPLEMENTED, "Method not found!", 200, ())
+        head_block = (
+            h2.RESPONSE_HEADERS if http_status == 200 else h2.literal(b":status", b"%d" % http_status)
+        )
+        block = head_block + h2.status_block(status, message, extra)
+        self._write(h2.headers_frame(stream_id, block, True, self._peer_max_frame))
+        if not end_stream:
+            self._write(h2.rst_stream(stream_id, h2.NO_ERROR))
+
+    def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0:
+            raise H2ConnectionError(h2.PROTOCOL_ERROR, "DATA on stream 0")
+        size = len(payload)
+        self._recv_window -= size
+        if self._recv_window < 0:
+            raise H2ConnectionError(h2.FLOW_CONTROL_ERROR, "the connection's window was overrun")
+        call = self.calls.get(stream_id)
+        if call is None or call.recv_ended:
+            if call is None and stream_id > self._last_stream:
+                raise H2ConnectionError(h2.PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
+            self._credit(None, size)  # a stream we closed or reset: its bytes still count
+            return
+        call.recv_window -= size
+        if call.recv_window < 0:
+            raise H2ConnectionError(h2.FLOW_CONTROL_ERROR, f"stream {stream_id}'s window was overrun")
+        payload = _unpad(flags, payload)
+        if not call.rejected:
+            self._buffered += len(payload)
+            call.unconsumed += len(payload)
+            call.recv += payload
+            self._split_messages(call)
+        if flags & h2.END_STREAM:
+            self._credit(None, size)  # the stream is done sending: only the connection's window
+            self._remote_end(call)
+        else:
+            self._credit(call, size)
+
+    def _split_messages(self, call: NativeCall) -> None:
+        """Complete gRPC messages (1-byte flag, 4-byte length, payload) move to the call's inbox."""
+        recv = call.recv
+        while len(recv) >= 5:
+            if recv[0] != 0:
+                call.rejected = True
+                _cancel_task(call)
+                self.finish(call, UNIMPLEMENTED, "compressed messages are not supported", IDENTITY_ONLY)
+                return
+            length = int.from_bytes(recv[1:5], "big")
+            if length > self.settings.max_receive_message_bytes:
+                call.rejected = True
+                _cancel_task(call)
+                limit = self.settings.max_receive_message_bytes
+                text = f"Received message larger than max ({length} vs. {limit})"
+                self.finish(call, RESOURCE_EXHAUSTED, text)
+                return
+            if len(recv) < 5 + length:
+                return
+            message = bytes(recv[5 : 5 + length])
+            del recv[: 5 + length]
+            self._buffered -= 5
+            call.unconsumed -= 5
+            call.inbox.append(message)
+            call.inbox_bytes += length
+            call.wake()
+
+    def _remote_end(self, call: NativeCall) -> None:
+        call.recv_ended = True
+        if call.finished:
+            return  # its status waits for window; it is forgotten once sent
+        if call.spec.client_streaming:
+            call.wake()
+            return
+        if call.recv or len(call.inbox) != 1:
+            count = "no" if not call.inbox else "more than one"
+            self.finish(call, INTERNAL, f"a unary call's request stream carried {count} message")
+            return
+        payload = call.inbox.popleft()
+        self.consumed(call, len(payload))
+        try:
+            request = call.spec.request_type.FromString(payload)
+        except Exception:
+            self.finish(call, INTERNAL, DESERIALIZE_FAILED)
+            return
+        runner = run_streaming if call.spec.server_streaming else run_unary
+        call.task = self._loop.create_task(runner(call, request))
+
+    # ---- flow control, inbound ----------------------------------------------------------------
+    def consumed(self, call: NativeCall, size: int) -> None:
+        """A handler took `size` bytes of requests: they no longer count against the caps."""
+        self._buffered -= size
+        call.unconsumed -= size
+        call.inbox_bytes -= size
+        self._credit(call, 0)
+
+    def _credit(self, call: NativeCall | None, size: int) -> None:
+        """Give the client back the window it used, unless it is ahead of the handlers."""
+        self._conn_owed += size
+        if self._conn_owed >= CONNECTION_WINDOW // 4 and self._buffered <= self.settings.buffer_cap:
+            self._write(h2.window_update(0, self._conn_owed))
+            self._recv_window += self._conn_owed
+            self._conn_owed = 0
+        if call is None or call.recv_ended or call.rejected:
+            return
+        call.owed += size
+        if call.owed >= STREAM_WINDOW // 4 and call.inbox_bytes < STREAM_WINDOW:
+            self._write(h2.window_update(call.stream_id, call.owed))
+            call.recv_window += call.owed
+            call.owed = 0
+
+    # ---- answers --------------------------------------------------------------------------
+    def send_unary(self, call: NativeCall, payload: bytes) -> None:
+        """A unary answer: headers, the one message and the OK trailers in one write."""
+        size = len(payload)
+        if size > self.settings.max_send_message_bytes:
+            limit = self.settings.max_send_message_bytes
+            self.finish(call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({size} vs. {limit})")
+            return
+        body = size + 5
+        if (
+            call.finished
+            or call.headers_sent
+            or body > call.send_window
+            or body > self.send_window
+            or body > self._peer_max_frame
+        ):
+            self.send_message(call, payload)
+            self.finish(call, 0, "")
+            return
+        call.finished = True
+        call.send_window -= body
+        self.send_window -= body
+        sid = call.stream_id.to_bytes(4, "big")
+        self._write(
+            b"".join((
+                _HEADERS_PREFIX, sid, h2.RESPONSE_HEADERS,
+                body.to_bytes(3, "big"), _DATA_TYPE, sid, b"\x00", size.to_bytes(4, "big"), payload,
+                _OK_PREFIX, sid, h2.OK_TRAILERS,
+            ))
+        )  # fmt: skip
+        self._closed_locally(call)
+
+    def send_message(self, call: NativeCall, payload: bytes) -> None:
+        if call.finished:
+            return
+        if len(payload) > self.settings.max_send_message_bytes:
+            limit = self.settings.max_send_message_bytes
+            self.finish(
+                call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})"
+            )
+            return
+        if not call.headers_sent:
+            call.headers_sent = True
+            self._write(_HEADERS_PREFIX + call.stream_id.to_bytes(4, "big") + h2.RESPONSE_HEADERS)
+        call.pending.append(memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload))
+        self._flush(call)
+
+    def finish(
+        self, call: NativeCall, code: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
+        """End the call with this status, after any DATA still waiting for window."""
+        if call.finished:
+            return
+        call.finished = True
+        if call.deadline is not None:
+            call.deadline.cancel()
+        block = h2.status_block(code, message, extra)
+        if not call.headers_sent:
+            call.headers_sent = True
+            self._write(
+                h2.headers_frame(call.stream_id, h2.RESPONSE_HEADERS + block, True, self._peer_max_frame)
+            )
+            self._closed_locally(call)
+            return
+        call.trailers = h2.headers_frame(call.stream_id, block, True, self._peer_max_frame)
+        self._flush(call)
+
+    def _flush(self, call: NativeCall) -> None:
+        """Send what the windows allow of the call's waiting DATA, then its trailers."""
+        pending = call.pending
+        while pending:
+            chunk = pending[0]
+            allowed = min(len(chunk), call.send_window, self.send_window, self._peer_max_frame)
+            if allowed <= 0:
+                self._blocked.add(call)
+                return
+            self._write(h2.frame(h2.DATA, 0, call.stream_id, bytes(chunk[:allowed])))
+            call.send_window -= allowed
+            self.send_window -= allowed
+            if allowed == len(chunk):
+                pending.popleft()
+            else:
+                pending[0] = chunk[allowed:]
+        self._blocked.discard(call)
+        call.drained()
+        if call.trailers is not None:
+            self._write(call.trailers)
+            call.trailers = None
+            self._closed_locally(call)
+
+    def _closed_locally(self, call: NativeCall) -> None:
+        if not call.recv_ended:
+            # The answer is complete before the request: tell the client to stop sending (RFC 9113 8.1).
+            call.recv_ended = True
+            self._write(h2.rst_stream(call.stream_id, h2.NO_ERROR))
+        self._forget(call)
+
+    def _forget(self, call: NativeCall) -> None:
+        if self.calls.pop(call.stream_id, None) is None:
+            return
+        self._buffered -= call.unconsumed
+        call.unconsumed = 0
+        if call.deadline is not None:
+            call.deadline.cancel()
+        self._blocked.discard(call)
+        call.wake()  # a handler waiting for requests or for window sees the call is over
+        call.drained()
+        if not self.calls:
+            self.idle_since = self._loop.time()
+            if self.draining:
+                self.close()
+
+    def _deadline_passed(self, call: NativeCall) -> None:
+        if call.finished:
+            return
+        _cancel_task(call)
+        self.finish(call, DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+
+def _cancel_task(call: NativeCall) -> None:
+    if call.task is not None and not call.task.done():
+        call.task.cancel()
+
+
+def _unpad(flags: int, payload: bytes) -> bytes:
+    if not flags & h2.PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        raise H2ConnectionError(h2.PROTOCOL_ERROR, "padding longer than the frame")
+    return payload[1 : len(payload) - payload[0]]

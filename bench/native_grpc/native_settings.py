@@ -1,0 +1,82 @@
+"""Settings of the native gRPC transport and the calls it refuses before a handler runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+
+from bench.native_grpc import h2_frames as h2
+from bench.native_grpc.native_headers import RequestHead
+from bench.native_grpc.native_methods import MethodSpec
+from packserve.frontends.restrictions import Restrictions
+
+# Status codes as numbers, for the trailers.
+DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
+CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+
+MAX_CONCURRENT_STREAMS = 256
+STREAM_WINDOW = 1 << 20  # what a client may send on one stream before we give window back
+CONNECTION_WINDOW = 16 << 20
+# Sent with a refusal of compressed requests: the one encoding this server accepts.
+IDENTITY_ONLY = ((b"grpc-accept-encoding", b"identity"),)
+KEEPALIVE_TIMEOUT_S = 20.0  # grpc's default wait for a keepalive PING's ACK
+
+
+@dataclass(frozen=True, slots=True)
+class NativeSettings:
+    max_receive_message_bytes: int
+    max_send_message_bytes: int
+    max_metadata_bytes: int
+    max_connection_idle_s: float  # 0: never closed for idleness
+    keepalive_s: float  # 0: no keepalive pings
+    restrictions: Restrictions = field(default_factory=Restrictions)
+    max_frame_size: int = h2.DEFAULT_MAX_FRAME
+
+    @property
+    def buffer_cap(self) -> int:
+        """Request bytes one connection may hold that no handler has taken yet (beyond a window)."""
+        return max(64 << 20, 2 * self.max_receive_message_bytes)
+
+
+def server_preface(settings: NativeSettings) -> bytes:
+    """Our SETTINGS, then the connection window raised from HTTP/2's 64 KiB."""
+    return h2.settings_frame(
+        {
+            h2.ENABLE_PUSH: 0,
+            h2.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            h2.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.MAX_FRAME_SIZE: settings.max_frame_size,
+            h2.MAX_HEADER_LIST_SIZE: settings.max_metadata_bytes,
+        }
+    ) + h2.window_update(0, CONNECTION_WINDOW - h2.DEFAULT_WINDOW)
+
+
+def refusal_for(
+    head: RequestHead, spec: MethodSpec | None, settings: NativeSettings
+) -> tuple[int, str, int, tuple[tuple[bytes, bytes], ...]] | None:
+    """(gRPC status, message, HTTP status, extra trailer fields) of a call refused from its
+    headers, or None when the call may go on."""
+    if not head.grpc_content_type:
+        return INTERNAL, "content-type is not application/grpc", 415, ()
+    if head.size > settings.max_metadata_bytes:
+        return (
+            RESOURCE_EXHAUSTED,
+            f"received initial metadata size exceeds limit ({head.size} vs. {settings.max_metadata_bytes})",
+            200,
+            (),
+        )
+    if head.encoding not in (b"", b"identity"):
+        encoding = head.encoding.decode("latin-1")
+        return UNIMPLEMENTED, f"Compression algorithm '{encoding}' is not supported", 200, IDENTITY_ONLY
+    if spec is None:
+        return UNIMPLEMENTED, "Method not found!", 200, ()
+    if settings.restrictions:
+        refusal = settings.restrictions.grpc_refusal(head.path, head.metadata)
+        if refusal is not None:
+            return UNAVAILABLE, refusal, 200, ()
+    return None

@@ -1,0 +1,323 @@
+"""The native gRPC transport prototype (bench/native_grpc), driven frame by frame over a raw socket
+(hpack for header blocks) and by tritonclient: flow control, limits, deadlines, resets, protocol
+errors and the graceful stop. It backs the figures in bench/README.md."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+
+import hpack
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from grpc_fakes import FakeEngine
+from grpc_server_thread import ServerThread
+from h2_raw_client import (
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    GOAWAY,
+    HEADERS,
+    PING,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    RawH2,
+    frame,
+    grpc_message,
+)
+from tritonclient.grpc import service_pb2
+
+from bench.native_grpc.native_headers import HeaderReader, MalformedRequest, parse_timeout
+from bench.native_grpc.serve import NativeFrontEnd
+from packserve.core.engine_api import EngineApi
+from packserve.frontends.grpc import GrpcOptions
+
+
+class NativeThread(ServerThread):
+    """ServerThread with the native transport in place of grpc.aio."""
+
+    def start(self, engine: EngineApi) -> None:
+        self.server = NativeFrontEnd(engine, "127.0.0.1", self._port, self._options)  # type: ignore[assignment]
+        self.call(self.server.start())  # type: ignore[union-attr]
+
+
+OK, CANCELLED, DEADLINE, NOT_FOUND, EXHAUSTED, UNIMPLEMENTED = 0, 1, 4, 5, 8, 12
+PROTOCOL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x6, 0x7, 0x8
+
+
+def _echo_request(values: list[int], model: str = "echo") -> bytes:
+    request = service_pb2.ModelInferRequest(model_name=model, id="raw")
+    request.inputs.add(name="INPUT", datatype="INT32", shape=[len(values)])
+    request.raw_input_contents.append(np.array(values, dtype=np.int32).tobytes())
+    return request.SerializeToString()
+
+
+def _echoed(message: bytes) -> list[int]:
+    response = service_pb2.ModelInferResponse.FromString(message)
+    return np.frombuffer(response.raw_output_contents[0], dtype=np.int32).tolist()
+
+
+@pytest.fixture
+def server(engine: FakeEngine) -> Iterator[ServerThread]:
+    running = NativeThread()
+    try:
+        running.start(engine)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def raw(server: ServerThread) -> Iterator[RawH2]:
+    assert server.server is not None
+    client = RawH2(server.server.port)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_unary_call_settings_ack_and_ping(raw: RawH2) -> None:
+    raw.start_call(1, grpc_message(_echo_request([1, 2, 3])))
+    answer = raw.answer(1)
+    assert answer.headers[":status"] == "200" and answer.headers["content-type"] == "application/grpc"
+    assert answer.status == OK and _echoed(answer.messages[0]) == [1, 2, 3]
+    raw.send(frame(PING, 0, 0, b"12345678"))
+    got = raw.wait_for(PING)  # no keepalive configured: the server's only PING is the ACK
+    assert got is not None and got[1] & 0x1 and got[3] == b"12345678"
+    kinds = {(kind, flags) for kind, flags, _, _ in raw.other}
+    assert (SETTINGS, 0) in kinds and (SETTINGS, 1) in kinds  # the server's SETTINGS and its ACK of ours
+
+
+def test_request_split_over_frames_and_header_block_in_continuations(raw: RawH2) -> None:
+    block = raw.headers_block(extra=[("x-padding", "p" * 20_000)])  # larger than one 16 KiB frame
+    raw.send(frame(HEADERS, 0, 1, block[:10_000]) + frame(CONTINUATION, END_HEADERS, 1, block[10_000:]))
+    message = grpc_message(_echo_request(list(range(100))))
+    raw.send(frame(DATA, 0, 1, message[:7]))
+    raw.send(frame(DATA, 0x1, 1, message[7:]))
+    answer = raw.answer(1)
+    assert answer.status == OK and _echoed(answer.messages[0]) == list(range(100))
+
+
+def test_outbound_flow_control_waits_for_window(server: ServerThread) -> None:
+    assert server.server is not None
+    client = RawH2(server.server.port, settings={0x4: 10})  # INITIAL_WINDOW_SIZE: 10 bytes
+    try:
+        client.start_call(1, grpc_message(_echo_request(list(range(64)))))
+        first = client.read_frame()
+        while first is not None and first[0] != DATA:
+            first = client.read_frame()
+        assert first is not None and len(first[3]) == 10  # no more than the window allowed
+        client.send(frame(WINDOW_UPDATE, 0, 1, (1 << 20).to_bytes(4, "big")))
+        answer = client.answer(1)
+        assert answer.status == OK
+        assert _echoed((first[3] + answer.data)[5:]) == list(range(64))
+    finally:
+        client.close()
+
+
+def test_compression_refused_with_identity_only(raw: RawH2) -> None:
+    raw.start_call(1, grpc_message(_echo_request([1])), extra=[("grpc-encoding", "gzip")])
+    answer = raw.answer(1)
+    assert answer.status == UNIMPLEMENTED and answer.headers.get("grpc-accept-encoding") == "identity"
+    raw.start_call(3, grpc_message(b"\x1f\x8b", compressed=True))
+    answer = raw.answer(3)
+    assert answer.status == UNIMPLEMENTED and "compressed" in answer.message
+    raw.start_call(5, grpc_message(_echo_request([5])))
+    assert raw.answer(5).status == OK  # the connection serves on
+
+
+def test_message_over_the_receive_limit_is_resource_exhausted() -> None:
+    running = NativeThread(GrpcOptions(max_receive_message_bytes=1000))
+    running.start(FakeEngine())
+    assert running.server is not None
+    client = RawH2(running.server.port)
+    try:
+        client.start_call(1, grpc_message(_echo_request(list(range(500)))))
+        answer = client.answer(1)
+        assert answer.status == EXHAUSTED
+        assert answer.message.startswith("Received message larger than max (")
+        client.start_call(3, grpc_message(_echo_request([1])))
+        assert client.answer(3).status == OK
+    finally:
+        client.close()
+        running.stop()
+
+
+def test_deadline_exceeded(raw: RawH2, engine: FakeEngine) -> None:
+    engine.delay_s = 5.0
+    raw.start_call(1, grpc_message(_echo_request([1])), extra=[("grpc-timeout", "100m")])
+    answer = raw.answer(1)
+    assert answer.status == DEADLINE and answer.message == "Deadline Exceeded"
+
+
+def test_rst_stream_cancels_the_call_and_the_connection_serves_on(raw: RawH2, engine: FakeEngine) -> None:
+    engine.delay_s = 1.0
+    raw.start_call(1, grpc_message(_echo_request([1])))
+    time.sleep(0.2)
+    raw.send(frame(RST_STREAM, 0, 1, CANCEL.to_bytes(4, "big")))
+    engine.delay_s = 0.0
+    raw.start_call(3, grpc_message(_echo_request([3])))
+    answer = raw.answer(3)
+    assert answer.status == OK and _echoed(answer.messages[0]) == [3]
+    assert not any(sid == 1 and kind == DATA for kind, _, sid, _ in raw.other)
+
+
+def test_streams_beyond_the_limit_are_refused(raw: RawH2) -> None:
+    for stream_id in range(1, 2 * 257, 2):  # 257 calls waiting for their request bodies
+        raw.send(frame(HEADERS, END_HEADERS, stream_id, raw.headers_block()))
+    got = raw.wait_for(RST_STREAM)
+    assert got is not None and got[2] == 513 and int.from_bytes(got[3], "big") == REFUSED_STREAM
+
+
+def test_unknown_method_and_metadata_limits(raw: RawH2) -> None:
+    raw.start_call(1, grpc_message(b""), path="/inference.GRPCInferenceService/Nope")
+    answer = raw.answer(1)
+    assert answer.status == UNIMPLEMENTED
+    raw.start_call(3, grpc_message(b""), extra=[("x-big", "v" * 40_000)])  # over the 32 KiB limit
+    answer = raw.answer(3)
+    assert answer.status == EXHAUSTED and "metadata size exceeds limit" in answer.message
+
+
+def test_grpc_message_is_percent_encoded(raw: RawH2) -> None:
+    raw.start_call(1, grpc_message(_echo_request([1], model="mødel 100%")))
+    answer = raw.answer(1)
+    assert answer.status == NOT_FOUND
+    assert "%C3%B8" in answer.trailers.get("grpc-message", answer.headers.get("grpc-message", ""))
+    assert "mødel 100%" in answer.message
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", PROTOCOL_ERROR),  # not HTTP/2
+        (frame(SETTINGS, 0, 0, b"\x00" * 7), FRAME_SIZE_ERROR),  # not a multiple of 6
+        (frame(DATA, 0, 0, b"x"), PROTOCOL_ERROR),  # DATA on stream 0
+        (frame(HEADERS, END_HEADERS, 2, b"\x82"), PROTOCOL_ERROR),  # an even (server) stream id
+        ((1 << 20).to_bytes(3, "big") + b"\x00" * 6, FRAME_SIZE_ERROR),  # above our max frame size
+        (frame(HEADERS, END_HEADERS, 1, b"\xff\xff\xff\xff"), 0x9),  # HPACK garbage: COMPRESSION_ERROR
+        (frame(HEADERS, 0, 1, b"\x82") + frame(PING, 0, 0, b"x" * 8), PROTOCOL_ERROR),  # block interrupted
+    ],
+)
+def test_protocol_errors_answer_goaway_and_the_server_serves_on(
+    server: ServerThread, data: bytes, code: int
+) -> None:
+    assert server.server is not None
+    client = RawH2(server.server.port, handshake=not data.startswith(b"GET"))
+    try:
+        client.send(data)
+        got = client.wait_for(GOAWAY)
+        assert got is not None and int.from_bytes(got[3][4:8], "big") == code
+        assert client.read_frame() is None  # and closed
+    finally:
+        client.close()
+    fresh = RawH2(server.server.port)
+    try:
+        fresh.start_call(1, grpc_message(_echo_request([7])))
+        assert fresh.answer(1).status == OK
+    finally:
+        fresh.close()
+
+
+def test_idle_connection_gets_goaway() -> None:
+    running = NativeThread(GrpcOptions(max_connection_idle_ms=200))
+    running.start(FakeEngine())
+    assert running.server is not None
+    client = RawH2(running.server.port)
+    try:
+        got = client.wait_for(GOAWAY)
+        assert got is not None and int.from_bytes(got[3][4:8], "big") == 0
+        assert client.read_frame() is None
+    finally:
+        client.close()
+        running.stop()
+
+
+def test_graceful_stop_goaway_then_drains_the_call_in_flight() -> None:
+    engine = FakeEngine()
+    engine.delay_s = 0.5
+    running = NativeThread()
+    running.start(engine)
+    assert running.server is not None
+    client = RawH2(running.server.port)
+    try:
+        client.start_call(1, grpc_message(_echo_request([9])))
+        time.sleep(0.2)
+        stopper = threading.Thread(target=lambda: running.call(running.server.stop(10.0)))  # type: ignore[union-attr]
+        stopper.start()
+        got = client.wait_for(GOAWAY)
+        assert got is not None and int.from_bytes(got[3][:4], "big") == 1  # stream 1 will still be served
+        answer = client.answer(1)
+        assert answer.status == OK and _echoed(answer.messages[0]) == [9]
+        stopper.join(timeout=30)
+        assert client.read_frame() is None
+    finally:
+        client.close()
+        running.server = None
+        running.stop()
+
+
+def test_health_watch_streams_changes(server: ServerThread, engine: FakeEngine) -> None:
+    from grpc_health.v1 import health_pb2
+
+    client = RawH2(server.server.port)  # type: ignore[union-attr]
+    try:
+        request = grpc_message(health_pb2.HealthCheckRequest().SerializeToString())
+        client.start_call(1, request, path="/grpc.health.v1.Health/Watch")
+        first = client.wait_for(DATA)
+        assert first is not None
+        assert health_pb2.HealthCheckResponse.FromString(first[3][5:]).status == 1  # SERVING
+        engine.ready = False
+        second = client.wait_for(DATA)
+        assert second is not None
+        assert health_pb2.HealthCheckResponse.FromString(second[3][5:]).status == 2  # NOT_SERVING
+        client.send(frame(RST_STREAM, 0, 1, CANCEL.to_bytes(4, "big")))
+    finally:
+        client.close()
+
+
+def test_binary_metadata_and_timeouts_are_read() -> None:
+    encoder = hpack.Encoder()
+    value = b"\x00\xffbinary"
+    block = encoder.encode(
+        [
+            (":method", "POST"), (":path", "/x/y"), (":scheme", "http"), ("content-type", "application/grpc"),
+            ("trace-bin", base64.b64encode(value).rstrip(b"=").decode()), ("x-text", "plain"),
+            ("grpc-timeout", "250m"),
+        ]
+    )  # fmt: skip
+    head = HeaderReader(32 * 1024).request_head(block)
+    assert dict(head.metadata) == {"trace-bin": value, "x-text": "plain"}
+    assert head.timeout_s == pytest.approx(0.25) and head.path == "/x/y"
+    assert parse_timeout(b"3S") == 3.0
+    with pytest.raises(MalformedRequest):
+        parse_timeout(b"123456789S")
+
+
+def test_tritonclient_infer_and_stream() -> None:
+    running = NativeThread()
+    running.start(FakeEngine())
+    try:
+        triton = grpcclient.InferenceServerClient(running.url)
+        tensor = grpcclient.InferInput("INPUT", [3], "INT32")
+        tensor.set_data_from_numpy(np.array([4, 5, 6], dtype=np.int32))
+        assert triton.infer("echo", [tensor]).as_numpy("OUTPUT").tolist() == [4, 5, 6]
+        answers: list[object] = []
+        done = threading.Event()
+
+        def collect(result: object, error: object) -> None:
+            answers.append(error or result)
+            done.set()
+
+        triton.start_stream(callback=collect)
+        triton.async_stream_infer("echo", [tensor], request_id="s1")
+        assert done.wait(30)
+        triton.stop_stream()
+        assert answers[0].as_numpy("OUTPUT").tolist() == [4, 5, 6]  # type: ignore[attr-defined]
+        triton.close()
+    finally:
+        running.stop()
