@@ -17,12 +17,13 @@ from packserve.errors import (
     UnavailableError,
 )
 from packserve.messages import InferRequest, RequestedOutput
-from tests.core.engine_fakes import MODELS, register_fake_backend, write_double_model
+from tests.fakes.double_backend import MODELS, register_fake_backend, write_double_model
+from tests.fakes.registry import BackendRegistry
 
 
 @pytest.fixture(autouse=True)
-def _fake_backend() -> None:
-    register_fake_backend()
+def _fake_backend(backend_registry: BackendRegistry) -> None:
+    register_fake_backend(backend_registry)
 
 
 def x(rows: int, value: float = 1.0) -> np.ndarray:

@@ -13,13 +13,14 @@ from packserve.config.loader import load_model_config
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.repository import _spec_callees
 from packserve.messages import InferRequest
-from tests.core.engine_fakes import register_fake_backend, write_double_model
 from tests.core.test_engine import write_ensemble
+from tests.fakes.double_backend import register_fake_backend, write_double_model
+from tests.fakes.registry import BackendRegistry
 
 
 @pytest.fixture(autouse=True)
-def _fake_backend() -> None:
-    register_fake_backend()
+def _fake_backend(backend_registry: BackendRegistry) -> None:
+    register_fake_backend(backend_registry)
 
 
 def states(engine: Engine) -> dict[str, str]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packserve.backends import registry
 from packserve.backends.base import (
     BackendInstance,
     BackendModel,
@@ -21,6 +20,7 @@ from packserve.core.engine import Engine, EngineOptions
 from packserve.core.region_map import expand_regions, region_sizes
 from packserve.errors import InvalidArgumentError
 from packserve.messages import InferRequest
+from tests.fakes.registry import BackendRegistry
 
 BATCH_SIZES: list[int] = []
 
@@ -41,9 +41,8 @@ class _MeanInstance(BackendInstance):
 
 
 @pytest.fixture
-def repository(tmp_path: Path) -> Path:
-    registry.BACKENDS["crop_mean"] = f"{__name__}:MeanModel"
-    registry._loaded["crop_mean"] = MeanModel
+def repository(tmp_path: Path, backend_registry: BackendRegistry) -> Path:
+    backend_registry.add("crop_mean", MeanModel)
     (tmp_path / "mean" / "1").mkdir(parents=True)
     (tmp_path / "mean" / "1" / "model.txt").write_text("x")
     (tmp_path / "mean" / "config.pbtxt").write_text(

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
-from core_fakes import DoublingInstance, RecordingObserver, make_request, make_spec
 
 from packserve.core.instances import InstancePool
 from packserve.core.scheduler import Scheduler, create_scheduler
@@ -22,6 +21,7 @@ from packserve.errors import (
     UnavailableError,
 )
 from packserve.model_spec import BatchingPolicy, ModelSpec, QueuePolicy
+from tests.fakes.core import DoublingInstance, RecordingObserver, make_request, make_spec
 
 
 class Harness:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from core_fakes import DoublingInstance, make_request, make_spec
-
 from packserve.core.instances import InstancePool
 from packserve.core.scheduler import create_scheduler
 from packserve.core.statistics import StatisticsCollector
 from packserve.errors import ModelExecutionError
 from packserve.messages import RequestTiming
 from packserve.model_spec import BatchingPolicy
+from tests.fakes.core import DoublingInstance, make_request, make_spec
 
 
 def timing(queue: int, cin: int, infer: int, cout: int, batch: int = 1) -> RequestTiming:

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from packserve.frontends.http import HttpLimits, HttpServer, create_http_app
-
-
-def _load_fakes() -> Any:
-    # Loaded under a unique name: other test folders have their own fakes.py.
-    name = "packserve_tests_http_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fakes.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
+from tests.fakes.engine import FakeEngine
 
 
 class AsgiResult:
@@ -80,7 +63,7 @@ class AsgiCaller:
 
 @pytest.fixture
 def engine() -> Any:
-    return fakes.FakeEngine()
+    return FakeEngine()
 
 
 @pytest.fixture
@@ -122,5 +105,5 @@ class LiveServer:
 @pytest.fixture
 def live_server() -> Iterator[LiveServer]:
     """A real packserve HTTP server on a free port, on its own loop in a thread (sync clients block)."""
-    with LiveServer(fakes.FakeEngine(), HttpLimits(max_body_bytes=1024 * 1024)) as server:
+    with LiveServer(FakeEngine(), HttpLimits(max_body_bytes=1024 * 1024)) as server:
         yield server

@@ -1,4 +1,4 @@
-"""Fake backends and helpers for the config tests (a uniquely named module: tests share sys.path)."""
+"""Fake backends and helpers for the config tests."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from packserve.backends import registry
 from packserve.backends.base import (
     BackendInstance,
     BackendModel,
@@ -18,6 +17,7 @@ from packserve.backends.base import (
 )
 from packserve.errors import InvalidArgumentError
 from packserve.messages import InferRequest
+from tests.fakes.registry import BackendRegistry
 
 FAKE_BACKEND = "fake_double"
 
@@ -60,9 +60,9 @@ class DoubleModel(BackendModel):
 MODELS: list[DoubleModel] = []
 
 
-def register_fake_backend() -> None:
-    registry.BACKENDS[FAKE_BACKEND] = f"{__name__}:DoubleModel"
-    registry._loaded[FAKE_BACKEND] = DoubleModel
+def register_fake_backend(backends: BackendRegistry) -> None:
+    """FAKE_BACKEND resolves to DoubleModel for this test (pass the `backend_registry` fixture)."""
+    backends.add(FAKE_BACKEND, DoubleModel)
 
 
 def write_double_model(root: Path, name: str, *, max_batch: int = 8, delay_us: int = 2000, count: int = 1,

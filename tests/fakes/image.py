@@ -1,4 +1,5 @@
-"""Helpers for the image backend tests: specs built directly, synthetic photos, a recording timer."""
+"""Helpers for the image backend tests: specs built directly, synthetic photos (the recording
+timer is tests.fakes.backends.RecordingTimer)."""
 
 from __future__ import annotations
 
@@ -11,24 +12,13 @@ import numpy as np
 from PIL import Image
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-from packserve.backends.base import ExecutionTimer, InstanceContext, ModelContext
+from packserve.backends.base import InstanceContext, ModelContext
 from packserve.backends.image import ImageModel
 from packserve.messages import InferRequest, RequestedOutput
 from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 IMAGE_INPUT = TensorSpec("IMAGE", DataType.BYTES, (1,))
-
-
-class RecordingTimer(ExecutionTimer):
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def inputs_ready(self) -> None:
-        self.calls.append("inputs_ready")
-
-    def infer_done(self) -> None:
-        self.calls.append("infer_done")
 
 
 def output(name: str, datatype: DataType, dims: Sequence[int]) -> TensorSpec:
