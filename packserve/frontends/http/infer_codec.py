@@ -1,6 +1,6 @@
 """Decode a KServe v2 HTTP infer request into an `InferRequest` once; encode the `InferResponse`.
 
-Runs on the event loop inside one request's ASGI call. The decoded request owns numpy views over
+Runs on the event loop, once per infer request. The decoded request owns numpy views over
 the request body; after `Engine.infer` takes it, this module never touches it again.
 """
 

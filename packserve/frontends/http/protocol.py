@@ -242,7 +242,8 @@ class HttpProtocol(asyncio.Protocol):
         request = self._request
         for name, value in request.headers:
             if name == b"content-length":
-                # A malformed Content-Length is the app's to answer (400).
+                # The parser refuses a malformed Content-Length itself (400); this is the one
+                # check of the body limit, here and in on_body.
                 with contextlib.suppress(ValueError):
                     request.too_large = int(value) > self._limits.max_body_bytes
             elif name == b"expect" and value.lower() == b"100-continue" and not request.too_large:
@@ -344,7 +345,7 @@ class HttpProtocol(asyncio.Protocol):
         parts = request.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         request.body_parts = []
-        return await self._app.handle(request.method, path, request.headers, lambda: _ready(body))
+        return await self._app.handle(request.method, path, request.headers, body)
 
     def _pause_reading(self) -> None:
         if self._transport is not None:
@@ -426,7 +427,3 @@ class HttpProtocol(asyncio.Protocol):
         idle = self._current is None and not self._waiting and not self._receiving
         if idle and self._transport is not None:
             self._transport.close()
-
-
-async def _ready(body: bytes) -> bytes:
-    return body
