@@ -14,10 +14,10 @@ import orjson
 
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.http.app import HttpApp
-from packserve.frontends.http.connections import ConnectionLimits
+from packserve.frontends.http.connections import ConnectionLimits, ConnectionTracker
 from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.limits import HttpLimits
-from packserve.frontends.http.protocol import ConnectionTracker, HttpProtocol
+from packserve.frontends.http.protocol import HttpProtocol
 from packserve.frontends.restrictions import Restrictions
 
 _ANSWER_TIMEOUT_S = 60.0  # generous: only a hung server would take this long

@@ -10,25 +10,19 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from packserve.core.engine_api import EngineApi
 from packserve.errors import PackserveError
 from packserve.frontends import request_log
 from packserve.frontends.http import handlers
 from packserve.frontends.http.console import ConsoleAssets
-from packserve.frontends.http.handlers import Reply
-from packserve.frontends.http.infer_codec import InferDecoder
+from packserve.frontends.http.infer_decode import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.http.reply import Reply, error_reply
 from packserve.frontends.http.routes import NOT_FOUND, ROUTES, Call, Headers, RouteContext, RouteError
 from packserve.frontends.restrictions import Restrictions
 from packserve.frontends.status import http_status
 
 _HEALTH = {"/v2/health/live": handlers.live, "/v2/health/ready": handlers.ready}
-
-
-def _error_reply(status: int, message: str) -> Reply:
-    return Reply(status, orjson.dumps({"error": message}))
 
 
 class HttpApp:
@@ -54,7 +48,7 @@ class HttpApp:
         if self._restrictions:
             refusal = self._restrictions.http_refusal(path, headers)
             if refusal is not None:
-                return _error_reply(403, refusal)
+                return error_reply(403, refusal)
         return _HEALTH[path](self._context.engine)
 
     async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
@@ -64,18 +58,18 @@ class HttpApp:
             refusal = self._restrictions.http_refusal(path, headers)
             if refusal is not None:
                 request_log.FAILED.failed("HTTP", f"{method} {path}", PermissionError(refusal), 403)
-                return _error_reply(403, refusal)
+                return error_reply(403, refusal)
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
             reply = await self._route(method, path, headers, body)
         except PackserveError as exc:
-            reply = _error_reply(http_status(exc), str(exc))
+            reply = error_reply(http_status(exc), str(exc))
             request_log.FAILED.failed("HTTP", f"{method} {path}", exc, reply.status)
         except RouteError as exc:
-            reply = _error_reply(exc.status, str(exc))
+            reply = error_reply(exc.status, str(exc))
             request_log.FAILED.failed("HTTP", f"{method} {path}", exc, reply.status)
         except Exception as exc:  # the server keeps serving whatever a handler does
-            reply = _error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
+            reply = error_reply(500, f"internal error: {type(exc).__name__}: {exc}")
             request_log.FAILED.failed("HTTP", f"{method} {path}", exc, 500)
         if started:
             request_log.request_done("HTTP", f"{method} {path}", reply.status, started, _detail(headers))

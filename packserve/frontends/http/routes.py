@@ -16,9 +16,9 @@ from packserve.core.engine_api import EngineApi
 from packserve.frontends import header_forward
 from packserve.frontends.http import handlers, pipeline_route
 from packserve.frontends.http.content_encoding import inflate
-from packserve.frontends.http.handlers import Reply
-from packserve.frontends.http.infer_codec import InferDecoder
+from packserve.frontends.http.infer_decode import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.http.reply import Reply
 
 # Header names lower-case, as httptools gives them (the protocol lower-cases them).
 Headers = Sequence[tuple[bytes, bytes]]

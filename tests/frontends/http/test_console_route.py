@@ -10,8 +10,7 @@ import pytest
 
 from packserve.frontends.http import ConsoleAssets
 from packserve.frontends.http.console import ASSETS
-from packserve.frontends.http.handlers import Reply
-from packserve.frontends.http.protocol import encode_reply
+from packserve.frontends.http.reply import Reply, encode_reply
 from tests.fakes.http_client import HttpCaller
 
 ASSET_FILES = sorted(p.name for p in ASSETS.iterdir())

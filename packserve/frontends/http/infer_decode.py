@@ -1,7 +1,8 @@
-"""Decode a KServe v2 HTTP infer request into an `InferRequest` once; encode the `InferResponse`.
+"""Decode a KServe v2 HTTP infer request into an `InferRequest` once (`infer_encode` writes the
+answer).
 
-Runs on the event loop, once per infer request. The decoded request owns numpy views over
-the request body; after `Engine.infer` takes it, this module never touches it again.
+Runs on the event loop, once per infer request. The decoded request owns numpy views over the
+request body; after `Engine.infer` takes it, this module never touches it again.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from packserve.core.shared_memory import SharedMemoryRegistry, ShmPlace, check_no_overlap
 from packserve.core.wording import RESERVED_MESSAGE, RESERVED_PREFIX, triton_request_prefix
 from packserve.errors import InvalidArgumentError
 from packserve.frontends.http import tensor_data
+from packserve.frontends.http.json_checks import checked_parameters, flag, non_negative_int, parse_json
 from packserve.frontends.http.limits import HttpLimits
-from packserve.messages import InferRequest, InferResponse, RequestedOutput, to_host
+from packserve.messages import InferRequest, RequestedOutput
 from packserve.types import DataType
 
 # Request-level parameters the front end consumes itself rather than passing on to the engine.
@@ -157,16 +158,16 @@ class InferDecoder:
 
 
 def _plan(model: str, body: bytes, json_end: int, limits: HttpLimits) -> _RequestPlan:
-    header = _parse_json(body, json_end, limits.max_json_depth)
+    header = parse_json(body, json_end, limits.max_json_depth)
     if not isinstance(header, dict):
         raise InvalidArgumentError("infer request body must be a JSON object")
 
-    parameters = _parameters(header.get("parameters"), "request")
+    parameters = checked_parameters(header.get("parameters"), "request")
     if any(key.startswith(RESERVED_PREFIX) for key in parameters):
         raise InvalidArgumentError(RESERVED_MESSAGE)
-    binary_default = _flag(parameters.pop(_BINARY_OUTPUT, False), _BINARY_OUTPUT)
-    priority = _non_negative_int(parameters.pop(_PRIORITY, 0), _PRIORITY)
-    timeout_us = _non_negative_int(parameters.pop(_TIMEOUT, 0), _TIMEOUT)
+    binary_default = flag(parameters.pop(_BINARY_OUTPUT, False), _BINARY_OUTPUT)
+    priority = non_negative_int(parameters.pop(_PRIORITY, 0), _PRIORITY)
+    timeout_us = non_negative_int(parameters.pop(_TIMEOUT, 0), _TIMEOUT)
     request_id = header.get("id", "")
     if not isinstance(request_id, str):
         raise InvalidArgumentError("'id' must be a string")
@@ -204,61 +205,6 @@ def _header_length(raw: bytes, body_length: int) -> int:
     return length
 
 
-def _parse_json(body: bytes, end: int, max_depth: int) -> Any:
-    try:
-        parsed = orjson.loads(memoryview(body)[:end] if end != len(body) else body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgumentError(f"failed to parse the request JSON: {exc}") from None
-    # Fast path: with no more opening brackets than the limit, no nesting can exceed it.
-    if body.count(b"[", 0, end) + body.count(b"{", 0, end) > max_depth:
-        _check_depth(parsed, max_depth)
-    return parsed
-
-
-def _check_depth(root: Any, max_depth: int) -> None:
-    """Refuse JSON nested deeper than max_depth. orjson already stops at 1024 levels; this walks
-    the (small) structure iteratively, skipping the bulk of tensor `data` lists, which numpy bounds
-    and `tensor_from_json` checks along their first elements."""
-    stack: list[tuple[Any, int]] = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            raise InvalidArgumentError(f"request JSON is nested deeper than {max_depth} levels")
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "data" and isinstance(value, list):
-                    continue
-                if isinstance(value, (dict, list)):
-                    stack.append((value, depth + 1))
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node if isinstance(item, (dict, list)))
-
-
-def _parameters(raw: Any, where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InvalidArgumentError(f"{where} 'parameters' must be a JSON object")
-    for key, value in raw.items():
-        if not isinstance(value, (bool, int, float, str)):
-            raise InvalidArgumentError(
-                f"{where} parameter '{key}' must be a bool, number or string, got {type(value).__name__}"
-            )
-    return dict(raw)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgumentError(f"parameter '{name}' must be a bool, got {value!r}")
-    return value
-
-
-def _non_negative_int(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidArgumentError(f"parameter '{name}' must be a non-negative integer, got {value!r}")
-    return value
-
-
 def _decode_inputs(
     raw: Any, binary_available: int, limits: HttpLimits, prefix: str, model: str
 ) -> tuple[tuple[_BinaryInput, ...], dict[str, Any], tuple[_ShmInput, ...], tuple[str, ...], int]:
@@ -286,7 +232,7 @@ def _decode_inputs(
         names.append(name)
         datatype = _datatype(name, entry.get("datatype"))
         shape, count = tensor_data.element_count(name, entry.get("shape"), limits.max_elements_per_tensor)
-        params = _parameters(entry.get("parameters"), f"input '{name}'")
+        params = checked_parameters(entry.get("parameters"), f"input '{name}'")
         place = _shm_place(params, f"input '{name}'")
         if place is not None:
             if "data" in entry or "binary_data_size" in params:
@@ -333,8 +279,8 @@ def _shm_place(params: dict[str, Any], where: str) -> ShmPlace | None:
         raise InvalidArgumentError(
             f"{where}: 'shared_memory_byte_size' is required with 'shared_memory_region'"
         )
-    size = _non_negative_int(params["shared_memory_byte_size"], "shared_memory_byte_size")
-    offset = _non_negative_int(params.get("shared_memory_offset", 0), "shared_memory_offset")
+    size = non_negative_int(params["shared_memory_byte_size"], "shared_memory_byte_size")
+    offset = non_negative_int(params.get("shared_memory_offset", 0), "shared_memory_offset")
     return ShmPlace(region, offset, size)
 
 
@@ -359,84 +305,12 @@ def _decode_outputs(
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise InvalidArgumentError("each entry of 'outputs' must be an object with a string 'name'")
         name = entry["name"]
-        params = _parameters(entry.get("parameters"), f"output '{name}'")
+        params = checked_parameters(entry.get("parameters"), f"output '{name}'")
         place = _shm_place(params, f"output '{name}'")
         if place is not None:
             in_shm[name] = place
-        class_count = _non_negative_int(params.get("classification", 0), "classification")
-        binary[name] = _flag(params.get("binary_data", binary_default), "binary_data")
+        class_count = non_negative_int(params.get("classification", 0), "classification")
+        binary[name] = flag(params.get("binary_data", binary_default), "binary_data")
         outputs.append(RequestedOutput(name=name, class_count=class_count))
     check_no_overlap([(n, p.region, p.offset, p.byte_size) for n, p in in_shm.items()])
     return tuple(outputs), binary, in_shm
-
-
-# ---------------------------------------------------------------------------------------- encode
-
-
-# numpy dtype -> wire name of every fixed-size datatype: one lookup per output.
-_FIXED_WIRE_NAMES = {t.numpy: t.wire_name for t in DataType if t is not DataType.BYTES}
-
-
-@dataclass(slots=True)
-class EncodedResponse:
-    body: bytes
-    header_length: int | None  # set when binary data follows the JSON header
-
-
-def encode_infer(
-    response: InferResponse, decoded: DecodedInfer, shm: SharedMemoryRegistry | None = None
-) -> EncodedResponse:
-    outputs_json: list[dict[str, Any]] = []
-    shm_outputs = decoded.shm_outputs
-    binary_parts: list[Any] = []
-    binary_outputs = decoded.binary_outputs
-    binary_default = decoded.binary_default
-    for name, tensor in response.outputs.items():
-        array = tensor if type(tensor) is np.ndarray else to_host(tensor)
-        wire_name = _FIXED_WIRE_NAMES.get(array.dtype)
-        if wire_name is None:  # BYTES, or a dtype the protocol has no name for (KeyError: a 500)
-            wire_name = tensor_data.WIRE_NAME[DataType.from_numpy(array.dtype)]
-        entry: dict[str, Any] = {"name": name, "datatype": wire_name, "shape": list(array.shape)}
-        place = shm_outputs.get(name) if shm_outputs else None
-        if place is not None and shm is not None:
-            # As Triton: the data goes to the region, the response says only name, type, shape.
-            payload = tensor_data.tensor_bytes(array)
-            shm.write(place.region, place.offset, place.byte_size, payload, f"output '{name}'")
-            outputs_json.append(entry)
-            continue
-        as_binary = binary_outputs.get(name, binary_default)
-        if wire_name == "BYTES":
-            elements = tensor_data.bytes_elements(array)
-            text = None if as_binary else tensor_data.json_bytes_data(elements)
-            if text is None:  # asked for binary, or not UTF-8 and so not representable in JSON
-                payload = tensor_data.serialize_bytes(elements)
-                entry["parameters"] = {"binary_data_size": len(payload)}
-                binary_parts.append(payload)
-            else:
-                entry["data"] = text
-        elif as_binary:
-            contiguous = np.ascontiguousarray(array)
-            entry["parameters"] = {"binary_data_size": contiguous.nbytes}
-            binary_parts.append(contiguous.data.cast("B") if contiguous.nbytes else b"")
-        else:
-            entry["data"] = np.ascontiguousarray(array).reshape(-1)
-        outputs_json.append(entry)
-    head: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version}
-    if response.id:
-        head["id"] = response.id
-    if response.parameters:
-        head["parameters"] = response.parameters
-    head["outputs"] = outputs_json
-    header = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY, default=_json_fallback)
-    if not binary_parts:
-        return EncodedResponse(header, None)
-    return EncodedResponse(b"".join([header, *binary_parts]), len(header))
-
-
-def _json_fallback(value: Any) -> Any:
-    # orjson serializes numpy arrays natively except a few dtypes (e.g. non-contiguous); lists work.
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot serialize {type(value).__name__} to JSON")
