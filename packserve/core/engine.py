@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from packserve import SERVER_NAME, __version__
 from packserve.config.loader import ConfigLoadOptions
+from packserve.core.admission import DEFAULT_MAX_PENDING
 from packserve.core.classification import classify
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
@@ -27,7 +28,6 @@ from packserve.core.observer_fanout import ObserverFanout
 from packserve.core.repository import ModelRepository, model_dir_mtime
 from packserve.core.response_cache import ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
-from packserve.core.scheduler import DEFAULT_MAX_PENDING
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.trace_export import make_exporter
