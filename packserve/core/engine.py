@@ -35,6 +35,7 @@ from packserve.core.tracing import TraceControl, TraceRecord, TraceSettings, unk
 from packserve.core.views import (
     IndexEntry,
     ModelMetadata,
+    ModelState,
     ModelStatistics,
     ServerMetadata,
     TensorMetadata,
@@ -182,7 +183,7 @@ class Engine:
             # A name found in two repositories is never loaded, so Triton does not count it either.
             roots = self.repository.roots
             return all(
-                e.state == "READY"
+                e.state == ModelState.READY
                 for e in self.repository.index()
                 if e.reason != "unloaded" and roots.duplicate_reason(e.name) is None
             )
@@ -198,7 +199,7 @@ class Engine:
             self.repository.runtime(name, version)
         except PackserveError:
             return False
-        return self.repository.entry(name).state == "READY"
+        return self.repository.entry(name).state == ModelState.READY
 
     def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
         runtime = self.repository.runtime(name, version)
@@ -414,7 +415,9 @@ class Engine:
         """Poll mode: load new models, reload changed ones, unload removed ones."""
         present = set(self.repository.scan())
         known = {
-            e.name for e in self.repository.index() if e.state != "UNAVAILABLE" or e.reason != "unloaded"
+            e.name
+            for e in self.repository.index()
+            if e.state != ModelState.UNAVAILABLE or e.reason != "unloaded"
         }
         for name in sorted(known - present):
             await self.repository.unload(name)

@@ -28,7 +28,7 @@ from packserve.core.runtime import (
     is_composite,
     load_backend_instances,
 )
-from packserve.core.views import IndexEntry
+from packserve.core.views import IndexEntry, ModelState
 from packserve.errors import (
     ConfigError,
     ModelLoadError,
@@ -41,13 +41,11 @@ from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 log = logging.getLogger("packserve.repository")
 
-READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
-
 
 @dataclass
 class ModelEntry:
     name: str
-    state: str = UNAVAILABLE
+    state: ModelState = ModelState.UNAVAILABLE
     reason: str = "unloaded"
     runtimes: dict[int, ModelRuntime] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -117,13 +115,13 @@ class ModelRepository:
         return {
             name: entry.latest.spec
             for name, entry in self._entries.items()
-            if entry.state == READY and entry.latest is not None
+            if entry.state == ModelState.READY and entry.latest is not None
         }
 
     def runtime(self, name: str, version: str = "") -> ModelRuntime:
         """The runtime that serves (name, version); NotFoundError / ModelNotReadyError otherwise."""
         entry = self._entries.get(name)
-        if entry is None or (entry.state != READY and not entry.runtimes):
+        if entry is None or (entry.state != ModelState.READY and not entry.runtimes):
             if entry is None:
                 check_model_name(name)  # off the hot path: only names never loaded get here
             if entry is None and not self.roots.exists(name):
@@ -147,15 +145,15 @@ class ModelRepository:
         rows: list[IndexEntry] = []
         for name in self.names():
             entry = self._entries.get(name) or ModelEntry(name)
-            if ready_only and entry.state != READY:
+            if ready_only and entry.state != ModelState.READY:
                 continue
             if entry.runtimes:
                 for version in sorted(entry.runtimes):
                     failed = runtime_failure(entry.runtimes[version])
-                    if failed is None or entry.state != READY:
+                    if failed is None or entry.state != ModelState.READY:
                         rows.append(IndexEntry(name, str(version), entry.state, entry.reason))
                     elif not ready_only:
-                        rows.append(IndexEntry(name, str(version), UNAVAILABLE, failed))
+                        rows.append(IndexEntry(name, str(version), ModelState.UNAVAILABLE, failed))
             else:
                 rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
@@ -215,14 +213,14 @@ class ModelRepository:
         await self._load_with(name, loaded)
         entry = self._entries[name]
         entry.explicit = entry.explicit or explicit
-        if entry.state != READY:
+        if entry.state != ModelState.READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
         # Those that went down with a model they call come back once all they call is ready.
         ready = set(self.ready_specs())
         orphans = [
             other
             for other, e in self._entries.items()
-            if e.state == UNAVAILABLE
+            if e.state == ModelState.UNAVAILABLE
             and e.reason.startswith(_CALLEE_UNLOADED)
             and name in e.callees
             and e.callees <= ready
@@ -252,9 +250,9 @@ class ModelRepository:
     async def _unload_one(self, entry: ModelEntry, reason: str, drain_timeout_s: float | None = None) -> None:
         async with entry.lock:
             runtimes, entry.runtimes = entry.runtimes, {}
-            entry.state, entry.reason = UNLOADING, ""
+            entry.state, entry.reason = ModelState.UNLOADING, ""
             await self._close_runtimes(runtimes.values(), drain_timeout_s)
-            entry.state, entry.reason = UNAVAILABLE, reason
+            entry.state, entry.reason = ModelState.UNAVAILABLE, reason
         for runtime in runtimes.values():
             self._deps.observer.model_unloaded(entry.name, runtime.version_str)
         if runtimes:
@@ -294,21 +292,22 @@ class ModelRepository:
         entry = self.entry(name)
         async with entry.lock:
             previous_state = entry.state
-            entry.state, entry.reason = LOADING, ""
+            entry.state, entry.reason = ModelState.LOADING, ""
             try:
                 if isinstance(loaded, PackserveError):
                     raise loaded
                 entry.callees = frozenset(_spec_callees(loaded.spec))
                 new_runtimes = await self._build(loaded)
             except PackserveError as exc:
-                entry.state = READY if previous_state == READY and entry.runtimes else UNAVAILABLE
-                entry.reason = str(exc) if entry.state == UNAVAILABLE else ""
+                kept = previous_state == ModelState.READY and entry.runtimes
+                entry.state = ModelState.READY if kept else ModelState.UNAVAILABLE
+                entry.reason = str(exc) if entry.state == ModelState.UNAVAILABLE else ""
                 log.error("model '%s' is unavailable: %s", name, exc)
-                if entry.state == READY:  # a failed reload keeps serving the old versions
+                if entry.state == ModelState.READY:  # a failed reload keeps serving the old versions
                     raise
                 return
             old, entry.runtimes = entry.runtimes, new_runtimes
-            entry.state, entry.reason = READY, ""
+            entry.state, entry.reason = ModelState.READY, ""
             try:
                 entry.loaded_mtime = model_dir_mtime(self.model_dir(name))
             except OSError:

@@ -30,7 +30,7 @@ from packserve.core.validation import RequestValidator
 from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
 from packserve.messages import RequestTiming
-from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
+from packserve.model_spec import REGION_MAP_PLATFORM, InstanceKind, ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -151,14 +151,16 @@ def load_backend_instances(
         for group_index, group in enumerate(spec.instance_groups):
             devices = group.gpus or (0,)
             for index in range(group.count * (len(group.gpus) if group.gpus else 1)):
+                on_gpu = group.kind == InstanceKind.GPU
                 instance = InstanceContext(
                     name=f"{spec.name}_{group_index}_{index}",
-                    kind="KIND_GPU" if group.kind == "KIND_GPU" else "KIND_CPU",
-                    device_id=devices[index % len(devices)] if group.kind == "KIND_GPU" else 0,
+                    # A KIND_MODEL group's instances run as CPU ones.
+                    kind=InstanceKind.GPU if on_gpu else InstanceKind.CPU,
+                    device_id=devices[index % len(devices)] if on_gpu else 0,
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
-                on_cpu.append(instance.kind == "KIND_CPU")
+                on_cpu.append(not on_gpu)
         # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
         warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
