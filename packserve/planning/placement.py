@@ -40,6 +40,7 @@ class PricedGroup:
 
 def replicas_for(
     models: Sequence[str],
+    *,
     options: Mapping[str, Sequence[Option]],
     rates_per_s: Mapping[str, float],
     budgets_ms: Mapping[str, float],

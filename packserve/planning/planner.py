@@ -166,15 +166,15 @@ def _price(
         fraction = sum(rates[m] for m in group) / whole if whole > 0 else 1.0
     return replicas_for(
         group,
-        prepared.model_options,
-        rates,
-        prepared.budgets,
-        prepared.memory_limit,
-        options.batch_quantile,
-        options.max_utilisation,
-        prepared.capacity,
-        _overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
-        prepared.host_cores,
+        options=prepared.model_options,
+        rates_per_s=rates,
+        budgets_ms=prepared.budgets,
+        memory_limit=prepared.memory_limit,
+        quantile=options.batch_quantile,
+        max_utilisation=options.max_utilisation,
+        capacity=prepared.capacity,
+        overhead_ms_per_s=_overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
+        host_cores=prepared.host_cores,
     )
 
 
