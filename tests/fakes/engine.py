@@ -31,6 +31,7 @@ from packserve.core.views import (
     IndexEntry,
     InferenceStats,
     ModelMetadata,
+    ModelState,
     ModelStatistics,
     ServerMetadata,
     TensorMetadata,
@@ -145,7 +146,7 @@ class FakeEngine:
 
     def repository_index(self, ready_only: bool = False) -> list[IndexEntry]:
         return [
-            IndexEntry(m.name, VERSION, "READY" if m.ready else "UNAVAILABLE", m.reason)
+            IndexEntry(m.name, VERSION, ModelState.READY if m.ready else ModelState.UNAVAILABLE, m.reason)
             for m in sorted(self.models.values(), key=lambda m: m.name)
             if m.ready or not ready_only
         ]
