@@ -96,6 +96,8 @@ class FakeEngine:
         self.ready = True
         self.fail_next_with: Exception | None = None  # raised by the next `infer`, whatever it asks
         self.delay_s = 0.0  # per request, to make concurrent requests overlap
+        # "" holds the global trace settings; a model's own override them, as in Triton.
+        self.trace_settings: dict[str, dict[str, Any]] = {"": {"trace_level": ["OFF"], "trace_rate": "1000"}}
 
     @property
     def last_request(self) -> InferRequest | None:
@@ -150,6 +152,13 @@ class FakeEngine:
             for m in sorted(self.models.values(), key=lambda m: m.name)
             if m.ready or not ready_only
         ]
+
+    def trace_setting(self, model: str = "") -> dict[str, Any]:
+        return dict(self.trace_settings.get(model) or self.trace_settings[""])
+
+    def update_trace_setting(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self.trace_settings[model] = {**self.trace_setting(model), **changes}
+        return self.trace_setting(model)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

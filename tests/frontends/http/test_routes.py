@@ -188,6 +188,17 @@ async def test_unload(call, engine):
     assert bad.status == 400
 
 
+async def test_trace_settings_global_and_per_model(call):
+    assert (await call("GET", "/v2/trace/setting")).json() == {"trace_level": ["OFF"], "trace_rate": "1000"}
+    updated = await call("POST", "/v2/models/simple/trace/setting", b'{"trace_level": ["TIMESTAMPS"]}')
+    assert updated.status == 200 and updated.json()["trace_level"] == ["TIMESTAMPS"]
+    assert (await call("GET", "/v2/models/simple/trace/setting")).json()["trace_level"] == ["TIMESTAMPS"]
+    assert (await call("GET", "/v2/trace/setting")).json()["trace_level"] == ["OFF"]
+    refused = await call("PUT", "/v2/trace/setting")
+    assert refused.status == 400 and "PUT" in refused.json()["error"]
+    assert (await call("POST", "/v2/trace/setting", b"[1]")).status == 400
+
+
 @pytest.mark.parametrize(
     "method,path,status",
     [
