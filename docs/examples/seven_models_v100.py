@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
 
 MIB = 1024**2
 BATCHES = (1, 2, 4, 8, 16, 32)

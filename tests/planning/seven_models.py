@@ -8,7 +8,7 @@ protocol, post-processing) to every point, for the host-CPU tests.
 
 from __future__ import annotations
 
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
 
 MIB = 1024**2
 BATCHES = (1, 2, 4, 8, 16, 32)

@@ -10,13 +10,13 @@ import pytest
 from planning_synthetic import LinearModel, linear_profile
 from seven_models import LOAD_PER_S, MEMORY, MIX, P99_MS, PEAK_FACTOR, seven_model_profile
 
-from packserve.planning import fleet_search
+from packserve.planning.capacity import fleet_search
+from packserve.planning.capacity.fleet_search import p99_for_devices, search
+from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
+from packserve.planning.capacity.workload import LeafStep, Pipeline
 from packserve.planning.commands import PlanCommand, plan_command
-from packserve.planning.fleet_search import p99_for_devices, search
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, gpus, plan
-from packserve.planning.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
-from packserve.planning.workload import LeafStep, Pipeline
+from packserve.planning.formats.plan_schema import Plan
 
 GIB = 1024**3
 SEVEN = PlanOptions(LOAD_PER_S, P99_MS, MEMORY, peak_factor=PEAK_FACTOR, mix=MIX, max_utilisation=0.95)

@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.device_model import (
+from packserve.planning.capacity.device_model import (
     PodThroughput,
     capacity_of,
     cpu_scale,
     pod_throughput,
     with_serving_overhead,
 )
-from packserve.planning.duty_cycle import Option, options_of
-from packserve.planning.placement import (
+from packserve.planning.capacity.duty_cycle import Option, options_of
+from packserve.planning.capacity.placement import (
     PricedGroup,
     candidate_groups,
     choose_partition,
@@ -27,11 +27,16 @@ from packserve.planning.placement import (
     host_utilisation,
     replicas_for,
 )
-from packserve.planning.plan_schema import ModelPlan, Plan, PodPlan
-from packserve.planning.profile_schema import Profile
-from packserve.planning.replication import replicate
-from packserve.planning.units import format_bytes
-from packserve.planning.workload import Pipeline, build_pipelines, latency_budgets_ms, rates_per_model
+from packserve.planning.capacity.replication import replicate
+from packserve.planning.capacity.workload import (
+    Pipeline,
+    build_pipelines,
+    latency_budgets_ms,
+    rates_per_model,
+)
+from packserve.planning.formats.plan_schema import ModelPlan, Plan, PodPlan
+from packserve.planning.formats.profile_schema import Profile
+from packserve.planning.formats.units import format_bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from itertools import combinations
 
 from ortools.sat.python import cp_model
 
-from packserve.planning.duty_cycle import GroupSetting, Option, plan_group
+from packserve.planning.capacity.duty_cycle import GroupSetting, Option, plan_group
 
 # Up to this many components every union is a candidate; above it, unions of up to _SMALL_GROUP
 # components plus memory-first-fit groups (still solved exactly over those candidates).

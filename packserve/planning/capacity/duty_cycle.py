@@ -18,7 +18,7 @@ from itertools import product
 
 import numpy as np
 
-from packserve.planning.profile_schema import ModelProfile
+from packserve.planning.formats.profile_schema import ModelProfile
 
 # Beyond this many combinations the memory-aware search falls back to the per-model fastest option.
 _COMBINATION_LIMIT = 50_000
