@@ -75,8 +75,8 @@ def test_cores_multiply_what_one_pod_can_carry() -> None:
     profile = _cpu_profile(2, 110.0)
     options = {"det": [o for o in options_of(profile.model("det"), 1.0) if o.instances == 2]}
     # 12 calls/s x 100 ms = 1.2 cores: more than one core allows, within 80% of two.
-    assert plan_group(options, {"det": 12.0}, {"det": 2000.0}, GIB, capacity=1.0) is None
-    setting = plan_group(options, {"det": 12.0}, {"det": 2000.0}, GIB, capacity=2.0)
+    assert plan_group(options, {"det": 12.0}, {"det": 2000.0}, memory_limit=GIB, capacity=1.0) is None
+    setting = plan_group(options, {"det": 12.0}, {"det": 2000.0}, memory_limit=GIB, capacity=2.0)
     assert setting is not None
     assert setting.utilisation == pytest.approx(0.6, rel=0.05)
 

@@ -165,6 +165,7 @@ def plan_group(
     options: Mapping[str, Sequence[Option]],
     rates_per_s: Mapping[str, float],
     budgets_ms: Mapping[str, float],
+    *,
     memory_limit: int,
     quantile: float = 0.99,
     max_utilisation: float = 0.8,

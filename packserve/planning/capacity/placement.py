@@ -43,6 +43,7 @@ def replicas_for(
     options: Mapping[str, Sequence[Option]],
     rates_per_s: Mapping[str, float],
     budgets_ms: Mapping[str, float],
+    *,
     memory_limit: int,
     quantile: float,
     max_utilisation: float = 0.8,
@@ -72,11 +73,11 @@ def replicas_for(
             subset,
             per_pod,
             {m: budgets_ms[m] for m in models},
-            memory_limit,
-            quantile,
-            max_utilisation,
-            capacity,
-            overhead_ms_per_s / replicas,
+            memory_limit=memory_limit,
+            quantile=quantile,
+            max_utilisation=max_utilisation,
+            capacity=capacity,
+            overhead_ms_per_s=overhead_ms_per_s / replicas,
         )
 
     # No pod can run more than its device time allows: sum of rate x best per-row occupancy.

@@ -169,12 +169,12 @@ def _price(
         prepared.model_options,
         rates,
         prepared.budgets,
-        prepared.memory_limit,
-        options.batch_quantile,
-        options.max_utilisation,
-        prepared.capacity,
-        _overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
-        prepared.host_cores,
+        memory_limit=prepared.memory_limit,
+        quantile=options.batch_quantile,
+        max_utilisation=options.max_utilisation,
+        capacity=prepared.capacity,
+        overhead_ms_per_s=_overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
+        host_cores=prepared.host_cores,
     )
 
 
