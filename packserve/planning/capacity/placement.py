@@ -40,10 +40,10 @@ class PricedGroup:
 
 def replicas_for(
     models: Sequence[str],
+    *,
     options: Mapping[str, Sequence[Option]],
     rates_per_s: Mapping[str, float],
     budgets_ms: Mapping[str, float],
-    *,
     memory_limit: int,
     quantile: float,
     max_utilisation: float = 0.8,

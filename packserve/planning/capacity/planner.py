@@ -166,9 +166,9 @@ def _price(
         fraction = sum(rates[m] for m in group) / whole if whole > 0 else 1.0
     return replicas_for(
         group,
-        prepared.model_options,
-        rates,
-        prepared.budgets,
+        options=prepared.model_options,
+        rates_per_s=rates,
+        budgets_ms=prepared.budgets,
         memory_limit=prepared.memory_limit,
         quantile=options.batch_quantile,
         max_utilisation=options.max_utilisation,
