@@ -340,7 +340,7 @@ def serve_command(
 
 def _memory_option(text: str | None) -> int:
     from packserve.errors import InvalidArgumentError
-    from packserve.planning.units import parse_memory_bytes
+    from packserve.planning.formats.units import parse_memory_bytes
 
     if text is None:
         return 0
