@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import typer
-from planning_synthetic import LinearModel, linear_profile
 from typer.testing import CliRunner
 
 from packserve.cli.planning_commands import register
 from packserve.errors import PackserveError
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 
 @pytest.fixture(scope="module")

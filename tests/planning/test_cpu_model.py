@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.capacity.device_model import capacity_of, cpu_scale, pod_throughput
@@ -19,6 +18,7 @@ from packserve.planning.capacity.workload import build_pipelines, latency_budget
 from packserve.planning.formats.plan_schema import ModelPlan, Plan
 from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
 from packserve.planning.profiling.traced_inputs import batch_of
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 

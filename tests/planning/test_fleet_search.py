@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from docs.examples.seven_models_v100 import LOAD_PER_S, MEMORY, MIX, P99_MS, PEAK_FACTOR
 from docs.examples.seven_models_v100 import build as seven_model_profile
@@ -21,6 +20,7 @@ from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, 
 from packserve.planning.capacity.workload import LeafStep, Pipeline
 from packserve.planning.commands import PlanCommand, plan_command
 from packserve.planning.formats.plan_schema import Plan
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 REPO = Path(__file__).resolve().parents[2]

@@ -10,12 +10,12 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.capacity.planner import PlanOptions, plan
 from packserve.planning.commands import deploy_k8s_command
 from packserve.planning.output.k8s import QUEUE_METRIC, DeployOptions, build_manifests, is_core
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 K8S_VERSION = "1.30.0"
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 from itertools import product
 
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.planning.capacity.plan_check import check_plan, plan_pipelines
 from packserve.planning.capacity.planner import PlanOptions, _prepare, _price, gpus, plan
 from packserve.planning.capacity.replication import saturated_fraction
 from packserve.planning.formats.profile_schema import Profile
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 # One heavy model (a) and two light ones (b, c), each called directly: a dominates the load.

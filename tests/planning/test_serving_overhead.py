@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.capacity.device_model import serving_overhead_ms, with_serving_overhead
@@ -17,6 +16,7 @@ from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, 
 from packserve.planning.capacity.workload import build_pipelines, latency_budgets_ms
 from packserve.planning.formats.plan_schema import Plan
 from packserve.planning.formats.profile_schema import Profile, ServedPoint
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 
