@@ -1,6 +1,6 @@
 """The crop_boxes-mode half of an image model's `parameters`: which inputs hold the image, the boxes
-and the meta. Decode-mode parameters are in params.py; both share the value parsers of
-param_values.py.
+and the meta, and how each output cuts its regions (keep_ratio, variable widths, native crops,
+expand). Decode-mode parameters are in params.py; both share the value parsers of param_values.py.
 """
 
 from __future__ import annotations
@@ -9,12 +9,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from packserve.backends.image.param_values import parse_choice
+from packserve.backends.image.param_values import (
+    bad_value,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_number,
+)
 from packserve.errors import ConfigError
 from packserve.types import DataType
 
 if TYPE_CHECKING:
     from packserve.model_spec import ModelSpec, TensorSpec
+
+# Per-output keys that only crop_boxes mode takes.
+CROP_OUTPUT_KEYS = ("keep_ratio", "min_width", "max_width", "width_bucket", "crop_mode", "expand")
+CROP_MODES = ("direct", "native")
+DEFAULT_WIDTH_BUCKET = 32
+MAX_CROP_SIDE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +35,64 @@ class CropInputs:
     boxes: str
     image_meta: str | None
     image_color: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegionCut:
+    """How one crop_boxes output cuts its regions. The crop's height is the output's H; its width
+    is the output's W, or with a variable W (-1) from min_width (the pipeline's width) up to
+    max_width."""
+
+    keep_ratio: bool  # resize to the full height keeping the aspect ratio, pad the right side
+    max_width: int  # the widest crop: the pipeline's width unless the output's width is variable
+    width_bucket: int  # 0: a fixed width; else a request's common crop width is a multiple of it
+    native: bool  # crop_mode native: cut at the region's own size first, then resize (PP-OCR)
+    expand: float  # grow each region by this factor around its centre before cutting
+
+    @property
+    def variable_width(self) -> bool:
+        return self.width_bucket > 0
+
+
+def region_cut(
+    model: str, name: str, width: int, keys: Mapping[str, str], interpolation_given: bool
+) -> tuple[RegionCut, int]:
+    """The cut of crop_boxes output `name` whose dims give `width` (-1: variable), and the crop
+    width to use as the pipeline's width (the narrowest one for a variable width)."""
+
+    def key(k: str) -> str:
+        return f"{name}.{k}"
+
+    keep_ratio = parse_bool(model, key("keep_ratio"), keys.get("keep_ratio", "false"))
+    native = parse_choice(model, key("crop_mode"), keys.get("crop_mode", "direct"), CROP_MODES) == "native"
+    if native and interpolation_given:
+        raise ConfigError(
+            f"image model '{model}': output '{name}' has crop_mode native, which cuts with bicubic "
+            f"and resizes with linear interpolation; '{key('interpolation')}' does not apply"
+        )
+    expand = parse_number(model, key("expand"), keys.get("expand", "1"))
+    if expand <= 0:
+        raise bad_value(model, key("expand"), "a positive number (1: the region as given)", keys["expand"])
+    sizing = [k for k in ("min_width", "max_width", "width_bucket") if k in keys]
+    if width > 0:
+        if sizing:
+            raise ConfigError(
+                f"image model '{model}': parameter '{key(sizing[0])}' applies to an output whose "
+                f"width is variable (-1), output '{name}' is {width} wide"
+            )
+        return RegionCut(keep_ratio, width, 0, native, expand), width
+    if not keep_ratio or "min_width" not in keys or "max_width" not in keys:
+        raise ConfigError(
+            f"image model '{model}': output '{name}' has a variable width (-1), which needs "
+            f"'{key('keep_ratio')}: true' and '{key('min_width')}' and '{key('max_width')}' "
+            "(each crop keeps its aspect ratio between the two widths)"
+        )
+    narrowest = parse_int(model, key("min_width"), keys["min_width"], 1, MAX_CROP_SIDE)
+    widest = parse_int(model, key("max_width"), keys["max_width"], narrowest, MAX_CROP_SIDE)
+    bucket = parse_int(
+        model, key("width_bucket"), keys.get("width_bucket", str(DEFAULT_WIDTH_BUCKET)), 1, MAX_CROP_SIDE
+    )
+    return RegionCut(keep_ratio, widest, bucket, native, expand), narrowest
 
 
 def _tensor(model: str, spec: ModelSpec, name: str, what: str) -> TensorSpec:

@@ -2,7 +2,7 @@
 
 The schema is documented in packserve/backends/image/__init__.py and docs/image-ops.md. Every error
 is a ConfigError naming the model, the parameter, what was expected and what was found. What only
-crop_boxes mode takes (its inputs) is parsed in crop_params.py.
+crop_boxes mode takes (its inputs, how regions are cut) is parsed in crop_params.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from packserve.backends.image.crop_params import CropInputs, crop_inputs
+from packserve.backends.image.crop_params import (
+    CROP_OUTPUT_KEYS,
+    CropInputs,
+    RegionCut,
+    crop_inputs,
+    region_cut,
+)
 from packserve.backends.image.param_values import (
     bad_value,
     parse_bool,
@@ -63,6 +69,7 @@ OUTPUT_KEYS = (
     "scale",
     "mean",
     "std",
+    *CROP_OUTPUT_KEYS,
 )
 META_SUFFIX = "_meta"
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -116,6 +123,7 @@ class Pipeline:
     jpeg_quality: int  # 0: off; else the canvas takes a JPEG round trip at this quality
     normalization: Normalization | None  # None: raw 0..255 pixels (UINT8)
     meta_name: str | None  # "<name>_meta" when the config declares it
+    region: RegionCut | None = None  # crop_boxes mode: how regions are cut (None in decode mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,18 +138,21 @@ class ImagePlan:
     threads: int
 
 
-def _canvas(model: str, output: TensorSpec, layout: str, leading: int) -> tuple[int, int]:
-    """(width, height) read from the output dims; `leading` dims (the crop count) come first."""
+def _canvas(model: str, output: TensorSpec, layout: str, crops: bool) -> tuple[int, int]:
+    """(width, height) read from the output dims. Crop outputs have a leading crop-count dim and
+    may have a variable width (-1: each request's crops keep their aspect ratio)."""
     channels_last = layout in ("NHWC", "HWC")
+    leading = 1 if crops else 0
     dims = output.dims[leading:]
     if len(output.dims) == 3 + leading:
         height, width, channels = dims if channels_last else (dims[1], dims[2], dims[0])
-        if channels == 3 and height > 0 and width > 0:
+        if channels == 3 and height > 0 and (width > 0 or (crops and width == -1)):
             return int(width), int(height)
     expected = ("[-1, " if leading else "[") + ("H, W, 3]" if channels_last else "3, H, W]")
+    variable = " (W may be -1: crops of variable width)" if crops else ""
     raise ConfigError(
         f"image model '{model}': output '{output.name}' ({layout}) must have dims {expected} "
-        f"with fixed H and W, got {list(output.dims)}"
+        f"with fixed H and W{variable}, got {list(output.dims)}"
     )
 
 
@@ -176,7 +187,12 @@ def _pipeline(
         layout = "HWC"
     else:
         layout = parse_choice(model, key("layout"), keys.get("layout", "NCHW"), ("NCHW", "NHWC"))
-    width, height = _canvas(model, output, layout, 1 if mode == "crop_boxes" else 0)
+    width, height = _canvas(model, output, layout, mode == "crop_boxes")
+    region = None
+    if mode == "crop_boxes":
+        region, width = region_cut(model, name, width, keys, "interpolation" in keys)
+    else:
+        _refuse_crop_keys(model, name, keys)
     normalization = None
     if output.datatype is DataType.UINT8:
         extra = [k for k in ("scale", "mean", "std") if k in keys]
@@ -227,7 +243,16 @@ def _pipeline(
         jpeg_quality=parse_int(model, key("jpeg_quality"), keys.get("jpeg_quality", "0"), 0, 100),
         normalization=normalization,
         meta_name=None,
+        region=region,
     )
+
+
+def _refuse_crop_keys(model: str, name: str, keys: Mapping[str, str]) -> None:
+    given = [k for k in CROP_OUTPUT_KEYS if k in keys]
+    if given:
+        raise ConfigError(
+            f"image model '{model}': parameter '{name}.{given[0]}' applies to crop_boxes mode only"
+        )
 
 
 def _max_upscale(model: str, name: str, op: str, keys: Mapping[str, str]) -> float:
