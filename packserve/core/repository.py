@@ -17,8 +17,8 @@ from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import ConfigLoadOptions, LoadedConfig, load_model_config
+from packserve.config.region_map import region_map_callees, validate_region_map
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
-from packserve.core.region_map import validate_region_map
 from packserve.core.repository_roots import RepositoryRoots
 from packserve.core.runtime import (
     ModelRuntime,
@@ -37,7 +37,7 @@ from packserve.errors import (
     PackserveError,
     UnavailableError,
 )
-from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
+from packserve.model_spec import ModelSpec
 
 log = logging.getLogger("packserve.repository")
 
@@ -341,9 +341,12 @@ class ModelRepository:
             others = self.ready_specs()
             if spec.is_ensemble:
                 validate_ensemble(spec, others)
-            else:
-                validate_region_map(spec, others)
-            return {v: build_composite_runtime(spec, loaded.config, v, deps) for v in loaded.versions}
+            elif loaded.region_map is not None:
+                validate_region_map(loaded.region_map, spec, others)
+            return {
+                v: build_composite_runtime(spec, loaded.config, v, deps, loaded.region_map)
+                for v in loaded.versions
+            }
         built: dict[int, ModelRuntime] = {}
         try:
             for version in loaded.versions:
@@ -389,14 +392,11 @@ def _serving(runtime: ModelRuntime) -> ModelRuntime:
 
 
 def _spec_callees(spec: ModelSpec) -> set[str]:
-    """The models a composite model calls. Only a region map's `model` parameter names one: any
-    other model may have a parameter called `model` for its own use."""
+    """The models a composite model calls: ensemble steps, a region map's crop and target models
+    (any other model may have a parameter called `model` for its own use)."""
     if spec.is_ensemble:
         return {step.model_name for step in spec.ensemble_steps}
-    if spec.platform != REGION_MAP_PLATFORM:
-        return set()
-    target = spec.parameters.get("model")
-    return {target} if target else set()
+    return set(region_map_callees(spec))
 
 
 def _callees(loaded: LoadedConfig | PackserveError) -> set[str]:

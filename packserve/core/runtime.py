@@ -34,6 +34,8 @@ from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+    from packserve.config.region_map import RegionMapPlan
+
 
 # How long an unload waits for instance threads once the drain is over and running batches were
 # interrupted; a thread still in a hung in-process model is left behind (daemon) after that.
@@ -88,7 +90,11 @@ def is_composite(spec: ModelSpec) -> bool:
 
 
 def build_composite_runtime(
-    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+    spec: ModelSpec,
+    config: ModelConfig,
+    version: int,
+    deps: RuntimeDeps,
+    region_map: RegionMapPlan | None = None,
 ) -> ModelRuntime:
     started = time.perf_counter()
     scheduler: Scheduler
@@ -96,10 +102,12 @@ def build_composite_runtime(
         scheduler = EnsembleScheduler(
             spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
         )
-    else:
+    elif region_map is not None:
         scheduler = RegionMapScheduler(
-            spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
+            region_map, spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
         )
+    else:
+        raise ModelLoadError(f"region_map model '{spec.name}' was loaded without its parsed parameters")
     return ModelRuntime(spec, config, version, scheduler, time.perf_counter() - started)
 
 

@@ -31,7 +31,7 @@ set by image_input / boxes_input / image_meta_input, image_color=RGB|BGR. Each o
 regions are cut: <OUT>.expand (grow around the centre, 1), <OUT>.crop_mode direct | native (cut at
 the region's own size, then resize, as PP-OCR), <OUT>.keep_ratio (full height, ratio kept, padded
 right); a W of -1 takes <OUT>.min_width / <OUT>.max_width / <OUT>.width_bucket (crops of one request
-share the width of the widest).
+share the width of the widest). A region_map model calls such a model to cut its crops.
 
 Instances of kind KIND_GPU decode with nvjpeg (torchvision) and keep outputs as CUDA tensors.
 """

@@ -1,7 +1,7 @@
-"""How a crop_boxes output cuts its regions (the region maps' crop vocabulary, issue 11):
-keep-ratio text-line crops up to max_width sharing a width bucket per request, boxes in original
-pixels mapped onto a shrunk decode through IMAGE_META, PP-OCR's native crops, and normalization
-in float32 steps."""
+"""How a crop_boxes output cuts regions for a region map (issue 11, moved from the region map to
+its crop model): keep-ratio text-line crops up to max_width sharing a width bucket per request,
+boxes in original pixels mapped onto a shrunk decode through IMAGE_META, PP-OCR's native crops;
+and the region map's load-time check that its crop model cuts what its target takes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from image_fakes import RecordingTimer, cpu_instance, output, spec
 
 from packserve.backends.image import parse_plan
 from packserve.backends.image.region_crops import keep_ratio_widths, region_sizes
+from packserve.config.region_map import parse_region_map, validate_region_map
 from packserve.errors import ConfigError
 from packserve.messages import InferRequest
-from packserve.model_spec import ModelSpec
+from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
 
 CROP_INPUTS = [
@@ -74,7 +75,7 @@ def test_a_long_line_is_cut_at_full_resolution_from_a_shrunk_decode() -> None:
     assert crops[0, 2:-2, 2:1998].max() < 1 and np.all(crops[0, :, 2000:] == 128)
 
 
-def test_a_variable_width_needs_keep_ratio_and_both_widths() -> None:
+def test_a_variable_width_needs_keep_ratio_and_a_variable_target_width() -> None:
     with pytest.raises(ConfigError, match="keep_ratio"):
         parse_plan(crops_spec(WIDE | {"CROPS.keep_ratio": "false"}))
     with pytest.raises(ConfigError, match="max_width"):
@@ -85,6 +86,14 @@ def test_a_variable_width_needs_keep_ratio_and_both_widths() -> None:
         parse_plan(
             spec([output("OUT", DataType.FP32, (3, 8, 8))], {"OUT.op": "resize", "OUT.keep_ratio": "true"})
         )
+    region_map = region_map_spec()
+    plan = parse_region_map(region_map)
+    crops = crops_spec(WIDE)
+    with pytest.raises(ConfigError, match="variable width"):
+        validate_region_map(plan, region_map, {"rec": target((3, 48, 320)), "crops": crops})
+    validate_region_map(plan, region_map, {"rec": target((3, 48, -1)), "crops": crops})
+    with pytest.raises(ConfigError, match="crop model 'crops' is not loaded"):
+        validate_region_map(plan, region_map, {"rec": target((3, 48, -1))})
 
 
 def test_native_crop_mode_cuts_at_the_region_size_then_resizes() -> None:
@@ -107,6 +116,47 @@ def test_native_crop_mode_cuts_at_the_region_size_then_resizes() -> None:
     assert np.array_equal(crops[0, :, :240], expected.astype(np.float32))
     with pytest.raises(ConfigError, match="crop_mode"):
         parse_plan(crops_spec(READ | {"CROPS.crop_mode": "warp"}, FIXED_DIMS))
+
+
+def region_map_spec() -> ModelSpec:
+    return ModelSpec(
+        name="read",
+        platform="region_map",
+        backend="",
+        max_batch_size=0,
+        inputs=(
+            TensorSpec("IMAGE", DataType.UINT8, (-1, -1, 3)),
+            TensorSpec("BOXES", DataType.FP32, (-1, 8)),
+            TensorSpec("IMAGE_META", DataType.FP32, (6,)),
+        ),
+        outputs=(TensorSpec("PROBS", DataType.FP32, (-1, -1, 5)),),
+        dynamic_batching=None,
+        instance_groups=(),
+        version_policy=VersionPolicy(),
+        default_model_filename="",
+        parameters={
+            "crop_model": "crops",
+            "model": "rec",
+            "output_map": "PROBS=probs",
+            "image_meta_input": "IMAGE_META",
+        },
+    )
+
+
+def target(dims: tuple[int, ...]) -> ModelSpec:
+    return ModelSpec(
+        name="rec",
+        platform="onnxruntime_onnx",
+        backend="onnxruntime",
+        max_batch_size=8,
+        inputs=(TensorSpec("x", DataType.FP32, dims),),
+        outputs=(TensorSpec("probs", DataType.FP32, (-1, 5)),),
+        dynamic_batching=None,
+        instance_groups=(),
+        version_policy=VersionPolicy(),
+        default_model_filename="",
+        parameters={},
+    )
 
 
 def test_crops_normalize_in_float32_steps_as_region_maps_always_did() -> None:
