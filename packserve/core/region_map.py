@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from packserve.config.region_map import RegionMapPlan, crop_output_name
+from packserve.core.admission import DEFAULT_MAX_PENDING
 from packserve.core.clock import Clock
 from packserve.core.composite import CompositeScheduler
 from packserve.core.dispatch import Dispatcher
@@ -37,13 +38,21 @@ class RegionMapScheduler(CompositeScheduler):
         self,
         plan: RegionMapPlan,
         spec: ModelSpec,
+        *,
         version: str,
         dispatcher: Dispatcher,
         observer: InferenceObserver,
         clock: Clock | None = None,
-        max_pending: int = 4096,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
-        super().__init__(spec, version, dispatcher, observer, clock, max_pending)
+        super().__init__(
+            spec,
+            version=version,
+            dispatcher=dispatcher,
+            observer=observer,
+            clock=clock,
+            max_pending=max_pending,
+        )
         self._plan = plan
 
     async def _run(self, request: InferRequest) -> dict[str, Tensor]:

@@ -66,7 +66,7 @@ async def test_statistics_add_up_through_a_scheduler() -> None:
     spec = make_spec(dynamic_batching=BatchingPolicy(max_queue_delay_us=2000))
     stats = StatisticsCollector()
     pool = InstancePool("simple", [DoublingInstance()], batching=True)
-    scheduler = create_scheduler(spec, "1", pool, stats)
+    scheduler = create_scheduler(spec, version="1", pool=pool, observer=stats)
 
     async def infer(rows: int, fail: bool) -> None:
         request = make_request(rows=rows, parameters={"raise": True} if fail else {})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from packserve.planning.fleet_search import Attempt
-from packserve.planning.plan_check import ScenarioSummary
-from packserve.planning.plan_schema import Plan, PodPlan
-from packserve.planning.planner import gpus, mean_utilisation
-from packserve.planning.units import format_bytes
+from packserve.planning.capacity.fleet_search import Attempt
+from packserve.planning.capacity.plan_check import ScenarioSummary
+from packserve.planning.capacity.planner import gpus, mean_utilisation
+from packserve.planning.formats.plan_schema import Plan, PodPlan
+from packserve.planning.formats.units import format_bytes
 
 
 def markdown_report(

@@ -24,8 +24,8 @@ from packserve.core.batching import Batch, PendingItem, PendingQueue, Wait, deci
 from packserve.core.clock import FakeClock
 from packserve.errors import InvalidArgumentError
 from packserve.model_spec import BatchingPolicy
-from packserve.planning.sim_devices import ExclusiveDevice, SharedCores, SimDevice
-from packserve.planning.workload import Pipeline
+from packserve.planning.capacity.sim_devices import ExclusiveDevice, SharedCores, SimDevice
+from packserve.planning.capacity.workload import Pipeline
 
 NS_PER_S = 1_000_000_000
 ServiceTime = Callable[[int], float]  # batch rows -> seconds of device time

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.profile_schema import ModelProfile, Profile
+from packserve.planning.formats.profile_schema import ModelProfile, Profile
 
 
 @dataclass(frozen=True, slots=True)

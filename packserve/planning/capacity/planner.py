@@ -1,7 +1,8 @@
 """The capacity planner: profile + load + SLO -> pod types, replicas and per-model settings.
 
 Pure: reads a `Profile`, returns a `Plan`. Every way it can fail raises `InvalidArgumentError`
-saying what cannot be met and why.
+saying what cannot be met and why. This module decides which models share a pod kind and how many
+replicas each needs; `pod_plans.py` describes the chosen groups as the plan's pods.
 """
 
 from __future__ import annotations
@@ -11,27 +12,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.device_model import (
-    PodThroughput,
-    capacity_of,
-    cpu_scale,
-    pod_throughput,
-    with_serving_overhead,
-)
-from packserve.planning.duty_cycle import Option, options_of
-from packserve.planning.placement import (
+from packserve.planning.capacity.device_model import capacity_of, cpu_scale, with_serving_overhead
+from packserve.planning.capacity.duty_cycle import Option, options_of
+from packserve.planning.capacity.placement import (
     PricedGroup,
     candidate_groups,
     choose_partition,
     components,
-    host_utilisation,
     replicas_for,
 )
-from packserve.planning.plan_schema import ModelPlan, Plan, PodPlan
-from packserve.planning.profile_schema import Profile
-from packserve.planning.replication import replicate
-from packserve.planning.units import format_bytes
-from packserve.planning.workload import Pipeline, build_pipelines, latency_budgets_ms, rates_per_model
+from packserve.planning.capacity.pod_plans import PodContext, pipeline_p99, pod_plan
+from packserve.planning.capacity.replication import replicate
+from packserve.planning.capacity.workload import (
+    Pipeline,
+    build_pipelines,
+    latency_budgets_ms,
+    rates_per_model,
+)
+from packserve.planning.formats.plan_schema import Plan, PodPlan
+from packserve.planning.formats.profile_schema import Profile
+from packserve.planning.formats.units import format_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +166,15 @@ def _price(
         fraction = sum(rates[m] for m in group) / whole if whole > 0 else 1.0
     return replicas_for(
         group,
-        prepared.model_options,
-        rates,
-        prepared.budgets,
-        prepared.memory_limit,
-        options.batch_quantile,
-        options.max_utilisation,
-        prepared.capacity,
-        _overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
-        prepared.host_cores,
+        options=prepared.model_options,
+        rates_per_s=rates,
+        budgets_ms=prepared.budgets,
+        memory_limit=prepared.memory_limit,
+        quantile=options.batch_quantile,
+        max_utilisation=options.max_utilisation,
+        capacity=prepared.capacity,
+        overhead_ms_per_s=_overhead_ms_per_s(prepared.pipelines, group, prepared.peak * fraction),
+        host_cores=prepared.host_cores,
     )
 
 
@@ -230,7 +230,7 @@ def _describe_plan(prepared: _Prepared, chosen: list[PricedGroup], layout: str) 
     models = sorted(prepared.rates)
     batching = {m: profile.model(m).max_batch_size > 0 for m in models}
     tunable = {m: profile.model(m).platform != "region_map" for m in models}
-    context = _PodContext(
+    context = PodContext(
         profile,
         pipelines,
         prepared.budgets,
@@ -251,11 +251,11 @@ def _describe_plan(prepared: _Prepared, chosen: list[PricedGroup], layout: str) 
         memory_reserve=options.memory_reserve,
         mix={p.name: p.share for p in pipelines},
         pods=tuple(
-            _pod_plan(i, g, context)
+            pod_plan(i, g, context)
             for i, g in enumerate(sorted(chosen, key=lambda g: (g.models, g.dedicated)))
         ),
         baseline=(),
-        pipeline_p99_ms=_pipeline_p99(pipelines, chosen),
+        pipeline_p99_ms=pipeline_p99(pipelines, chosen),
         max_utilisation=options.max_utilisation,
         cpu_scale=prepared.scale,
         device=profile.device,
@@ -333,105 +333,6 @@ def _check_units_fit(units: list[tuple[str, ...]], min_memory: Mapping[str, int]
                 f"models {', '.join(unit)} serve one pipeline and must share a pod, but together need "
                 f"{format_bytes(need)} while a device offers {format_bytes(memory_limit)}"
             )
-
-
-@dataclass(frozen=True, slots=True)
-class _PodContext:
-    """What describing a pod needs beyond its priced group."""
-
-    profile: Profile
-    pipelines: list[Pipeline]
-    budgets: Mapping[str, float]
-    batching: Mapping[str, bool]
-    tunable: Mapping[str, bool]
-    capacity: float
-    scale: float
-    host_cores: float = 0.0
-    max_utilisation: float = 0.8
-
-
-def _binding(device: float, host: float, limit: float) -> str:
-    """Which resource sets the pod count: the busier of device and host CPU when either is near the
-    limit the plan allowed, else the latency target (batches capped by stage budgets)."""
-    if host > 0 and host >= device and host >= 0.9 * limit:
-        return "host CPU"
-    if device >= 0.9 * limit:
-        return "device"
-    return "latency target"
-
-
-def _pod_plan(index: int, group: PricedGroup, context: _PodContext) -> PodPlan:
-    setting = group.setting
-    budgets, batching = context.budgets, context.batching
-    models = tuple(
-        ModelPlan(
-            name=m.model,
-            batch_size=m.option.batch_size,
-            instances=m.option.instances,
-            max_queue_delay_us=m.max_queue_delay_us,
-            rate_per_s=m.rate_per_s,
-            batch_latency_ms=m.option.latency_ms,
-            occupancy_ms=m.option.occupancy_ms,
-            memory_bytes=m.option.memory_bytes,
-            budget_ms=budgets[m.model],
-            predicted_p99_ms=m.predicted_p99_ms,
-            utilisation=m.utilisation,
-            share=group.share_of(m.model),
-            batching=batching[m.model],
-            tunable=context.tunable[m.model],
-        )
-        for m in setting.models
-    )
-    served = [p for p in context.pipelines if set(p.calls()) <= set(group.models)]
-    planned = {m.model: (m.option.batch_size, m.option.instances) for m in setting.models}
-    saturated = (
-        pod_throughput(context.profile, served, planned, context.capacity, context.scale)
-        if served
-        else PodThroughput(0.0, 0.0)
-    )
-    return PodPlan(
-        name=(f"pod-{index}" if len(group.models) > 1 else f"pod-{group.models[0]}")
-        + ("-dedicated" if group.dedicated else ""),
-        models=models,
-        replicas=group.replicas,
-        duty_cycle_ms=setting.duty_cycle_ms,
-        utilisation=setting.utilisation,
-        memory_bytes=setting.memory_bytes,
-        capacity=context.capacity,
-        max_requests_per_s=saturated.max_requests_per_s,
-        cost_ms_per_request=saturated.cost_ms_per_request,
-        also_loads=tuple(sorted(_reachable(context.profile, [p.name for p in served]) - set(group.models))),
-        host_cores=context.host_cores,
-        host_utilisation=(host := host_utilisation(setting, context.host_cores)),
-        binding=_binding(setting.utilisation, host, context.max_utilisation),
-    )
-
-
-def _reachable(profile: Profile, names: list[str]) -> set[str]:
-    """These models and every model their steps call, through nested ensembles and region maps."""
-    found: set[str] = set()
-    pending = list(names)
-    while pending:
-        name = pending.pop()
-        if name not in found:
-            found.add(name)
-            pending.extend(step.model for step in profile.model(name).steps)
-    return found
-
-
-def _pipeline_p99(pipelines: list[Pipeline], groups: list[PricedGroup]) -> dict[str, float]:
-    """Worst-case end-to-end latency per pipeline: critical path of per-stage predicted p99s."""
-    stage: dict[str, float] = {}
-    for group in groups:  # a model on dedicated and mixed pods: the slower of the two
-        for m in group.setting.models:
-            stage[m.model] = max(stage.get(m.model, 0.0), m.predicted_p99_ms)
-    result: dict[str, float] = {}
-    for pipeline in pipelines:
-        finish: list[float] = []
-        for step in pipeline.steps:
-            finish.append(max((finish[i] for i in step.after), default=0.0) + stage[step.model])
-        result[pipeline.name] = max(finish, default=0.0) + pipeline.overhead_ms
-    return result
 
 
 def gpus(pods: tuple[PodPlan, ...]) -> int:

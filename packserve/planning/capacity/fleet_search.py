@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.plan_check import ScenarioSummary, check_plan, plan_pipelines
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, gpus, plan
-from packserve.planning.profile_schema import Profile
-from packserve.planning.simulator import SimResult
+from packserve.planning.capacity.plan_check import ScenarioSummary, check_plan, plan_pipelines
+from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.simulator import SimResult
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.profile_schema import Profile
 
 UTILISATION_STEP = 0.1
 REFINE_STEP = 0.05

@@ -10,9 +10,9 @@ matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 
-from packserve.planning.plan_schema import Plan
-from packserve.planning.profile_schema import Profile
-from packserve.planning.simulator import SimResult
+from packserve.planning.capacity.simulator import SimResult
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.profile_schema import Profile
 
 
 def profile_plots(profile: Profile, out_dir: Path) -> list[Path]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.k8s_inputs import (
+from packserve.planning.formats.plan_schema import Plan, PodPlan
+from packserve.planning.output.k8s_inputs import (
     ReplicaBounds,
     check_bounds,
     check_dns_label,
@@ -27,8 +28,7 @@ from packserve.planning.k8s_inputs import (
     check_pvc_name,
     check_replicas,
 )
-from packserve.planning.k8s_scaling import QUEUE_METRIC, hpa, keda_scaled_object, replica_range
-from packserve.planning.plan_schema import Plan, PodPlan
+from packserve.planning.output.k8s_scaling import QUEUE_METRIC, hpa, keda_scaled_object, replica_range
 
 Manifest = dict[str, Any]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from packserve.planning.duty_cycle import options_of
-from packserve.planning.profile_schema import Profile
-from packserve.planning.workload import Pipeline
+from packserve.planning.capacity.duty_cycle import options_of
+from packserve.planning.capacity.workload import Pipeline
+from packserve.planning.formats.profile_schema import Profile
 
 
 def capacity_of(profile: Profile) -> float:

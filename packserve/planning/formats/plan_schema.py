@@ -3,6 +3,11 @@
 Frozen dataclasses with explicit to/from JSON; `packserve deploy k8s` reads what `packserve plan`
 wrote. The config patch uses Triton's JSON field names so it can be merged into a config.pbtxt or
 sent as a load-API config override.
+
+Written by hand rather than as pydantic models (pydantic comes with typer): the file carries
+derived keys (`comparison`, the config patches), a pod's `models` come last, older files lack
+fields the constructor requires, and validating on construction would turn the planner's integer
+figures into floats in the file; pydantic would need a serializer or validator for each of those.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import product
 
-from packserve.planning.placement import PricedGroup
+from packserve.planning.capacity.placement import PricedGroup
 
 # Every combination of split / not split is tried up to this many splittable units; above it,
 # each unit is split on its own when that alone saves pods (greedy).

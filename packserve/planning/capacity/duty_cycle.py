@@ -18,7 +18,7 @@ from itertools import product
 
 import numpy as np
 
-from packserve.planning.profile_schema import ModelProfile
+from packserve.planning.formats.profile_schema import ModelProfile
 
 # Beyond this many combinations the memory-aware search falls back to the per-model fastest option.
 _COMBINATION_LIMIT = 50_000
@@ -165,6 +165,7 @@ def plan_group(
     options: Mapping[str, Sequence[Option]],
     rates_per_s: Mapping[str, float],
     budgets_ms: Mapping[str, float],
+    *,
     memory_limit: int,
     quantile: float = 0.99,
     max_utilisation: float = 0.8,

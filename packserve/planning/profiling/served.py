@@ -27,7 +27,7 @@ from tritonclient.http import InferenceServerClient, InferInput, InferRequestedO
 from packserve.core.engine import Engine
 from packserve.errors import InvalidArgumentError, UnavailableError
 from packserve.frontends.http.server import HttpServer
-from packserve.planning.profile_schema import ServedPoint
+from packserve.planning.formats.profile_schema import ServedPoint
 
 _HOST = "127.0.0.1"
 _TIMEOUT_S = 120.0  # one request; a demo pipeline takes well under a second

@@ -3,6 +3,11 @@
 Frozen dataclasses with explicit to/from JSON so the file format is the code, not an accident of
 `asdict`. Times are milliseconds, memory bytes, rates per second. Bump `SCHEMA_VERSION` on any
 incompatible change; `Profile.from_json` refuses versions it does not know.
+
+Written by hand rather than as pydantic models (pydantic comes with typer): `from_json` gives
+files written before a field existed defaults that the constructor does not have (concurrency,
+queue and compute phases), the file's key order is not the fields' order, and the messages for a
+malformed file are ours; pydantic would need a validator or serializer for each of those.
 """
 
 from __future__ import annotations

@@ -7,10 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.duty_cycle import options_of
-from packserve.planning.plan_schema import Plan, PodPlan
-from packserve.planning.profile_schema import Profile
-from packserve.planning.simulator import (
+from packserve.planning.capacity.duty_cycle import options_of
+from packserve.planning.capacity.simulator import (
     Arrivals,
     SimModel,
     SimOptions,
@@ -19,7 +17,9 @@ from packserve.planning.simulator import (
     interpolated_service,
     simulate,
 )
-from packserve.planning.workload import Pipeline, build_pipelines
+from packserve.planning.capacity.workload import Pipeline, build_pipelines
+from packserve.planning.formats.plan_schema import Plan, PodPlan
+from packserve.planning.formats.profile_schema import Profile
 
 # Enough requests for a stable p99 without making `packserve plan` slow on a big fleet.
 _TARGET_REQUESTS = 10_000

@@ -33,12 +33,18 @@ from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
 from packserve.messages import InferRequest
 from packserve.model_config_json import config_to_json
 from packserve.model_spec import REGION_MAP_PLATFORM
-from packserve.planning.config_patch import patched_config_json
-from packserve.planning.device_memory import DeviceMemory, open_device_memory, parse_device
-from packserve.planning.inputs import make_inputs
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint, ServedPoint
-from packserve.planning.served import measure_served
-from packserve.planning.traced_inputs import Tensors, batch_of, trace_ensemble_inputs
+from packserve.planning.formats.config_patch import patched_config_json
+from packserve.planning.formats.profile_schema import (
+    EnsembleStep,
+    ModelProfile,
+    Profile,
+    ProfilePoint,
+    ServedPoint,
+)
+from packserve.planning.profiling.device_memory import DeviceMemory, open_device_memory, parse_device
+from packserve.planning.profiling.inputs import make_inputs
+from packserve.planning.profiling.served import measure_served
+from packserve.planning.profiling.traced_inputs import Tensors, batch_of, trace_ensemble_inputs
 
 ProgressCallback = Callable[[str], None]  # called once per finished measurement, with its label
 NS_PER_MS = 1_000_000

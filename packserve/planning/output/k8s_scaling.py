@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from packserve.planning.plan_schema import Plan, PodPlan
+from packserve.planning.formats.plan_schema import Plan, PodPlan
 
 Manifest = dict[str, Any]
 

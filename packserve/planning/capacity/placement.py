@@ -14,7 +14,7 @@ from itertools import combinations
 
 from ortools.sat.python import cp_model
 
-from packserve.planning.duty_cycle import GroupSetting, Option, plan_group
+from packserve.planning.capacity.duty_cycle import GroupSetting, Option, plan_group
 
 # Up to this many components every union is a candidate; above it, unions of up to _SMALL_GROUP
 # components plus memory-first-fit groups (still solved exactly over those candidates).
@@ -40,6 +40,7 @@ class PricedGroup:
 
 def replicas_for(
     models: Sequence[str],
+    *,
     options: Mapping[str, Sequence[Option]],
     rates_per_s: Mapping[str, float],
     budgets_ms: Mapping[str, float],
@@ -72,11 +73,11 @@ def replicas_for(
             subset,
             per_pod,
             {m: budgets_ms[m] for m in models},
-            memory_limit,
-            quantile,
-            max_utilisation,
-            capacity,
-            overhead_ms_per_s / replicas,
+            memory_limit=memory_limit,
+            quantile=quantile,
+            max_utilisation=max_utilisation,
+            capacity=capacity,
+            overhead_ms_per_s=overhead_ms_per_s / replicas,
         )
 
     # No pod can run more than its device time allows: sum of rate x best per-row occupancy.
