@@ -95,6 +95,15 @@ def region_cut(
     return RegionCut(keep_ratio, widest, bucket, native, expand), narrowest
 
 
+def refuse_crop_keys(model: str, name: str, keys: Mapping[str, str]) -> None:
+    """A decode-mode output given a key that only crop_boxes outputs take."""
+    given = [k for k in CROP_OUTPUT_KEYS if k in keys]
+    if given:
+        raise ConfigError(
+            f"image model '{model}': parameter '{name}.{given[0]}' applies to crop_boxes mode only"
+        )
+
+
 def _tensor(model: str, spec: ModelSpec, name: str, what: str) -> TensorSpec:
     tensor = spec.input(name)
     if tensor is None:

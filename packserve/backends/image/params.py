@@ -17,6 +17,7 @@ from packserve.backends.image.crop_params import (
     CropInputs,
     RegionCut,
     crop_inputs,
+    refuse_crop_keys,
     region_cut,
 )
 from packserve.backends.image.param_values import (
@@ -192,7 +193,7 @@ def _pipeline(
     if mode == "crop_boxes":
         region, width = region_cut(model, name, width, keys, "interpolation" in keys)
     else:
-        _refuse_crop_keys(model, name, keys)
+        refuse_crop_keys(model, name, keys)
     normalization = None
     if output.datatype is DataType.UINT8:
         extra = [k for k in ("scale", "mean", "std") if k in keys]
@@ -245,14 +246,6 @@ def _pipeline(
         meta_name=None,
         region=region,
     )
-
-
-def _refuse_crop_keys(model: str, name: str, keys: Mapping[str, str]) -> None:
-    given = [k for k in CROP_OUTPUT_KEYS if k in keys]
-    if given:
-        raise ConfigError(
-            f"image model '{model}': parameter '{name}.{given[0]}' applies to crop_boxes mode only"
-        )
 
 
 def _max_upscale(model: str, name: str, op: str, keys: Mapping[str, str]) -> float:
