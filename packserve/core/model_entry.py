@@ -1,6 +1,6 @@
 """One model's record in the repository (its state, reason, loaded versions) and the calls between
 models that the repository follows when it loads and unloads (ensemble steps, a region map's
-target).
+crop and target models).
 
 Threading: event-loop thread only; `ModelEntry.lock` serialises one model's loads and unloads.
 """
@@ -11,10 +11,11 @@ import asyncio
 from dataclasses import dataclass, field
 
 from packserve.config.loader import LoadedConfig
+from packserve.config.region_map import region_map_callees
 from packserve.core.runtime import ModelRuntime
 from packserve.core.views import ModelState
 from packserve.errors import PackserveError, UnavailableError
-from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
+from packserve.model_spec import ModelSpec
 
 # The start of the reason a composite model is UNAVAILABLE with after a model it calls went away;
 # loading that model again brings such composites back.
@@ -30,7 +31,7 @@ class ModelEntry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The newest file change seen when it was loaded (poll mode reloads when it moves).
     loaded_mtime: float = 0.0
-    # Models it calls (ensemble steps, region-map target), from its last config read.
+    # Models it calls (ensemble steps, region-map crop model and target), from its last config read.
     callees: frozenset[str] = frozenset()
     # Loaded by name (startup or the load API), not only as what a composite model calls:
     # unload_dependents leaves such a model loaded, as Triton does.
@@ -55,14 +56,11 @@ def serving(runtime: ModelRuntime) -> ModelRuntime:
 
 
 def spec_callees(spec: ModelSpec) -> set[str]:
-    """The models a composite model calls. Only a region map's `model` parameter names one: any
-    other model may have a parameter called `model` for its own use."""
+    """The models a composite model calls: ensemble steps, a region map's crop and target models
+    (any other model may have parameters called `model` or `crop_model` for its own use)."""
     if spec.is_ensemble:
         return {step.model_name for step in spec.ensemble_steps}
-    if spec.platform != REGION_MAP_PLATFORM:
-        return set()
-    target = spec.parameters.get("model")
-    return {target} if target else set()
+    return set(region_map_callees(spec))
 
 
 def config_callees(loaded: LoadedConfig | PackserveError) -> set[str]:

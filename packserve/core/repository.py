@@ -17,6 +17,7 @@ from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import ConfigLoadOptions, LoadedConfig, load_model_config
+from packserve.config.region_map import validate_region_map
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.model_entry import (
     CALLEE_UNLOADED,
@@ -26,7 +27,6 @@ from packserve.core.model_entry import (
     serving,
     spec_callees,
 )
-from packserve.core.region_map import validate_region_map
 from packserve.core.repository_roots import RepositoryRoots, model_dir_mtime
 from packserve.core.runtime import (
     ModelRuntime,
@@ -330,9 +330,12 @@ class ModelRepository:
             others = self.ready_specs()
             if spec.is_ensemble:
                 validate_ensemble(spec, others)
-            else:
-                validate_region_map(spec, others)
-            return {v: build_composite_runtime(spec, loaded.config, v, deps) for v in loaded.versions}
+            elif loaded.region_map is not None:
+                validate_region_map(loaded.region_map, spec, others)
+            return {
+                v: build_composite_runtime(spec, loaded.config, v, deps, loaded.region_map)
+                for v in loaded.versions
+            }
         built: dict[int, ModelRuntime] = {}
         try:
             for version in loaded.versions:

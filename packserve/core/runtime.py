@@ -35,6 +35,8 @@ from packserve.model_spec import REGION_MAP_PLATFORM, InstanceKind, ModelSpec
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
+    from packserve.config.region_map import RegionMapPlan
+
 
 # How long an unload waits for instance threads once the drain is over and running batches were
 # interrupted; a thread still in a hung in-process model is left behind (daemon) after that.
@@ -89,19 +91,35 @@ def is_composite(spec: ModelSpec) -> bool:
 
 
 def build_composite_runtime(
-    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+    spec: ModelSpec,
+    config: ModelConfig,
+    version: int,
+    deps: RuntimeDeps,
+    region_map: RegionMapPlan | None = None,
 ) -> ModelRuntime:
     started = time.perf_counter()
     scheduler: Scheduler
-    kind = EnsembleScheduler if spec.is_ensemble else RegionMapScheduler
-    scheduler = kind(
-        spec,
-        version=str(version),
-        dispatcher=deps.dispatcher,
-        observer=deps.observer,
-        clock=deps.clock,
-        max_pending=deps.max_pending,
-    )
+    if spec.is_ensemble:
+        scheduler = EnsembleScheduler(
+            spec,
+            version=str(version),
+            dispatcher=deps.dispatcher,
+            observer=deps.observer,
+            clock=deps.clock,
+            max_pending=deps.max_pending,
+        )
+    elif region_map is not None:
+        scheduler = RegionMapScheduler(
+            region_map,
+            spec,
+            version=str(version),
+            dispatcher=deps.dispatcher,
+            observer=deps.observer,
+            clock=deps.clock,
+            max_pending=deps.max_pending,
+        )
+    else:
+        raise ModelLoadError(f"region_map model '{spec.name}' was loaded without its parsed parameters")
     return ModelRuntime(spec, config, version, scheduler, time.perf_counter() - started)
 
 

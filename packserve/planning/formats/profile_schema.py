@@ -146,8 +146,8 @@ class ModelProfile:
     max_batch_size: int
     points: tuple[ProfilePoint, ...]
     # Ensembles: the steps in config order; an ensemble's points are end to end. Per-region models
-    # (platform region_map): one step naming the model they run per region, whose cost their own
-    # points already include - so that model is not a pipeline of its own.
+    # (platform region_map): steps naming their crop model and the model they run per region, whose
+    # cost their own points already include - so neither is a pipeline of its own.
     steps: tuple[EnsembleStep, ...] = ()
     # Image pre-processing models: decode/resize/normalize cost per image at batch size 1.
     image_op_ms_per_image: float | None = None

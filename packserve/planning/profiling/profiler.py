@@ -26,6 +26,7 @@ import numpy as np
 from packserve.backends.gpu_budget import BUDGET_PARAMETER
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
+from packserve.config.region_map import region_map_callees
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.views import ModelStatistics
 from packserve.errors import InvalidArgumentError, NotFoundError, PackserveError
@@ -154,8 +155,7 @@ def _with_callees(repository: Path, models: tuple[str, ...]) -> tuple[str, ...]:
         except PackserveError as exc:
             raise InvalidArgumentError(f"model '{name}' has an invalid config: {exc}") from exc
         pending.extend(step.model_name for step in spec.ensemble_steps)
-        if spec.platform == REGION_MAP_PLATFORM and spec.parameters.get("model"):
-            pending.append(spec.parameters["model"])
+        pending.extend(region_map_callees(spec))
     return tuple(found)
 
 
@@ -234,8 +234,8 @@ async def _profile_model(
         EnsembleStep(s.model_name, tuple(s.input_map.values()), tuple(s.output_map.values()))
         for s in spec.ensemble_steps
     )
-    if spec.platform == REGION_MAP_PLATFORM and spec.parameters.get("model"):
-        steps = (EnsembleStep(spec.parameters["model"], (), ()),)
+    if spec.platform == REGION_MAP_PLATFORM:
+        steps = tuple(EnsembleStep(callee, (), ()) for callee in region_map_callees(spec))
     image_ms = None
     if spec.backend == "image":
         single = [p for p in points if p.batch_size == 1]
