@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from image_fakes import RecordingTimer, cpu_instance, output, spec
 
 from packserve.backends.image import parse_plan
 from packserve.backends.image.region_crops import keep_ratio_widths, region_sizes
@@ -16,6 +15,8 @@ from packserve.errors import ConfigError
 from packserve.messages import InferRequest
 from packserve.model_spec import ModelSpec, TensorSpec, VersionPolicy
 from packserve.types import DataType
+from tests.fakes.backends import RecordingTimer
+from tests.fakes.image import cpu_instance, output, spec
 
 CROP_INPUTS = [
     output("IMAGE", DataType.UINT8, (-1, -1, 3)),
