@@ -39,16 +39,16 @@ from bench.vision_stack_baseline.results import perf_analyzer_input_data
 from packserve.demo import samples
 from packserve.demo.build import ENSEMBLE, build_vision_stack
 from packserve.errors import UnavailableError
+from packserve.planning.capacity.plan_check import plan_pipelines, saturation_throughput, sim_pods
+from packserve.planning.capacity.planner import PlanOptions
+from packserve.planning.capacity.simulator import SimOptions, simulate
+from packserve.planning.capacity.stats import PercentileEstimate, percentile_ci, run_percentile_range
 from packserve.planning.commands import PlanCommand, ProfileCommand, plan_command, profile_command
-from packserve.planning.config_patch import apply_to_repository
-from packserve.planning.plan_check import plan_pipelines, saturation_throughput, sim_pods
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions
-from packserve.planning.profile_schema import Profile
-from packserve.planning.profiler import ProfileOptions
-from packserve.planning.simulator import SimOptions, simulate
-from packserve.planning.stats import PercentileEstimate, percentile_ci, run_percentile_range
-from packserve.planning.units import parse_duration_ms, parse_int_list, parse_load, parse_memory_bytes
+from packserve.planning.formats.config_patch import apply_to_repository
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.profile_schema import Profile
+from packserve.planning.formats.units import parse_duration_ms, parse_int_list, parse_load, parse_memory_bytes
+from packserve.planning.profiling.profiler import ProfileOptions
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "plan_validation"
 TOLERANCE = 0.15

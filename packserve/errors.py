@@ -36,7 +36,14 @@ class ModelNotReadyError(UnavailableError):
 
 
 class QueueFullError(UnavailableError):
-    """Admission control: the model's queue is at max_queue_size; retry later."""
+    """The dynamic batcher's queue is at the config's max_queue_size; retry later (HTTP 503)."""
+
+    reason = "REJECTED"
+
+
+class InFlightLimitError(UnavailableError):
+    """Admission control: the model already holds the server's bound of requests, waiting and
+    executing (core/admission.py); retry later (HTTP 503)."""
 
     reason = "REJECTED"
 

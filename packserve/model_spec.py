@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from packserve.types import DataType
+from packserve.types import DataType, WireName
 
 ENSEMBLE_PLATFORM = "ensemble"
 # packserve's per-region cascade model (packserve.core.region_map): run by the core, like an ensemble.
@@ -58,11 +58,20 @@ class BatchingPolicy:
     priority_queue_policy: Mapping[int, QueuePolicy] = field(default_factory=dict)
 
 
+class InstanceKind(WireName):
+    """Where an instance group's instances run: Triton's names (KIND_AUTO is resolved to one of
+    these during normalize)."""
+
+    CPU = "KIND_CPU"
+    GPU = "KIND_GPU"
+    MODEL = "KIND_MODEL"
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceGroupSpec:
     name: str
     count: int
-    kind: str  # "KIND_CPU" | "KIND_GPU" | "KIND_MODEL" (KIND_AUTO is resolved during normalize)
+    kind: InstanceKind
     gpus: tuple[int, ...] = ()
 
 

@@ -1,4 +1,5 @@
-"""Tensor data types of the KServe v2 / Triton protocol and their numpy equivalents.
+"""Tensor data types of the KServe v2 / Triton protocol and their numpy equivalents, and the base
+of the enums whose members are the protocol's own words.
 
 One table serves the wire codecs, the config (``TYPE_FP32`` names) and the backends.
 """
@@ -9,6 +10,18 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
+
+
+class WireName(str, enum.Enum):
+    """An enum of the protocol's own words ("READY", "KIND_GPU"): each member is that string,
+    so it compares, hashes, prints and serialises (JSON, protobuf) exactly as the bare string did.
+    `str(enum.StrEnum)` would do the same but needs Python 3.11."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, format_spec: str) -> str:
+        return str.__format__(str.__str__(self), format_spec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from bench.suite.image_model import STAGES as MOBILENET_V2_STAGES
+
 
 def _conv(
     cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: type[nn.Module] = nn.ReLU
@@ -113,16 +115,8 @@ def _mobile(
 
 
 def mobilenet_v2(w: float, classes: int) -> nn.Module:
-    plan = [
-        (1, 16, 1, 1),
-        (6, 24, 2, 2),
-        (6, 32, 3, 2),
-        (6, 64, 4, 2),
-        (6, 96, 3, 1),
-        (6, 160, 3, 2),
-        (6, 320, 1, 1),
-    ]
-    return _mobile(w, classes, plan, nn.ReLU6, se=False, last=1280)
+    # The suite's ONNX classifier has the same stage table (its channel rounding and stem differ).
+    return _mobile(w, classes, list(MOBILENET_V2_STAGES), nn.ReLU6, se=False, last=1280)
 
 
 def mobilenet_v3(w: float, classes: int) -> nn.Module:

@@ -2,9 +2,9 @@
 
 `PipelineExecutor` walks the ensemble's steps in order and hands each step's inputs to a
 `ModelCaller`: in-process backends (`LocalModels`), or a mix of local pre/post-processing and
-remote model servers (`per_model`). Region-map steps are expanded here exactly as the server's
-`RegionMapScheduler` does (same crop function), the target model called on the crops of all the
-images at once, in chunks of its max batch size.
+remote model servers (`per_model`). Region-map steps are expanded here as the server's
+`RegionMapScheduler` does (its crop model called on each image, the same crops), the target model
+called on the crops of all the images at once, in chunks of its max batch size.
 
 Threading: one executor and its `LocalModels` belong to one thread; backend instances are not
 shared between threads (each worker loads its own instances over shared `BackendModel`s).
@@ -28,7 +28,12 @@ from packserve.backends.base import (
 )
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
-from packserve.core.region_map import RegionMapParams, crop_and_normalize, to_canvas
+from packserve.config.region_map import (
+    RegionMapPlan,
+    crop_output_name,
+    parse_region_map,
+    region_map_callees,
+)
 from packserve.errors import InvalidArgumentError, PackserveError
 from packserve.messages import InferRequest, RequestedOutput
 from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
@@ -58,11 +63,12 @@ def load_specs(repository: Path, names: Sequence[str]) -> dict[str, ModelSpec]:
 
 
 def ensemble_models(repository: Path, ensemble: str) -> tuple[ModelSpec, dict[str, ModelSpec]]:
-    """The ensemble's spec and the specs of every model it calls, region-map targets included."""
+    """The ensemble's spec and the specs of every model it calls, region-map crop models and
+    targets included."""
     top = load_model_config(repository / ensemble, backends=load_backend).spec
     specs = load_specs(repository, [step.model_name for step in top.ensemble_steps])
-    targets = [RegionMapParams.from_spec(s).model for s in specs.values() if is_region_map(s)]
-    specs |= load_specs(repository, [t for t in targets if t not in specs])
+    callees = [name for s in specs.values() for name in region_map_callees(s)]
+    specs |= load_specs(repository, [t for t in dict.fromkeys(callees) if t not in specs])
     return top, specs
 
 
@@ -182,9 +188,9 @@ class PipelineExecutor:
     def _region_map(
         self, spec: ModelSpec, requests: Sequence[Tensors], wanted: Sequence[str]
     ) -> list[Tensors]:
-        params = RegionMapParams.from_spec(spec)
+        params = parse_region_map(spec)
         target = self._specs[params.model]
-        crops = [_crops(spec, params, request) for request in requests]
+        crops = [self._crops(spec, params, request) for request in requests]
         if len({c.shape[1:] for c in crops if len(c)}) > 1:  # keep-ratio crops of differing widths
             return [self._region_map(spec, [request], wanted)[0] for request in requests]
         counts = [len(c) for c in crops]
@@ -205,24 +211,31 @@ class PipelineExecutor:
             start += count
         return out
 
-
-def _crops(spec: ModelSpec, params: RegionMapParams, request: Tensors) -> np.ndarray:
-    image = np.asarray(request[params.image_input])
-    if image.ndim == 4 and image.shape[0] == 1:
-        image = image[0]
-    if image.ndim != 3:
-        raise InvalidArgumentError(
-            f"region_map '{spec.name}' input '{params.image_input}': expected an HxWxC image, "
-            f"got shape {list(image.shape)}"
-        )
-    raw = np.asarray(request[params.boxes_input], dtype=np.float32)
-    width = int(raw.shape[-1]) if raw.ndim else 4
-    boxes = raw.reshape(-1, width)
-    if params.image_meta_input:
-        boxes = to_canvas(boxes, np.asarray(request[params.image_meta_input], np.float32).reshape(-1))
-    if len(boxes) == 0:
-        return np.zeros((0,), np.float32)
-    return crop_and_normalize(image, boxes, params)
+    def _crops(self, spec: ModelSpec, params: RegionMapPlan, request: Tensors) -> np.ndarray:
+        """The request's crops, cut by the region map's crop model as the server does."""
+        image = np.asarray(request[params.image_input])
+        if image.ndim == 4 and image.shape[0] == 1:
+            image = image[0]
+        if image.ndim != 3:
+            raise InvalidArgumentError(
+                f"region_map '{spec.name}' input '{params.image_input}': expected an HxWxC image, "
+                f"got shape {list(image.shape)}"
+            )
+        raw = np.asarray(request[params.boxes_input], dtype=np.float32)
+        width = int(raw.shape[-1]) if raw.ndim else 4
+        regions: Tensors = {params.image_input: image, params.boxes_input: raw.reshape(-1, width)}
+        if len(regions[params.boxes_input]) == 0:
+            return np.zeros((0,), np.float32)
+        if params.image_meta_input:
+            regions[params.image_meta_input] = np.asarray(
+                request[params.image_meta_input], np.float32
+            ).reshape(-1)
+        crop = self._specs[params.crop_model]
+        if crop.batching:
+            regions = {name: value[None] for name, value in regions.items()}
+        name = crop_output_name(params, crop)
+        crops = self._caller(params.crop_model, [regions], [name])[0][name]
+        return np.asarray(crops[0] if crop.batching else crops)
 
 
 def _rows(spec: ModelSpec, name: str, gathered: list[np.ndarray], start: int, count: int) -> np.ndarray:

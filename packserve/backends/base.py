@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from packserve.errors import PackserveError
 from packserve.messages import InferRequest, InferResponse, Tensor
+from packserve.model_spec import InstanceKind
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -58,7 +59,7 @@ class ModelContext:
 @dataclass(frozen=True, slots=True)
 class InstanceContext:
     name: str  # "<model>_<group index>_<instance index>", as Triton names instances
-    kind: str  # "KIND_CPU" or "KIND_GPU"
+    kind: InstanceKind  # CPU or GPU (a KIND_MODEL group's instances run as CPU ones)
     device_id: int  # GPU ordinal for KIND_GPU, 0 otherwise
 
 

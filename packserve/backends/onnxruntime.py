@@ -42,6 +42,7 @@ from packserve.backends.onnx_signature import (
 )
 from packserve.errors import ConfigError, InvalidArgumentError, ModelExecutionError, ModelLoadError
 from packserve.messages import InferRequest, Tensor, to_host
+from packserve.model_spec import InstanceKind
 from packserve.types import DataType
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class OnnxRuntimeModel(BackendModel):
         # Build the session the first instance group needs now, so a bad file or a config that
         # disagrees with the graph fails the load rather than the first request.
         group = context.spec.instance_groups[0] if context.spec.instance_groups else None
-        kind = group.kind if group is not None else "KIND_CPU"
+        kind = group.kind if group is not None else InstanceKind.CPU
         device = group.gpus[0] if group is not None and group.gpus else 0
         self._session_for(kind, device)
 
@@ -84,8 +85,8 @@ class OnnxRuntimeModel(BackendModel):
         with self._lock:
             self._sessions.clear()
 
-    def _session_for(self, kind: str, device_id: int) -> Any:
-        key = ("gpu", device_id) if kind == "KIND_GPU" else ("cpu", 0)
+    def _session_for(self, kind: InstanceKind, device_id: int) -> Any:
+        key = ("gpu", device_id) if kind == InstanceKind.GPU else ("cpu", 0)
         with self._lock:
             session = self._sessions.get(key)
             if session is None:
@@ -94,7 +95,7 @@ class OnnxRuntimeModel(BackendModel):
                 self._sessions[key] = session
             return session
 
-    def _create_session(self, kind: str, device_id: int) -> Any:
+    def _create_session(self, kind: InstanceKind, device_id: int) -> Any:
         import onnxruntime as ort
 
         config = self.context.config
@@ -145,10 +146,10 @@ def _int_parameter(context: ModelContext, key: str, default: int) -> int:
 
 
 def execution_providers(
-    config: ModelConfig, kind: str, device_id: int, available: Sequence[str]
+    config: ModelConfig, kind: InstanceKind, device_id: int, available: Sequence[str]
 ) -> list[Any]:
     """The provider list for one instance kind and device, CPU always last as the fallback."""
-    if kind != "KIND_GPU":
+    if kind != InstanceKind.GPU:
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in available:
         raise ModelLoadError(

@@ -31,7 +31,7 @@ from packserve.backends.batch_rows import output_names_for, request_rows, same_r
 from packserve.backends.gpu_budget import LEDGER, MemoryNeed, check_fits, measure_need, parse_budget
 from packserve.errors import ConfigError, ModelExecutionError, ModelLoadError
 from packserve.messages import InferRequest, Tensor
-from packserve.model_spec import ModelSpec, TensorSpec
+from packserve.model_spec import InstanceKind, ModelSpec, TensorSpec
 from packserve.types import DataType
 
 if TYPE_CHECKING:
@@ -79,9 +79,8 @@ class TorchModel(BackendModel):
         self._budget = parse_budget(context.spec.name, context.spec.parameters)
         self.memory_need: MemoryNeed | None = None  # measured at load when the model has a budget
         group = context.spec.instance_groups[0] if context.spec.instance_groups else None
-        self._module_for(
-            device_name(group.kind if group else "KIND_CPU", group.gpus[0] if group and group.gpus else 0)
-        )
+        kind = group.kind if group else InstanceKind.CPU
+        self._module_for(device_name(kind, group.gpus[0] if group and group.gpus else 0))
 
     @classmethod
     def complete_config(cls, config: ModelConfig, version_dir: Path) -> None:
@@ -164,8 +163,8 @@ class TorchModel(BackendModel):
         return lambda: module(*arguments)
 
 
-def device_name(kind: str, device_id: int) -> str:
-    return f"cuda:{device_id}" if kind == "KIND_GPU" else "cpu"
+def device_name(kind: InstanceKind, device_id: int) -> str:
+    return f"cuda:{device_id}" if kind == InstanceKind.GPU else "cpu"
 
 
 def _argument_names(module: Any) -> list[str]:

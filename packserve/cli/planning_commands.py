@@ -65,11 +65,11 @@ def profile(
     from rich.progress import Progress
 
     from packserve.planning.commands import ProfileCommand, profile_command
-    from packserve.planning.profiler import ProfileOptions
-    from packserve.planning.units import parse_int_list
+    from packserve.planning.formats.units import parse_int_list
+    from packserve.planning.profiling.profiler import ProfileOptions
 
     if device != "cpu":
-        from packserve.planning.device_memory import open_device_memory
+        from packserve.planning.profiling.device_memory import open_device_memory
 
         try:
             open_device_memory(device)  # refuses a GPU this process cannot see, before any work
@@ -130,9 +130,9 @@ def plan(
     ] = 0.0,
 ) -> None:
     """Plan pods, replicas and per-model settings for a load and latency target."""
+    from packserve.planning.capacity.planner import PlanOptions
     from packserve.planning.commands import PlanCommand, plan_command
-    from packserve.planning.planner import PlanOptions
-    from packserve.planning.units import parse_duration_ms, parse_load, parse_memory_bytes, parse_mix
+    from packserve.planning.formats.units import parse_duration_ms, parse_load, parse_memory_bytes, parse_mix
 
     _finite_at_least(peak_factor, 1.0, "--peak-factor")
     if not (math.isfinite(max_utilisation) and 0.3 <= max_utilisation <= 1.0):
@@ -233,8 +233,8 @@ def deploy_k8s(
     """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceMonitor) for a plan, and the
     prometheus-adapter rule that gives the HPA its metric."""
     from packserve.planning.commands import deploy_k8s_command
-    from packserve.planning.k8s import DeployOptions
-    from packserve.planning.k8s_inputs import ReplicaBounds
+    from packserve.planning.output.k8s import DeployOptions
+    from packserve.planning.output.k8s_inputs import ReplicaBounds
 
     options = DeployOptions(
         image=image,

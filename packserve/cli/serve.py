@@ -24,9 +24,10 @@ from packserve.cli.serve_shutdown import (
 from packserve.cli.trace_flags import trace_settings
 from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.observer import InferenceObserver
 from packserve.core.response_cache import parse_cache_config
-from packserve.core.views import IndexEntry
+from packserve.core.views import IndexEntry, ModelState
 from packserve.frontends.grpc import GrpcOptions, GrpcServer
 from packserve.frontends.http import (
     ConnectionLimits,
@@ -67,7 +68,7 @@ def print_model_table(index: list[IndexEntry], console: Console) -> None:
         table.add_column(column)
     for entry in index:
         status = entry.state if not entry.reason else f"{entry.state}: {entry.reason}"
-        style = "green" if entry.state == "READY" else "red"
+        style = "green" if entry.state == ModelState.READY else "red"
         table.add_row(entry.name, entry.version or "-", f"[{style}]{status}[/{style}]")
     console.print(table)
 
@@ -103,7 +104,7 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
     )
     grpc_server = GrpcServer(engine, at.grpc_host, options.grpc_port, options.grpc)
     print_model_table(engine.repository_index(), console)
-    failed = [e for e in engine.repository_index() if e.state != "READY" and e.reason != "unloaded"]
+    failed = [e for e in engine.repository_index() if e.state != ModelState.READY and e.reason != "unloaded"]
     if options.exit_on_error and failed:
         names = ", ".join(sorted({e.name for e in failed}))
         console.print(f"[red]packserve: failed to load all models ({names}); --exit-on-error is true[/red]")
@@ -196,7 +197,7 @@ def serve_command(
             min=0,
             help="on SIGTERM, once the listeners close: seconds requests in flight get to finish",
         ),
-    ] = 30.0,
+    ] = DEFAULT_DRAIN_TIMEOUT_S,
     drain_delay: Annotated[
         float,
         typer.Option(
@@ -339,7 +340,7 @@ def serve_command(
 
 def _memory_option(text: str | None) -> int:
     from packserve.errors import InvalidArgumentError
-    from packserve.planning.units import parse_memory_bytes
+    from packserve.planning.formats.units import parse_memory_bytes
 
     if text is None:
         return 0

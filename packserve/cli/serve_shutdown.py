@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from packserve.core.engine import Engine
+from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.frontends.grpc import GrpcServer
 from packserve.frontends.http import HttpServer
 from packserve.metrics import MetricsServer
@@ -52,7 +53,7 @@ class Addresses:
 @dataclass(frozen=True)
 class ShutdownTiming:
     drain_delay_s: float = 0.0  # not ready but still serving, before the listeners close
-    exit_timeout_s: float = 30.0  # then: the most time requests in flight get to finish
+    exit_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S  # then: the most time requests in flight get to finish
 
 
 class StopSignals:

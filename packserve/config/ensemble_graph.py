@@ -93,8 +93,8 @@ class _TensorEnd:
     shape: tuple[int, ...]  # batch dimension included (as -1) for batching models
 
 
-def _end(description: str, tensor: TensorSpec, max_batch_size: int) -> _TensorEnd:
-    shape = ((-1,) if max_batch_size > 0 else ()) + tensor.dims
+def _end(description: str, tensor: TensorSpec, batching: bool) -> _TensorEnd:
+    shape = ((-1,) if batching else ()) + tensor.dims
     return _TensorEnd(description, tensor.datatype, shape)
 
 
@@ -109,14 +109,14 @@ def validate_ensemble(ensemble: ModelSpec, models: Mapping[str, ModelSpec]) -> N
     check_ensemble_dataflow(ensemble)
     writers: dict[str, _TensorEnd] = {
         tensor.name: _end(
-            f"ensemble '{ensemble.name}' input '{tensor.name}'", tensor, ensemble.max_batch_size
+            f"ensemble '{ensemble.name}' input '{tensor.name}'", tensor, ensemble.batching
         )
         for tensor in ensemble.inputs
     }
     readers: list[tuple[str, _TensorEnd]] = [
         (
             tensor.name,
-            _end(f"ensemble '{ensemble.name}' output '{tensor.name}'", tensor, ensemble.max_batch_size),
+            _end(f"ensemble '{ensemble.name}' output '{tensor.name}'", tensor, ensemble.batching),
         )
         for tensor in ensemble.outputs
     ]
@@ -130,7 +130,7 @@ def validate_ensemble(ensemble: ModelSpec, models: Mapping[str, ModelSpec]) -> N
                 raise ConfigError(
                     f"{where}: model '{model.name}' has no input '{step_input}' (inputs: {known})"
                 )
-            readers.append((tensor_name, _end(f"{where} input '{step_input}'", spec, model.max_batch_size)))
+            readers.append((tensor_name, _end(f"{where} input '{step_input}'", spec, model.batching)))
         for required in model.inputs:
             if not required.optional and required.name not in step.input_map:
                 raise ConfigError(f"{where}: required input '{required.name}' is not in the step's input_map")
@@ -141,7 +141,7 @@ def validate_ensemble(ensemble: ModelSpec, models: Mapping[str, ModelSpec]) -> N
                 raise ConfigError(
                     f"{where}: model '{model.name}' has no output '{step_output}' (outputs: {known})"
                 )
-            writers[tensor_name] = _end(f"{where} output '{step_output}'", spec, model.max_batch_size)
+            writers[tensor_name] = _end(f"{where} output '{step_output}'", spec, model.batching)
 
     for tensor_name, reader in readers:
         writer = writers[tensor_name]  # present: check_ensemble_dataflow proved every tensor is written

@@ -12,11 +12,12 @@ from packserve.config.confine import check_config_paths
 from packserve.config.ensemble_graph import check_ensemble_dataflow
 from packserve.config.normalize import BackendLookup, fill_name, normalize_config
 from packserve.config.parse import find_config_file, parse_config_json, parse_model_config
+from packserve.config.region_map import RegionMapPlan, parse_region_map
 from packserve.config.to_spec import build_model_spec, version_policy
 from packserve.config.validate import validate_config, validate_version_policy
 from packserve.config.versions import available_versions, select_versions
 from packserve.errors import ConfigError
-from packserve.model_spec import ModelSpec
+from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class LoadedConfig:
     config: ModelConfig  # normalized; served as is by the model-config endpoints
     spec: ModelSpec
     versions: tuple[int, ...]  # selected by the version policy, ascending (newest last)
+    region_map: RegionMapPlan | None = None  # a region map's parameters, parsed
 
 
 def load_model_config(
@@ -88,4 +90,5 @@ def load_model_config(
     spec = build_model_spec(config, model_dir)
     if spec.is_ensemble:
         check_ensemble_dataflow(spec)
-    return LoadedConfig(config=config, spec=spec, versions=tuple(versions))
+    region_map = parse_region_map(spec) if spec.platform == REGION_MAP_PLATFORM else None
+    return LoadedConfig(config=config, spec=spec, versions=tuple(versions), region_map=region_map)

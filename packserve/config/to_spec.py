@@ -13,6 +13,7 @@ from packserve.model_spec import (
     BatchingPolicy,
     EnsembleStepSpec,
     InstanceGroupSpec,
+    InstanceKind,
     ModelSpec,
     QueuePolicy,
     TensorSpec,
@@ -112,6 +113,6 @@ def _instance_group_spec(group: Message) -> InstanceGroupSpec:
     return InstanceGroupSpec(
         name=group.name,
         count=group.count,
-        kind=ModelInstanceGroup.Kind.Name(group.kind),
+        kind=InstanceKind(ModelInstanceGroup.Kind.Name(group.kind)),  # validated: no KIND_AUTO left
         gpus=tuple(group.gpus),
     )

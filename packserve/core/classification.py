@@ -1,5 +1,6 @@
-"""Triton's classification extension: an output asked for with `class_count` comes back as the top
-classes of each batch row, as BYTES strings "score:index" or "score:index:label".
+"""Which outputs a response carries, and Triton's classification extension: an output asked for
+with `class_count` comes back as the top classes of each batch row, as BYTES strings "score:index"
+or "score:index:label".
 
 Triton formats the score with C++ `std::to_string`: "%f" (six decimals) for float outputs and a
 plain integer for integer outputs, so tritonclient users see the same text from packserve.
@@ -8,9 +9,33 @@ Runs wherever the response is assembled (the engine, on the event-loop thread).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from packserve.errors import InvalidArgumentError
+from packserve.errors import InvalidArgumentError, ModelExecutionError
+from packserve.messages import RequestedOutput, Tensor, to_host
+from packserve.model_spec import ModelSpec
+
+
+def shape_outputs(
+    spec: ModelSpec, requested: Sequence[RequestedOutput] | None, outputs: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """The outputs asked for, in the order asked, classified where a class_count was given; every
+    output of the spec that was produced, in the spec's order, when none was named."""
+    if requested is None:
+        return {t.name: outputs[t.name] for t in spec.outputs if t.name in outputs}
+    shaped: dict[str, Tensor] = {}
+    for wanted in requested:
+        tensor = outputs.get(wanted.name)
+        if tensor is None:
+            raise ModelExecutionError(f"model '{spec.name}' did not produce output '{wanted.name}'")
+        if wanted.class_count > 0:
+            out_spec = spec.output(wanted.name)
+            labels = out_spec.labels if out_spec is not None else ()
+            tensor = classify(to_host(tensor), wanted.class_count, labels, spec.batching)
+        shaped[wanted.name] = tensor
+    return shaped
 
 
 def classify(output: np.ndarray, class_count: int, labels: tuple[str, ...], batching: bool) -> np.ndarray:

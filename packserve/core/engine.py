@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from packserve import SERVER_NAME, __version__
 from packserve.config.loader import ConfigLoadOptions
-from packserve.core.classification import classify
+from packserve.core.admission import DEFAULT_MAX_PENDING
+from packserve.core.classification import shape_outputs
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observer_fanout import ObserverFanout
-from packserve.core.repository import ModelRepository, model_dir_mtime
-from packserve.core.response_cache import ResponseCache
+from packserve.core.repository import ModelRepository
+from packserve.core.response_cache import CachedResponses, ResponseCache
 from packserve.core.runtime import ModelRuntime, RuntimeDeps
-from packserve.core.scheduler import DEFAULT_MAX_PENDING
 from packserve.core.shared_memory import SharedMemoryRegistry
 from packserve.core.statistics import StatisticsCollector
 from packserve.core.trace_export import make_exporter
@@ -35,6 +35,7 @@ from packserve.core.tracing import TraceControl, TraceRecord, TraceSettings, unk
 from packserve.core.views import (
     IndexEntry,
     ModelMetadata,
+    ModelState,
     ModelStatistics,
     ServerMetadata,
     TensorMetadata,
@@ -47,7 +48,7 @@ from packserve.errors import (
     ServerShuttingDownError,
     UnavailableError,
 )
-from packserve.messages import InferRequest, InferResponse, Tensor, to_host
+from packserve.messages import InferRequest, InferResponse
 from packserve.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -135,7 +136,9 @@ class Engine:
         # Clients' system shared-memory regions (front ends read inputs from and write outputs to them).
         self.shared_memory = SharedMemoryRegistry()
         cache_bytes = options.response_cache_bytes
-        self.response_cache = ResponseCache(cache_bytes) if cache_bytes else None
+        self.response_cache = (
+            CachedResponses(ResponseCache(cache_bytes), self._clock, self._observers) if cache_bytes else None
+        )
         self._draining = False
         self._withdrawn = False  # SIGTERM: not ready, yet still serving until the listeners close
         self._in_flight = 0
@@ -182,7 +185,7 @@ class Engine:
             # A name found in two repositories is never loaded, so Triton does not count it either.
             roots = self.repository.roots
             return all(
-                e.state == "READY"
+                e.state == ModelState.READY
                 for e in self.repository.index()
                 if e.reason != "unloaded" and roots.duplicate_reason(e.name) is None
             )
@@ -198,7 +201,7 @@ class Engine:
             self.repository.runtime(name, version)
         except PackserveError:
             return False
-        return self.repository.entry(name).state == "READY"
+        return self.repository.entry(name).state == ModelState.READY
 
     def model_metadata(self, name: str, version: str = "") -> ModelMetadata:
         runtime = self.repository.runtime(name, version)
@@ -301,19 +304,19 @@ class Engine:
         spec = runtime.spec
         self._in_flight += 1
         self._idle.clear()
+        cache = self.response_cache if spec.response_cache else None
         cache_key: bytes | None = None
         try:
             runtime.validator.validate(request)
-            if spec.response_cache and self.response_cache is not None:
-                cache_key = self.response_cache.key(request, runtime.version_str)
-                cached = self._cache_lookup(runtime, request, cache_key)
+            if cache is not None:
+                cache_key, cached = cache.lookup(spec.name, runtime.version_str, request)
                 if cached is not None:
                     return cached
             outputs = await runtime.scheduler.submit(request)
             runtime.validator.restore_output_shapes(outputs)
-            result = self._shape_outputs(runtime, request, outputs)
-            if cache_key is not None:
-                self._cache_store(runtime, cache_key, result, timing.cache_ns)
+            result = shape_outputs(spec, request.outputs, outputs)
+            if cache is not None and cache_key is not None:
+                cache.store(spec.name, runtime.version_str, cache_key, result, timing.cache_ns)
         except PackserveError as exc:
             timing.completed_ns = self._clock.now_ns()
             self._observers.request_finished(spec.name, runtime.version_str, timing, exc.reason)
@@ -330,51 +333,6 @@ class Engine:
         timing.completed_ns = self._clock.now_ns()
         self._observers.request_finished(spec.name, runtime.version_str, timing, None)
         return InferResponse(spec.name, runtime.version_str, request.id, result)
-
-    def _cache_lookup(
-        self, runtime: ModelRuntime, request: InferRequest, key: bytes | None
-    ) -> InferResponse | None:
-        """A cached response, or None. A hit is a successful request that never queued; the
-        statistics count it as Triton does (success and cache_hit, no inference or execution)."""
-        assert self.response_cache is not None
-        timing = request.timing
-        started = self._clock.now_ns()
-        outputs = self.response_cache.get(key) if key is not None else None
-        timing.cache_ns = self._clock.now_ns() - started
-        if outputs is None:
-            return None
-        timing.completed_ns = self._clock.now_ns()
-        self._observers.cache_hit(runtime.spec.name, runtime.version_str, timing)
-        return InferResponse(runtime.spec.name, runtime.version_str, request.id, outputs)
-
-    def _cache_store(
-        self, runtime: ModelRuntime, key: bytes, result: dict[str, Tensor], lookup_ns: int
-    ) -> None:
-        """A miss: store the response; the miss time is the lookup and the insertion, as in Triton."""
-        assert self.response_cache is not None
-        started = self._clock.now_ns()
-        self.response_cache.put(key, result)
-        miss_ns = lookup_ns + self._clock.now_ns() - started
-        self._observers.cache_miss(runtime.spec.name, runtime.version_str, miss_ns)
-
-    def _shape_outputs(
-        self, runtime: ModelRuntime, request: InferRequest, outputs: dict[str, Tensor]
-    ) -> dict[str, Tensor]:
-        """The outputs asked for, in the order asked, classified where a class_count was given."""
-        spec = runtime.spec
-        if request.outputs is None:
-            return {t.name: outputs[t.name] for t in spec.outputs if t.name in outputs}
-        shaped: dict[str, Tensor] = {}
-        for wanted in request.outputs:
-            tensor = outputs.get(wanted.name)
-            if tensor is None:
-                raise ModelExecutionError(f"model '{spec.name}' did not produce output '{wanted.name}'")
-            if wanted.class_count > 0:
-                out_spec = spec.output(wanted.name)
-                labels = out_spec.labels if out_spec is not None else ()
-                tensor = classify(to_host(tensor), wanted.class_count, labels, spec.batching)
-            shaped[wanted.name] = tensor
-        return shaped
 
     def add_observer(self, observer: InferenceObserver) -> None:
         self._observers.add(observer)
@@ -406,25 +364,6 @@ class Engine:
         while True:
             await asyncio.sleep(self.options.poll_interval_s)
             try:
-                await self.poll_once()
+                await self.repository.poll()
             except Exception:  # polling must survive a bad scan
                 log.exception("repository poll failed")
-
-    async def poll_once(self) -> None:
-        """Poll mode: load new models, reload changed ones, unload removed ones."""
-        present = set(self.repository.scan())
-        known = {
-            e.name for e in self.repository.index() if e.state != "UNAVAILABLE" or e.reason != "unloaded"
-        }
-        for name in sorted(known - present):
-            await self.repository.unload(name)
-        changed: list[str] = []
-        for name in sorted(present):
-            entry = self.repository.entry(name)
-            mtime = model_dir_mtime(self.repository.model_dir(name))
-            if name not in known or mtime > entry.loaded_mtime:
-                changed.append(name)
-        if changed:
-            await self.repository.load_all(changed)
-
-

@@ -10,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from packserve.backends.registry import load_backend
 from packserve.config.confine import check_model_name
 from packserve.config.ensemble_graph import validate_ensemble
 from packserve.config.loader import ConfigLoadOptions, LoadedConfig, load_model_config
+from packserve.config.region_map import validate_region_map
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
-from packserve.core.region_map import validate_region_map
-from packserve.core.repository_roots import RepositoryRoots
+from packserve.core.model_entry import (
+    CALLEE_UNLOADED,
+    ModelEntry,
+    config_callees,
+    runtime_failure,
+    serving,
+    spec_callees,
+)
+from packserve.core.repository_roots import RepositoryRoots, model_dir_mtime
 from packserve.core.runtime import (
     ModelRuntime,
     RuntimeDeps,
@@ -28,51 +36,17 @@ from packserve.core.runtime import (
     is_composite,
     load_backend_instances,
 )
-from packserve.core.views import IndexEntry
+from packserve.core.views import IndexEntry, ModelState
 from packserve.errors import (
     ConfigError,
     ModelLoadError,
     ModelNotReadyError,
     NotFoundError,
     PackserveError,
-    UnavailableError,
 )
-from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
+from packserve.model_spec import ModelSpec
 
 log = logging.getLogger("packserve.repository")
-
-READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
-
-
-@dataclass
-class ModelEntry:
-    name: str
-    state: str = UNAVAILABLE
-    reason: str = "unloaded"
-    runtimes: dict[int, ModelRuntime] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # The newest file change seen when it was loaded (poll mode reloads when it moves).
-    loaded_mtime: float = 0.0
-    # Models it calls (ensemble steps, region-map target), from its last config read.
-    callees: frozenset[str] = frozenset()
-    # Loaded by name (startup or the load API), not only as what a composite model calls:
-    # unload_dependents leaves such a model loaded, as Triton does.
-    explicit: bool = False
-
-    @property
-    def latest(self) -> ModelRuntime | None:
-        return self.runtimes[max(self.runtimes)] if self.runtimes else None
-
-
-def model_dir_mtime(model_dir: Path) -> float:
-    """The newest modification time of anything in a model folder (for poll mode)."""
-    newest = model_dir.stat().st_mtime
-    for path in model_dir.rglob("*"):
-        try:
-            newest = max(newest, path.stat().st_mtime)
-        except OSError:
-            continue
-    return newest
 
 
 class ModelRepository:
@@ -117,13 +91,13 @@ class ModelRepository:
         return {
             name: entry.latest.spec
             for name, entry in self._entries.items()
-            if entry.state == READY and entry.latest is not None
+            if entry.state == ModelState.READY and entry.latest is not None
         }
 
     def runtime(self, name: str, version: str = "") -> ModelRuntime:
         """The runtime that serves (name, version); NotFoundError / ModelNotReadyError otherwise."""
         entry = self._entries.get(name)
-        if entry is None or (entry.state != READY and not entry.runtimes):
+        if entry is None or (entry.state != ModelState.READY and not entry.runtimes):
             if entry is None:
                 check_model_name(name)  # off the hot path: only names never loaded get here
             if entry is None and not self.roots.exists(name):
@@ -133,7 +107,7 @@ class ModelRepository:
             latest = entry.latest
             if latest is None:
                 raise ModelNotReadyError(f"model '{name}' has no ready version")
-            return _serving(latest)
+            return serving(latest)
         try:
             number = int(version)
         except ValueError:
@@ -141,21 +115,21 @@ class ModelRepository:
         runtime = entry.runtimes.get(number)
         if runtime is None:
             raise NotFoundError(f"Request for unknown model: '{name}' version {version} is not found")
-        return _serving(runtime)
+        return serving(runtime)
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
         rows: list[IndexEntry] = []
         for name in self.names():
             entry = self._entries.get(name) or ModelEntry(name)
-            if ready_only and entry.state != READY:
+            if ready_only and entry.state != ModelState.READY:
                 continue
             if entry.runtimes:
                 for version in sorted(entry.runtimes):
                     failed = runtime_failure(entry.runtimes[version])
-                    if failed is None or entry.state != READY:
+                    if failed is None or entry.state != ModelState.READY:
                         rows.append(IndexEntry(name, str(version), entry.state, entry.reason))
                     elif not ready_only:
-                        rows.append(IndexEntry(name, str(version), UNAVAILABLE, failed))
+                        rows.append(IndexEntry(name, str(version), ModelState.UNAVAILABLE, failed))
             else:
                 rows.append(IndexEntry(name, "", entry.state, entry.reason))
         return rows
@@ -171,7 +145,7 @@ class ModelRepository:
             results = await asyncio.gather(*(self._read_config(name, None) for name in names))
             configs.update(zip(names, results, strict=True))
             ready = set(self.ready_specs())
-            wanted = {c for loaded in results for c in _callees(loaded)}
+            wanted = {c for loaded in results for c in config_callees(loaded)}
             names = sorted(c for c in wanted - ready - set(configs) if self.roots.exists(c))
         names = list(configs)
         plain = [n for n, c in configs.items() if not (isinstance(c, LoadedConfig) and is_composite(c.spec))]
@@ -180,7 +154,7 @@ class ModelRepository:
         # Composite models may call each other: load those whose callees are ready, repeat.
         while composite:
             ready = set(self.ready_specs())
-            runnable = [n for n in composite if _callees(configs[n]) <= ready]
+            runnable = [n for n in composite if config_callees(configs[n]) <= ready]
             if not runnable:
                 break
             for name in runnable:
@@ -205,7 +179,7 @@ class ModelRepository:
             raise NotFoundError(f"failed to load '{name}', failed to poll from model repository")
         loaded = await self._read_config(name, override_json)
         ready = set(self.ready_specs())
-        for callee in sorted(_callees(loaded) - ready):
+        for callee in sorted(config_callees(loaded) - ready):
             if callee in _loading or callee == name or not self.roots.exists(callee):
                 continue  # a cycle or a missing model: validation below names the problem
             try:
@@ -215,15 +189,15 @@ class ModelRepository:
         await self._load_with(name, loaded)
         entry = self._entries[name]
         entry.explicit = entry.explicit or explicit
-        if entry.state != READY:
+        if entry.state != ModelState.READY:
             raise ModelLoadError(f"failed to load '{name}': {entry.reason}")
         # Those that went down with a model they call come back once all they call is ready.
         ready = set(self.ready_specs())
         orphans = [
             other
             for other, e in self._entries.items()
-            if e.state == UNAVAILABLE
-            and e.reason.startswith(_CALLEE_UNLOADED)
+            if e.state == ModelState.UNAVAILABLE
+            and e.reason.startswith(CALLEE_UNLOADED)
             and name in e.callees
             and e.callees <= ready
         ]
@@ -242,7 +216,7 @@ class ModelRepository:
         entry.explicit = False
         await self._unload_one(entry, "unloaded")
         for caller in self.dependents(name):
-            await self._unload_one(self._entries[caller], f"{_CALLEE_UNLOADED} '{name}' was unloaded")
+            await self._unload_one(self._entries[caller], f"{CALLEE_UNLOADED} '{name}' was unloaded")
         if unload_dependents:
             still_called = {c for e in self._entries.values() if e.runtimes for c in e.callees}
             kept = {n for n, e in self._entries.items() if e.explicit}
@@ -252,9 +226,9 @@ class ModelRepository:
     async def _unload_one(self, entry: ModelEntry, reason: str, drain_timeout_s: float | None = None) -> None:
         async with entry.lock:
             runtimes, entry.runtimes = entry.runtimes, {}
-            entry.state, entry.reason = UNLOADING, ""
+            entry.state, entry.reason = ModelState.UNLOADING, ""
             await self._close_runtimes(runtimes.values(), drain_timeout_s)
-            entry.state, entry.reason = UNAVAILABLE, reason
+            entry.state, entry.reason = ModelState.UNAVAILABLE, reason
         for runtime in runtimes.values():
             self._deps.observer.model_unloaded(entry.name, runtime.version_str)
         if runtimes:
@@ -265,12 +239,26 @@ class ModelRepository:
         loaded = [e for e in self._entries.values() if e.runtimes]
         await asyncio.gather(*(self._unload_one(e, "unloaded", drain_timeout_s) for e in loaded))
 
+    async def poll(self) -> None:
+        """Poll mode: load new models, reload changed ones, unload removed ones."""
+        present = set(self.scan())
+        known = {e.name for e in self.index() if e.state != ModelState.UNAVAILABLE or e.reason != "unloaded"}
+        for name in sorted(known - present):
+            await self.unload(name)
+        changed: list[str] = []
+        for name in sorted(present):
+            entry = self.entry(name)
+            if name not in known or model_dir_mtime(self.model_dir(name)) > entry.loaded_mtime:
+                changed.append(name)
+        if changed:
+            await self.load_all(changed)
+
     def dependents(self, name: str) -> list[str]:
         """Loaded composite models that call `name`."""
         return [
             other
             for other, entry in self._entries.items()
-            if entry.latest is not None and name in _spec_callees(entry.latest.spec)
+            if entry.latest is not None and name in spec_callees(entry.latest.spec)
         ]
 
     async def _read_config(self, name: str, override_json: str | None) -> LoadedConfig | PackserveError:
@@ -294,21 +282,22 @@ class ModelRepository:
         entry = self.entry(name)
         async with entry.lock:
             previous_state = entry.state
-            entry.state, entry.reason = LOADING, ""
+            entry.state, entry.reason = ModelState.LOADING, ""
             try:
                 if isinstance(loaded, PackserveError):
                     raise loaded
-                entry.callees = frozenset(_spec_callees(loaded.spec))
+                entry.callees = frozenset(spec_callees(loaded.spec))
                 new_runtimes = await self._build(loaded)
             except PackserveError as exc:
-                entry.state = READY if previous_state == READY and entry.runtimes else UNAVAILABLE
-                entry.reason = str(exc) if entry.state == UNAVAILABLE else ""
+                kept = previous_state == ModelState.READY and entry.runtimes
+                entry.state = ModelState.READY if kept else ModelState.UNAVAILABLE
+                entry.reason = str(exc) if entry.state == ModelState.UNAVAILABLE else ""
                 log.error("model '%s' is unavailable: %s", name, exc)
-                if entry.state == READY:  # a failed reload keeps serving the old versions
+                if entry.state == ModelState.READY:  # a failed reload keeps serving the old versions
                     raise
                 return
             old, entry.runtimes = entry.runtimes, new_runtimes
-            entry.state, entry.reason = READY, ""
+            entry.state, entry.reason = ModelState.READY, ""
             try:
                 entry.loaded_mtime = model_dir_mtime(self.model_dir(name))
             except OSError:
@@ -341,9 +330,12 @@ class ModelRepository:
             others = self.ready_specs()
             if spec.is_ensemble:
                 validate_ensemble(spec, others)
-            else:
-                validate_region_map(spec, others)
-            return {v: build_composite_runtime(spec, loaded.config, v, deps) for v in loaded.versions}
+            elif loaded.region_map is not None:
+                validate_region_map(loaded.region_map, spec, others)
+            return {
+                v: build_composite_runtime(spec, loaded.config, v, deps, loaded.region_map)
+                for v in loaded.versions
+            }
         built: dict[int, ModelRuntime] = {}
         try:
             for version in loaded.versions:
@@ -372,32 +364,3 @@ class ModelRepository:
         drain = self._drain_timeout_s if drain_timeout_s is None else drain_timeout_s
         await asyncio.gather(*(r.close(drain) for r in runtimes))
 
-
-_CALLEE_UNLOADED = "a model it calls,"
-
-
-def runtime_failure(runtime: ModelRuntime) -> str | None:
-    """Why a loaded version can serve no more (every instance stuck or failed), else None."""
-    return runtime.pool.failed_reason if runtime.pool is not None else None
-
-
-def _serving(runtime: ModelRuntime) -> ModelRuntime:
-    failed = runtime_failure(runtime)
-    if failed is not None:
-        raise UnavailableError(failed)
-    return runtime
-
-
-def _spec_callees(spec: ModelSpec) -> set[str]:
-    """The models a composite model calls. Only a region map's `model` parameter names one: any
-    other model may have a parameter called `model` for its own use."""
-    if spec.is_ensemble:
-        return {step.model_name for step in spec.ensemble_steps}
-    if spec.platform != REGION_MAP_PLATFORM:
-        return set()
-    target = spec.parameters.get("model")
-    return {target} if target else set()
-
-
-def _callees(loaded: LoadedConfig | PackserveError) -> set[str]:
-    return _spec_callees(loaded.spec) if isinstance(loaded, LoadedConfig) else set()

@@ -1,4 +1,5 @@
-"""Several model repositories served as one (Triton's repeated --model-repository).
+"""The model repositories' folders: several served as one (Triton's repeated --model-repository),
+and the file times poll mode compares.
 
 A model name must be unique across the repositories: a name found in two of them is not served
 (as in Triton), and its reason names both folders so the operator sees which copy to remove.
@@ -49,3 +50,14 @@ class RepositoryRoots:
             return None
         places = ", ".join(f"'{root}'" for root in holders)
         return f"model '{name}' is in more than one model repository ({places}); model names must be unique"
+
+
+def model_dir_mtime(model_dir: Path) -> float:
+    """The newest modification time of anything in a model folder (for poll mode)."""
+    newest = model_dir.stat().st_mtime
+    for path in model_dir.rglob("*"):
+        try:
+            newest = max(newest, path.stat().st_mtime)
+        except OSError:
+            continue
+    return newest

@@ -5,7 +5,8 @@ A response is kept under a hash of the model name, version, every input (name, d
 bytes) and the outputs asked for (names and classification counts, so a request asking for other
 outputs never gets a stored answer that lacks them). Least recently used entries go first when the
 size would pass N bytes; a response bigger than N is not stored. Requests with tensors that are not
-numpy arrays (GPU tensors) are neither looked up nor stored.
+numpy arrays (GPU tensors) are neither looked up nor stored. `CachedResponses` is the cache as
+the engine's infer path uses it, with the times and events Triton reports for it.
 Threading: event-loop thread only.
 """
 
@@ -16,11 +17,12 @@ import re
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from packserve.messages import InferRequest, Tensor
+from packserve.core.clock import Clock
+from packserve.messages import InferRequest, InferResponse, RequestTiming, Tensor
 
 _LOCAL = re.compile(r"^local,size=(\d+)$")
 
@@ -105,3 +107,46 @@ def _nbytes(array: Any) -> int:
         elements = array.reshape(-1)
         return sum(len(e) if isinstance(e, bytes) else len(str(e)) for e in elements) + 8 * array.size
     return int(array.nbytes)
+
+
+class CacheEvents(Protocol):
+    """Who hears about hits and misses (the engine's observers: statistics and Prometheus)."""
+
+    def cache_hit(self, model: str, version: str, timing: RequestTiming) -> None: ...
+
+    def cache_miss(self, model: str, version: str, lookup_ns: int) -> None: ...
+
+
+class CachedResponses:
+    """The response cache on the infer path. A hit is a successful request that never queued: the
+    statistics count it as Triton does (success and cache_hit, no inference or execution). A
+    miss's time is the lookup and the insertion, as in Triton."""
+
+    def __init__(self, cache: ResponseCache, clock: Clock, events: CacheEvents) -> None:
+        self.cache = cache
+        self._clock = clock
+        self._events = events
+
+    def lookup(
+        self, model: str, version: str, request: InferRequest
+    ) -> tuple[bytes | None, InferResponse | None]:
+        """(the request's key, its cached response or None); the key is None for a request that
+        cannot be cached. Sets the request's `timing.cache_ns` (and `completed_ns` on a hit)."""
+        key = self.cache.key(request, version)
+        timing = request.timing
+        started = self._clock.now_ns()
+        outputs = self.cache.get(key) if key is not None else None
+        timing.cache_ns = self._clock.now_ns() - started
+        if outputs is None:
+            return key, None
+        timing.completed_ns = self._clock.now_ns()
+        self._events.cache_hit(model, version, timing)
+        return key, InferResponse(model, version, request.id, outputs)
+
+    def store(
+        self, model: str, version: str, key: bytes, outputs: dict[str, Tensor], lookup_ns: int
+    ) -> None:
+        """After a miss: keep the response; report the miss with the time it cost in all."""
+        started = self._clock.now_ns()
+        self.cache.put(key, outputs)
+        self._events.cache_miss(model, version, lookup_ns + self._clock.now_ns() - started)

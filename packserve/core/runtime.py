@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from packserve.backends.base import BackendModel, InstanceContext, ModelContext
 from packserve.backends.limits import execution_limits
 from packserve.backends.registry import load_backend
+from packserve.core.admission import admission_bound
 from packserve.core.bls import EngineBls
 from packserve.core.clock import Clock
 from packserve.core.cpu_slots import CpuSlots
@@ -29,10 +30,12 @@ from packserve.core.validation import RequestValidator
 from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
 from packserve.messages import RequestTiming
-from packserve.model_spec import REGION_MAP_PLATFORM, ModelSpec
+from packserve.model_spec import REGION_MAP_PLATFORM, InstanceKind, ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    from packserve.config.region_map import RegionMapPlan
 
 
 # How long an unload waits for instance threads once the drain is over and running batches were
@@ -76,7 +79,7 @@ class RuntimeDeps:
     observer: InferenceObserver
     dispatcher: Dispatcher
     clock: Clock
-    max_pending: int
+    max_pending: int  # the server's bound per model version (core/admission.py)
     inline_threshold_ns: int = 0  # see core/inline_policy.py
     cpu_slots: CpuSlots | None = None  # the CPU execution-slot budget (core/cpu_slots.py); None = off
     response_cache: bool = False  # the server has a response cache (--cache-config)
@@ -88,18 +91,35 @@ def is_composite(spec: ModelSpec) -> bool:
 
 
 def build_composite_runtime(
-    spec: ModelSpec, config: ModelConfig, version: int, deps: RuntimeDeps
+    spec: ModelSpec,
+    config: ModelConfig,
+    version: int,
+    deps: RuntimeDeps,
+    region_map: RegionMapPlan | None = None,
 ) -> ModelRuntime:
     started = time.perf_counter()
     scheduler: Scheduler
     if spec.is_ensemble:
         scheduler = EnsembleScheduler(
-            spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
+            spec,
+            version=str(version),
+            dispatcher=deps.dispatcher,
+            observer=deps.observer,
+            clock=deps.clock,
+            max_pending=deps.max_pending,
+        )
+    elif region_map is not None:
+        scheduler = RegionMapScheduler(
+            region_map,
+            spec,
+            version=str(version),
+            dispatcher=deps.dispatcher,
+            observer=deps.observer,
+            clock=deps.clock,
+            max_pending=deps.max_pending,
         )
     else:
-        scheduler = RegionMapScheduler(
-            spec, str(version), deps.dispatcher, deps.observer, deps.clock, deps.max_pending
-        )
+        raise ModelLoadError(f"region_map model '{spec.name}' was loaded without its parsed parameters")
     return ModelRuntime(spec, config, version, scheduler, time.perf_counter() - started)
 
 
@@ -149,14 +169,16 @@ def load_backend_instances(
         for group_index, group in enumerate(spec.instance_groups):
             devices = group.gpus or (0,)
             for index in range(group.count * (len(group.gpus) if group.gpus else 1)):
+                on_gpu = group.kind == InstanceKind.GPU
                 instance = InstanceContext(
                     name=f"{spec.name}_{group_index}_{index}",
-                    kind="KIND_GPU" if group.kind == "KIND_GPU" else "KIND_CPU",
-                    device_id=devices[index % len(devices)] if group.kind == "KIND_GPU" else 0,
+                    # A KIND_MODEL group's instances run as CPU ones.
+                    kind=InstanceKind.GPU if on_gpu else InstanceKind.CPU,
+                    device_id=devices[index % len(devices)] if on_gpu else 0,
                 )
                 instances.append(backend_model.create_instance(instance))
                 names.append(instance.name)
-                on_cpu.append(instance.kind == "KIND_CPU")
+                on_cpu.append(not on_gpu)
         # READY only after warmup, as in Triton; a failing sample fails the load with its reason.
         warmup = run_warmup(spec, config, model_dir, instances, deps.clock)
     except Exception as exc:
@@ -183,37 +205,19 @@ def load_backend_instances(
     return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
 
 
-# Queued work per instance, in batches, before a new request is refused (503) by default.
-DEFAULT_QUEUE_BATCHES_PER_INSTANCE = 4
-# Never fewer pending requests than this by default: a few dozen closed-loop clients still fit.
-MIN_DEFAULT_QUEUE = 64
-
-
-def admission_bound(spec: ModelSpec, instances: int, ceiling: int) -> int:
-    """How many requests a backend model holds (waiting + executing) before it answers 503.
-
-    Without a bound, overload queues thousands deep: every admitted request waits seconds and the
-    refusals come late. So when the config sets no `max_queue_size`, the bound follows what the
-    model can work off quickly: a few batches per instance (never under MIN_DEFAULT_QUEUE, never
-    over the server's `ceiling`). A config's `max_queue_size` governs the waiting queue itself
-    (the dynamic batcher enforces it); then only the server's ceiling applies here.
-    """
-    batching = spec.dynamic_batching
-    if batching is not None and (
-        batching.default_queue_policy.max_queue_size > 0
-        or any(p.max_queue_size > 0 for p in batching.priority_queue_policy.values())
-    ):
-        return ceiling
-    derived = DEFAULT_QUEUE_BATCHES_PER_INSTANCE * max(1, instances) * max(1, spec.max_batch_size)
-    return min(ceiling, max(MIN_DEFAULT_QUEUE, derived))
-
-
 def backend_runtime(
     spec: ModelSpec, config: ModelConfig, version: int, loaded: LoadedBackend, deps: RuntimeDeps
 ) -> ModelRuntime:
     """The runtime of a loaded backend model, with its one scheduler. Call it on the event loop."""
     bound = admission_bound(spec, loaded.pool.size, deps.max_pending)
-    scheduler = create_scheduler(spec, str(version), loaded.pool, deps.observer, deps.clock, bound)
+    scheduler = create_scheduler(
+        spec,
+        version=str(version),
+        pool=loaded.pool,
+        observer=deps.observer,
+        clock=deps.clock,
+        max_pending=bound,
+    )
     runtime = ModelRuntime(
         spec, config, version, scheduler, loaded.load_seconds, loaded.backend_model, loaded.pool
     )

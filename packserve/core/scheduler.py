@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from packserve.core.admission import DEFAULT_MAX_PENDING
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
@@ -17,16 +18,16 @@ from packserve.core.scheduler_dynamic import DynamicBatchScheduler
 from packserve.messages import InferRequest, Tensor
 from packserve.model_spec import ModelSpec
 
-DEFAULT_MAX_PENDING = 4096
-
 
 class Scheduler(Protocol):
     """Every method runs on the event loop."""
 
     async def submit(self, request: InferRequest) -> dict[str, Tensor]:
         """Run one validated request; its outputs by name (all the backend produced, batch
-        dimension included for batching models). Raises a PackserveError: QueueFullError at once
-        when admission is refused, RequestTimeoutError, ModelExecutionError, UnavailableError."""
+        dimension included for batching models). Raises a PackserveError: at once when admission
+        is refused (core/admission.py: InFlightLimitError, UnavailableError while unloading;
+        QueueFullError from the dynamic batcher's max_queue_size), later RequestTimeoutError,
+        ModelExecutionError, UnavailableError."""
         ...
 
     @property
@@ -41,6 +42,7 @@ class Scheduler(Protocol):
 
 def create_scheduler(
     spec: ModelSpec,
+    *,
     version: str,
     pool: InstancePool,
     observer: InferenceObserver,
@@ -48,5 +50,9 @@ def create_scheduler(
     max_pending: int = DEFAULT_MAX_PENDING,
 ) -> Scheduler:
     if spec.dynamic_batching is not None and spec.batching:
-        return DynamicBatchScheduler(spec, version, pool, observer, clock, max_pending)
-    return DirectScheduler(spec, version, pool, observer, clock, max_pending)
+        return DynamicBatchScheduler(
+            spec, version=version, pool=pool, observer=observer, clock=clock, max_pending=max_pending
+        )
+    return DirectScheduler(
+        spec, version=version, pool=pool, observer=observer, clock=clock, max_pending=max_pending
+    )

@@ -15,10 +15,11 @@ import asyncio
 from collections.abc import Sequence
 from functools import partial
 
+from packserve.core.admission import DEFAULT_MAX_PENDING, Admission
 from packserve.core.clock import MONOTONIC_CLOCK, Clock
 from packserve.core.instances import ExecutionOutcome, InstancePool
 from packserve.core.observer import InferenceObserver
-from packserve.errors import PackserveError, QueueFullError, UnavailableError
+from packserve.errors import PackserveError, UnavailableError
 from packserve.messages import InferRequest, Tensor
 from packserve.model_spec import ModelSpec
 
@@ -30,48 +31,38 @@ class SchedulerBase(abc.ABC):
     def __init__(
         self,
         spec: ModelSpec,
+        *,
         version: str,
         pool: InstancePool,
         observer: InferenceObserver,
-        clock: Clock | None,
-        max_pending: int,
+        clock: Clock | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
         self._spec = spec
         self._model = spec.name
         self._version = version
         self._pool = pool
         self._observer = observer
         self._clock = clock or MONOTONIC_CLOCK
-        self._max_pending = max_pending
+        self._admission = Admission(spec.name, version, max_pending)  # waiting + executing
         self._batching = spec.batching
-        self._pending = 0  # waiting + executing
-        self._closing = False
-        self._drained: asyncio.Future[None] | None = None
         self._pump_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pending(self) -> int:
         """Requests waiting or executing."""
-        return self._pending
+        return self._admission.pending
 
     async def submit(self, request: InferRequest) -> dict[str, Tensor]:
         """Queue a validated request and return its outputs; raises a PackserveError."""
-        if self._closing:
-            raise UnavailableError(f"model '{self._model}' version {self._version} is unloading")
-        if self._pending >= self._max_pending:
-            raise QueueFullError(
-                f"model '{self._model}' queue is full ({self._pending} requests pending, "
-                f"limit {self._max_pending})"
-            )
+        self._admission.check()
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Tensor]] = loop.create_future()
         self._enqueue(request, future)  # raises before anything is counted
-        self._pending += 1
+        self._admission.admit()
         if not self._pump_scheduled:
             # Coalesce: arrivals within one loop iteration are decided together (and reported to
             # the observers together, by the pump).
@@ -83,14 +74,11 @@ class SchedulerBase(abc.ABC):
         """Refuse new requests, let queued and executing ones finish for up to `drain_timeout_s`,
         then fail whatever is left with UnavailableError. The pool stays open (its owner closes
         it)."""
-        self._closing = True
-        if self._pending > 0:
-            loop = asyncio.get_running_loop()
-            self._drained = loop.create_future()
-            self._pump()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._drained), max(0.0, drain_timeout_s))
-            except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+        admission = self._admission
+        admission.close()
+        if admission.pending > 0:
+            self._pump()  # may answer some at once (queue timeouts due)
+            if not await admission.drain(drain_timeout_s):
                 self._abandon()
         self._stop_timers()
 
@@ -126,7 +114,7 @@ class SchedulerBase(abc.ABC):
             futures.append(future)
             rows += request.batch_size(batching)
         if dropped:
-            self._pending -= dropped
+            self._admission.release(dropped)
             self._changed()
         if requests:
             self._pool.start(requests, partial(self._finish, requests, futures), rows=rows)
@@ -136,19 +124,17 @@ class SchedulerBase(abc.ABC):
         for _, future in waiters:
             if not future.done():
                 future.set_exception(make_error(message))
-        self._pending -= len(waiters)
+        self._admission.release(len(waiters))
         self._changed()
 
     def _changed(self) -> None:
-        self._observer.queue_size_changed(self._model, self._version, self._pending)
-        if self._pending == 0 and self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        self._observer.queue_size_changed(self._model, self._version, self._admission.pending)
 
     # --- internals ------------------------------------------------------------------------------
 
     def _scheduled_pump(self) -> None:
         self._pump_scheduled = False
-        self._observer.queue_size_changed(self._model, self._version, self._pending)
+        self._observer.queue_size_changed(self._model, self._version, self._admission.pending)
         self._pump()
 
     def _finish(
@@ -167,7 +153,7 @@ class SchedulerBase(abc.ABC):
                 future.set_result(result)
         if not outcome.raised:
             self._observer.execution_finished(self._model, self._version, outcome.rows, requests[0].timing)
-        self._pending -= len(requests)
+        self._admission.release(len(requests))
         self._changed()
         self._pump()
 

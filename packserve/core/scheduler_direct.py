@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from packserve.core.admission import DEFAULT_MAX_PENDING
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
@@ -21,13 +22,16 @@ class DirectScheduler(SchedulerBase):
     def __init__(
         self,
         spec: ModelSpec,
+        *,
         version: str,
         pool: InstancePool,
         observer: InferenceObserver,
-        clock: Clock | None,
-        max_pending: int,
+        clock: Clock | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
-        super().__init__(spec, version, pool, observer, clock, max_pending)
+        super().__init__(
+            spec, version=version, pool=pool, observer=observer, clock=clock, max_pending=max_pending
+        )
         self._waiting: deque[Waiter] = deque()
 
     def _enqueue(self, request: InferRequest, future: asyncio.Future[dict[str, Tensor]]) -> None:

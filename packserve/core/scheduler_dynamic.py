@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from packserve.core.admission import DEFAULT_MAX_PENDING
 from packserve.core.batching import Batch, PendingItem, PendingQueue, Wait, decide_batch, queue_policy
 from packserve.core.clock import Clock
 from packserve.core.instances import InstancePool
@@ -22,13 +23,16 @@ class DynamicBatchScheduler(SchedulerBase):
     def __init__(
         self,
         spec: ModelSpec,
+        *,
         version: str,
         pool: InstancePool,
         observer: InferenceObserver,
-        clock: Clock | None,
-        max_pending: int,
+        clock: Clock | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
-        super().__init__(spec, version, pool, observer, clock, max_pending)
+        super().__init__(
+            spec, version=version, pool=pool, observer=observer, clock=clock, max_pending=max_pending
+        )
         if spec.dynamic_batching is None or not spec.batching:
             raise ValueError(f"model '{spec.name}' has no dynamic batching to schedule")
         self._policy: BatchingPolicy = spec.dynamic_batching
@@ -100,7 +104,7 @@ class DynamicBatchScheduler(SchedulerBase):
                 future.set_exception(
                     RequestTimeoutError(f"model '{self._model}': request timed out in the queue")
                 )
-        self._pending -= len(items)
+        self._admission.release(len(items))
         self._changed()
 
     def _arm_timer(self, until_ns: int, now_ns: int) -> None:

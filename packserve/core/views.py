@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packserve.types import DataType
+from packserve.types import DataType, WireName
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +33,20 @@ class ModelMetadata:
     outputs: tuple[TensorMetadata, ...]
 
 
+class ModelState(WireName):
+    """A model's state in the repository index: Triton's words, sent to clients as they are."""
+
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    UNLOADING = "UNLOADING"
+
+
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
     name: str
     version: str  # "" when no version could be read (e.g. unparsable config)
-    state: str  # "READY" | "UNAVAILABLE" | "LOADING" | "UNLOADING"
+    state: ModelState
     reason: str  # why it is not ready; "" when ready
 
 

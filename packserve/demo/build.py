@@ -7,10 +7,12 @@ model's input; four branches then run side by side:
 
     content      opennsfw -> content_label (top-2 sfw/nsfw), content_embedding (L2-normalised 1024-d)
     faces        retinaface -> face_decode (boxes, NMS, original pixels) -> face_landmarks
-                 (region_map over O-Net, 48x48 crops) -> face_points (landmarks in pixels)
+                 (region_map over O-Net, 48x48 crops cut by face_crops) -> face_points
+                 (landmarks in pixels)
     text         text_det -> text_boxes (DB quads) -> text_angle (region_map over the angle
-                 classifier) -> text_angle_fix -> text_read (region_map over the recognizer)
-                 -> text_decode (CTC strings) -> text_filter (drops lines scored < 0.5)
+                 classifier, crops by text_angle_crops) -> text_angle_fix -> text_read
+                 (region_map over the recognizer, crops by text_read_crops) -> text_decode
+                 (CTC strings) -> text_filter (drops lines scored < 0.5)
     document     orientation -> orientation_label (0/90/180/270): a document-page orientation
                  classifier, meaningful for scanned or photographed text pages only
 """
@@ -91,11 +93,33 @@ def onnx_models() -> list[tuple[pb.ModelConfig, Callable[[], onnx.ModelProto]]]:
     ]
 
 
-def postprocess_models() -> list[pb.ModelConfig]:
+def crop_models() -> list[pb.ModelConfig]:
+    """The image models that cut the region maps' crops (crop_boxes mode, one per region map)."""
     # PP-OCR's crops: cut at the line's own size, then resized keeping its ratio, padded right.
     text_crop = {"keep_ratio": "true", "crop_mode": "native", "pad_value": "128", "color": "BGR"}
-    text_crop |= {"layout": "NCHW"}
-    text_crop |= {"scale": c.ONE_255, "mean": "0.5,0.5,0.5", "std": "0.5,0.5,0.5"}
+    text_crop |= {"layout": "NCHW", "scale": "1/255", "mean": "0.5", "std": "0.5"}
+    return [
+        c.crop_model(
+            "face_crops",
+            ("BOXES", FP32, (-1, 4)),
+            ("CROPS", FP32, (-1, 48, 48, 3)),
+            {"color": "RGB", "layout": "NHWC", "scale": "1", "mean": "127.5", "std": "128"},
+        ),
+        c.crop_model(
+            "text_angle_crops", ("BOXES", FP32, (-1, 8)), ("CROPS", FP32, (-1, 3, 48, 192)), text_crop
+        ),
+        c.crop_model(
+            "text_read_crops",
+            ("BOXES", FP32, (-1, 8)),
+            ("CROPS", FP32, (-1, 3, 48, -1)),
+            text_crop
+            | {"min_width": str(c.REC_WIDTH), "max_width": str(c.REC_MAX_WIDTH)}
+            | {"width_bucket": str(c.REC_WIDTH_BUCKET)},
+        ),
+    ]
+
+
+def postprocess_models() -> list[pb.ModelConfig]:
     return [
         c.postprocess_model(
             "face_decode",
@@ -123,15 +147,10 @@ def postprocess_models() -> list[pb.ModelConfig]:
             ("BOXES", FP32, (-1, 4)),
             [("POINTS", FP32, (-1, 10))],
             {
+                "crop_model": "face_crops",
                 "model": "onet",
                 "model_input": "input",
                 "output_map": "POINTS=points",
-                "crop_size": "48x48",
-                "color": "RGB",
-                "layout": "NHWC",
-                "scale": "1",
-                "mean": "127.5,127.5,127.5",
-                "std": "128,128,128",
             },
         ),
         c.postprocess_model(
@@ -151,9 +170,8 @@ def postprocess_models() -> list[pb.ModelConfig]:
             "text_angle",
             ("BOXES", FP32, (-1, 8)),
             [("ANGLE_PROBS", FP32, (-1, 2))],
-            {"model": "text_cls", "model_input": "input", "output_map": "ANGLE_PROBS=probs"}
-            | {"crop_size": "192x48"}
-            | text_crop,
+            {"crop_model": "text_angle_crops", "model": "text_cls", "model_input": "input"}
+            | {"output_map": "ANGLE_PROBS=probs"},
         ),
         c.postprocess_model(
             "text_angle_fix",
@@ -165,10 +183,8 @@ def postprocess_models() -> list[pb.ModelConfig]:
             "text_read",
             ("BOXES", FP32, (-1, 8)),
             [("PROBS", FP32, (-1, -1, c.REC_CLASSES))],
-            {"model": "text_rec", "model_input": "input", "output_map": "PROBS=probs"}
-            | {"crop_size": f"{c.REC_WIDTH}x48", "max_crop_width": str(c.REC_MAX_WIDTH)}
-            | {"width_bucket": str(c.REC_WIDTH_BUCKET)}
-            | text_crop,
+            {"crop_model": "text_read_crops", "model": "text_rec", "model_input": "input"}
+            | {"output_map": "PROBS=probs"},
         ),
         c.postprocess_model(
             "text_decode",
@@ -317,7 +333,7 @@ def build_vision_stack(root: Path, progress: bool = True) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     exports = onnx_models()
-    plain = [c.image_model(), *postprocess_models(), ensemble()]
+    plain = [c.image_model(), *crop_models(), *postprocess_models(), ensemble()]
     with Progress(disable=not progress, transient=False) as bar:
         task = bar.add_task("vision_stack", total=len(exports) + len(plain))
         for config, export in exports:

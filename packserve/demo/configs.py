@@ -38,7 +38,6 @@ REC_WIDTH = 320  # smallest text-line crop width (PP-OCR pads shorter lines to 3
 REC_MAX_WIDTH = 2400
 REC_WIDTH_BUCKET = 160
 REC_CLASSES = 6625  # blank + 6623 characters + space
-ONE_255 = "0.00392156862745098"  # 1/255 written out: the region_map parser takes plain floats
 # Execution instances per model where one is not enough. The text detector is ~60% of an image's
 # compute; with one instance (one intra-op thread) it can use one core only, which caps the whole
 # pipeline. Two instances share one ONNX Runtime session (no second copy of the weights); measured
@@ -120,7 +119,8 @@ def region_map_model(
     name: str, boxes: Tensor, outputs: Sequence[Tensor], parameters: Mapping[str, str]
 ) -> pb.ModelConfig:
     """Boxes arrive in original-image pixels; IMAGE_META (the decode's `_meta`) maps them onto the
-    decoded canvas, which is smaller than the original whenever the image exceeds DECODED_SIZE."""
+    decoded canvas, which is smaller than the original whenever the image exceeds DECODED_SIZE.
+    `parameters` name the crop model (see `crop_model`) and the target."""
     # The decoded image comes from a batching model, so it keeps its batch dimension of 1.
     image: Tensor = ("IMAGE", DataType.UINT8, (1, -1, -1, 3))
     meta: Tensor = ("IMAGE_META", DataType.FP32, (1, 6))
@@ -132,6 +132,26 @@ def region_map_model(
         platform="region_map",
         parameters={"image_meta_input": "IMAGE_META", **parameters},
     )
+
+
+def crop_model(name: str, boxes: Tensor, crops: Tensor, parameters: Mapping[str, str]) -> pb.ModelConfig:
+    """The image model (crop_boxes mode) that cuts a region map's regions out of the decoded
+    image: the region map's IMAGE, BOXES and IMAGE_META in, `crops` [N, ...] out, cut and
+    normalized as the `<crops>.<key>` parameters say. On CPU instances (keep_ratio and native
+    crops have no GPU path), batched without a queue delay: the crops of concurrent requests run
+    together when they queue behind a busy instance, and no request waits for company."""
+    crop_name = crops[0]
+    config = base_config(
+        name,
+        [("IMAGE", DataType.UINT8, (-1, -1, 3)), boxes, ("IMAGE_META", DataType.FP32, (6,))],
+        [crops],
+        max_batch_size=BATCH,
+        backend="image",
+        parameters={"mode": "crop_boxes", **{f"{crop_name}.{k}": v for k, v in parameters.items()}},
+    )
+    config.dynamic_batching.SetInParent()
+    config.instance_group.add(count=1, kind=pb.ModelInstanceGroup.KIND_CPU)
+    return config
 
 
 def image_model() -> pb.ModelConfig:

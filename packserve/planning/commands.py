@@ -13,15 +13,15 @@ from pathlib import Path
 import yaml
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.config_patch import apply_to_repository, load_patches
-from packserve.planning.fleet_search import SimulationProgress, p99_for_devices, search
-from packserve.planning.k8s import DeployOptions, build_manifests, is_core, keda_manifests
-from packserve.planning.k8s_scaling import adapter_values
-from packserve.planning.plan_check import ScenarioSummary, check_plan, plan_pipelines
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, gpus
-from packserve.planning.profile_schema import Profile
-from packserve.planning.profiler import ProfileOptions, ProgressCallback, run_profile
+from packserve.planning.capacity.fleet_search import SimulationProgress, p99_for_devices, search
+from packserve.planning.capacity.plan_check import ScenarioSummary, check_plan, plan_pipelines
+from packserve.planning.capacity.planner import PlanOptions, gpus
+from packserve.planning.formats.config_patch import apply_to_repository, load_patches
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.profile_schema import Profile
+from packserve.planning.output.k8s import DeployOptions, build_manifests, is_core, keda_manifests
+from packserve.planning.output.k8s_scaling import adapter_values
+from packserve.planning.profiling.profiler import ProfileOptions, ProgressCallback, run_profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def profile_command(command: ProfileCommand, on_point: ProgressCallback | None =
     command.out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(command.out)
     if command.plots_dir is not None:
-        from packserve.planning.plots import profile_plots  # matplotlib only when asked for
+        from packserve.planning.output.plots import profile_plots  # matplotlib only when asked for
 
         profile_plots(profile, command.plots_dir)
     return profile
@@ -62,8 +62,8 @@ def plan_command(command: PlanCommand, on_progress: SimulationProgress | None = 
     """Plan the packed fleet and the one-model-per-pod baseline with the same search (plan, then
     simulate at peak, stepping utilisation down until Poisson arrivals meet the target), then
     stress the packed plan with bursty (MMPP) arrivals."""
-    from packserve.planning.plots import plan_plots
-    from packserve.planning.report import markdown_report
+    from packserve.planning.output.plots import plan_plots
+    from packserve.planning.output.report import markdown_report
 
     profile = Profile.load(command.profile)
     options = command.options

@@ -4,7 +4,6 @@ calls batched by the callee's batcher, counted in its statistics, errors as Trit
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,7 @@ import pytest
 from packserve.core.engine import Engine, EngineOptions
 from packserve.errors import InvalidArgumentError, ModelExecutionError, NotFoundError
 from packserve.messages import InferRequest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "differential"))
-from parity_models import BLS_FILES, bls_test_image
+from tests.differential.parity_models import BLS_FILES, bls_test_image
 
 IDENTITY_CONFIG = """\
 name: "identity"

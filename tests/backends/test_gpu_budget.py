@@ -10,7 +10,7 @@ import pytest
 from packserve.backends.gpu_budget import BudgetLedger, parse_budget
 from packserve.backends.pytorch import TorchModel
 from packserve.errors import ConfigError, ModelLoadError
-from tests.backends.backend_fakes import model_context
+from tests.fakes.backends import model_context
 
 torch = pytest.importorskip("torch")
 

@@ -13,7 +13,7 @@ from packserve.backends.onnxruntime import DEFAULT_MAX_BATCH_SIZE, OnnxRuntimeMo
 from packserve.config.parse import parse_config_text
 from packserve.errors import ConfigError, ModelExecutionError
 from packserve.examples.simple_repository import SIMPLE_CONFIG, simple_onnx
-from tests.backends.backend_fakes import RecordingTimer, model_context, request
+from tests.fakes.backends import RecordingTimer, model_context, request
 
 CPU = InstanceContext(name="m_0_0", kind="KIND_CPU", device_id=0)
 

@@ -14,7 +14,7 @@ from packserve.backends.python import PythonModel, pb_utils
 from packserve.config.parse import parse_config_text
 from packserve.errors import ConfigError, InvalidArgumentError, ModelExecutionError, ModelLoadError
 from packserve.examples.simple_repository import PYTHON_ADD_CONFIG, PYTHON_ADD_MODEL
-from tests.backends.backend_fakes import RecordingTimer, model_context, request
+from tests.fakes.backends import RecordingTimer, model_context, request
 
 CPU = InstanceContext(name="m_0_0", kind="KIND_CPU", device_id=0)
 

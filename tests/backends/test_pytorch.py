@@ -10,7 +10,7 @@ from packserve.backends.pytorch import TorchModel, tensor_positions
 from packserve.errors import ConfigError, ModelExecutionError
 from packserve.model_spec import TensorSpec
 from packserve.types import DataType
-from tests.backends.backend_fakes import RecordingTimer, model_context, request
+from tests.fakes.backends import RecordingTimer, model_context, request
 
 torch = pytest.importorskip("torch")
 from tests.backends.torch_models import AddSub, ScaleByName  # noqa: E402 - needs torch

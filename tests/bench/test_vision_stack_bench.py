@@ -160,7 +160,11 @@ SPECS = {
         "crops", "region_map", 0,
         [_tensor("IMAGE", UINT8, (1, -1, -1, 3)), _tensor("BOXES", FP32, (-1, 4))],
         [_tensor("P", FP32, (-1, 1))],
-        parameters={"model": "cls", "crop_size": "2x2", "output_map": "P=mean", "layout": "NHWC"},
+        parameters={"crop_model": "cut", "model": "cls", "output_map": "P=mean"},
+    ),
+    "cut": _spec(
+        "cut", "", 0, [_tensor("IMAGE", UINT8, (-1, -1, 3)), _tensor("BOXES", FP32, (-1, 4))],
+        [_tensor("CROPS", FP32, (-1, 2, 2, 3))],
     ),
     "cls": _spec("cls", "", 3, [_tensor("input", FP32, (2, 2, 3))], [_tensor("mean", FP32, (1,))]),
 }  # fmt: skip
@@ -175,7 +179,8 @@ ENSEMBLE = _spec(
 
 
 class FakeModels:
-    """Decode fills the image with its byte length; det finds (length - 1) boxes; cls averages."""
+    """Decode fills the image with its byte length; det finds (length - 1) boxes; cut crops them
+    (2x2 of the image's value); cls averages."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[int], list[str]]] = []
@@ -187,6 +192,10 @@ class FakeModels:
         if model == "det":
             counts = [int(r["PIXELS"][0, 0, 0, 0]) - 1 for r in requests]
             return [{"BOXES": np.array([[0, 0, 4, 4]] * n, np.float32).reshape(n, 4)} for n in counts]
+        if model == "cut":
+            return [
+                {"CROPS": np.full((len(r["BOXES"]), 2, 2, 3), r["IMAGE"][0, 0, 0], np.float32)} for r in requests
+            ]
         return [
             {"mean": r["input"].reshape(len(r["input"]), -1).mean(axis=1, keepdims=True)} for r in requests
         ]
@@ -201,6 +210,7 @@ def test_executor_walks_steps_and_spreads_region_crops_back_per_image() -> None:
     calls = {model: (rows, wanted) for model, rows, wanted in fake.calls}
     assert calls["decode"] == ([1, 1, 1], ["pixels"])  # "unused" is read by no step: not asked for
     assert calls["cls"][0] == [3]  # three crops of three images, one chunk of max_batch_size rows
+    assert [rows for model, rows, _ in fake.calls if model == "cut"] == [[8], [8]]  # images with boxes
 
 
 def test_executor_only_runs_the_selected_steps() -> None:

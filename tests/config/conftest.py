@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from config_fakes import (
+
+from packserve.backends.base import BackendModel
+from tests.fakes.config import (
     FailingCompleteModel,
     FakeBackendBase,
     FakeOnnxModel,
@@ -14,13 +16,11 @@ from config_fakes import (
     FakeTorchModel,
     ModelFolder,
 )
-
-from packserve.backends import registry
-from packserve.backends.base import BackendModel
+from tests.fakes.registry import BackendRegistry
 
 
 @pytest.fixture(autouse=True)
-def fake_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fake_backends(backend_registry: BackendRegistry) -> Iterator[None]:
     """Registry names resolve to fakes, so no test needs onnxruntime, torch or another part's code."""
     FakeBackendBase.seen_version_dirs.clear()
     fakes: dict[str, type[BackendModel]] = {
@@ -30,8 +30,7 @@ def fake_backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "failing": FailingCompleteModel,
     }
     for name, cls in fakes.items():
-        monkeypatch.setitem(registry.BACKENDS, name, f"tests.fake:{cls.__name__}")
-        monkeypatch.setitem(registry._loaded, name, cls)
+        backend_registry.add(name, cls)
     yield
 
 

@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-from config_fakes import FakeOnnxModel, ModelFolder
 
 from packserve.backends.registry import load_backend
 from packserve.config.loader import LoadedConfig, load_model_config
 from packserve.errors import ConfigError
+from tests.fakes.config import FakeOnnxModel, ModelFolder
 
 CONFIG = """
 name: "m"

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from config_fakes import ModelFolder
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
@@ -13,6 +12,7 @@ from packserve.config.loader import load_model_config
 from packserve.config.normalize import normalize_config
 from packserve.config.parse import parse_config_json, parse_config_text
 from packserve.model_config_json import config_to_json
+from tests.fakes.config import ModelFolder
 
 FULL = """
 name: "m"

@@ -3,10 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_fakes import FakeOnnxModel, ModelFolder
 from tritonclient.grpc.model_config_pb2 import ModelConfig, ModelInstanceGroup
 
-from packserve.backends import registry
 from packserve.backends.registry import load_backend
 from packserve.config.normalize import (
     fill_dynamic_batching_defaults,
@@ -17,6 +15,8 @@ from packserve.config.normalize import (
 )
 from packserve.config.parse import parse_config_text
 from packserve.errors import ConfigError
+from tests.fakes.config import FakeOnnxModel, ModelFolder
+from tests.fakes.registry import BackendRegistry
 
 KIND_CPU = ModelInstanceGroup.KIND_CPU
 KIND_GPU = ModelInstanceGroup.KIND_GPU
@@ -207,9 +207,9 @@ def test_no_dynamic_batching_stays_absent() -> None:
 
 
 def test_backend_import_failure_becomes_config_error(
-    model_folder: ModelFolder, monkeypatch: pytest.MonkeyPatch
+    model_folder: ModelFolder, backend_registry: BackendRegistry
 ) -> None:
-    monkeypatch.setitem(registry.BACKENDS, "broken", "packserve.config.no_such_module:Model")
+    backend_registry.add_target("broken", "packserve.config.no_such_module:Model")
     with pytest.raises(ConfigError, match=r"model 'm': backend 'broken' is not available"):
         _normalize(model_folder("m"), 'backend: "broken"')
 

@@ -13,15 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "e2e")]
-
-from conformance_cases import all_cases  # noqa: E402
-from conformance_compare import MODELS, compare, serve  # noqa: E402
-from conformance_refs import reference  # noqa: E402
-from e2e_server import start_live_server  # noqa: E402
-
-from packserve.demo.build import build_vision_stack  # noqa: E402
+from packserve.demo.build import build_vision_stack
+from tests.conformance.conformance_cases import all_cases
+from tests.conformance.conformance_compare import MODELS, compare, serve
+from tests.conformance.conformance_refs import reference
+from tests.e2e.e2e_server import start_live_server
 
 
 def main() -> int:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import requests
-from conformance_refs import Reference
+
+from tests.conformance.conformance_refs import Reference
 
 FACE_IOU = 0.85
 LANDMARK_TOLERANCE = 0.1

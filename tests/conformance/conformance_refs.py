@@ -21,8 +21,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from conformance_cases import Case
 from PIL import Image
+
+from tests.conformance.conformance_cases import Case
 
 # A loader "decodes correctly" when its pixels match the upright truth this closely (mean absolute
 # difference in levels; JPEG decoders differ by about one level).

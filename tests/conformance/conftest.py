@@ -4,18 +4,13 @@ scripts/install_conformance_refs.sh installs them)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-
-from e2e_server import LiveServer, start_live_server
-
 from packserve.demo.build import build_vision_stack
 from packserve.errors import NotFoundError
+from tests.e2e.e2e_server import LiveServer, start_live_server
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +28,7 @@ def vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
 @pytest.fixture(scope="session")
 def references_available() -> None:
     try:
-        from conformance_refs import engines
+        from tests.conformance.conformance_refs import engines
 
         engines()
     except ImportError as missing:

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from conformance_cases import astronaut
-from e2e_server import LiveServer
 from PIL import Image
+
+from tests.conformance.conformance_cases import astronaut
+from tests.e2e.e2e_server import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -16,10 +16,11 @@ decode at unmapped coordinates), banner_2400 (text: same), text_long_line (text:
 from __future__ import annotations
 
 import pytest
-from conformance_cases import by_name
-from conformance_compare import MODELS, Served, compare, serve
-from conformance_refs import Reference, reference
-from e2e_server import LiveServer
+
+from tests.conformance.conformance_cases import by_name
+from tests.conformance.conformance_compare import MODELS, Served, compare, serve
+from tests.conformance.conformance_refs import Reference, reference
+from tests.e2e.e2e_server import LiveServer
 
 # The first test of a case runs the references, up to minutes for multi-megapixel images on a
 # loaded 2-core machine.

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from core_fakes import DoublingInstance, make_request
 
 from packserve.backends.base import BatchResult, ExecutionTimer
 from packserve.core.cpu_slots import (
@@ -24,6 +23,7 @@ from packserve.core.cpu_slots import (
 )
 from packserve.core.instances import InstancePool
 from packserve.messages import InferRequest
+from tests.fakes.core import DoublingInstance, make_request
 
 # ---- the pure decision --------------------------------------------------------------------------
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +20,13 @@ from packserve.errors import (
     UnavailableError,
 )
 from packserve.messages import InferRequest, RequestedOutput
-from tests.core.engine_fakes import MODELS, register_fake_backend, write_double_model
+from tests.fakes.double_backend import MODELS, register_fake_backend, write_double_model
+from tests.fakes.registry import BackendRegistry
 
 
 @pytest.fixture(autouse=True)
-def _fake_backend() -> None:
-    register_fake_backend()
+def _fake_backend(backend_registry: BackendRegistry) -> None:
+    register_fake_backend(backend_registry)
 
 
 def x(rows: int, value: float = 1.0) -> np.ndarray:
@@ -126,6 +130,31 @@ async def test_queue_full_is_immediate(tmp_path: Path) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         gate.set()
+        await engine.shutdown()
+
+
+async def test_poll_loads_new_models_reloads_changed_ones_and_unloads_removed_ones(tmp_path: Path) -> None:
+    for name in ("kept", "changed", "removed"):
+        write_double_model(tmp_path, name)
+    engine = await start(tmp_path, "poll")  # the poll task waits 15 s: the test polls itself
+    try:
+        write_double_model(tmp_path, "added")
+        shutil.rmtree(tmp_path / "removed")
+        later = time.time() + 60  # past any file time the load recorded, whatever the clock's step
+        os.utime(tmp_path / "changed" / "config.pbtxt", (later, later))
+        loads = len(MODELS)
+        await engine.repository.poll()
+        assert len(MODELS) == loads + 2  # "added" loaded, "changed" reloaded, "kept" untouched
+        states = {e.name: (e.state, e.reason) for e in engine.repository_index()}
+        assert states == {
+            "added": ("READY", ""),
+            "changed": ("READY", ""),
+            "kept": ("READY", ""),
+            "removed": ("UNAVAILABLE", "unloaded"),
+        }
+        await engine.repository.poll()
+        assert len(MODELS) == loads + 2  # nothing changed since: nothing reloaded
+    finally:
         await engine.shutdown()
 
 

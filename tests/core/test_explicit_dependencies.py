@@ -11,15 +11,16 @@ import pytest
 from packserve.backends.registry import load_backend
 from packserve.config.loader import load_model_config
 from packserve.core.engine import Engine, EngineOptions
-from packserve.core.repository import _spec_callees
+from packserve.core.model_entry import spec_callees
 from packserve.messages import InferRequest
-from tests.core.engine_fakes import register_fake_backend, write_double_model
 from tests.core.test_engine import write_ensemble
+from tests.fakes.double_backend import register_fake_backend, write_double_model
+from tests.fakes.registry import BackendRegistry
 
 
 @pytest.fixture(autouse=True)
-def _fake_backend() -> None:
-    register_fake_backend()
+def _fake_backend(backend_registry: BackendRegistry) -> None:
+    register_fake_backend(backend_registry)
 
 
 def states(engine: Engine) -> dict[str, str]:
@@ -32,7 +33,7 @@ def test_a_parameter_named_model_is_not_a_callee(tmp_path: Path) -> None:
     config.write_text(
         config.read_text() + 'parameters { key: "model" value: { string_value: "resnet50" } }\n'
     )
-    assert _spec_callees(load_model_config(tmp_path / "double", None, backends=load_backend).spec) == set()
+    assert spec_callees(load_model_config(tmp_path / "double", None, backends=load_backend).spec) == set()
 
 
 async def test_a_model_with_a_model_parameter_loads_alone_and_unloads_nothing(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from core_fakes import DoublingInstance, make_request
 
 from packserve.backends.base import BackendInstance, BatchResult, ExecutionTimer
 from packserve.core.clock import FakeClock
@@ -17,6 +16,7 @@ from packserve.core.inline_policy import InlineExecutionPolicy
 from packserve.core.instances import ExecutionOutcome, InstancePool
 from packserve.errors import ModelExecutionError
 from packserve.messages import InferRequest
+from tests.fakes.core import DoublingInstance, make_request
 
 
 class OddInstance(BackendInstance):

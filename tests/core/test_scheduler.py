@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
-from core_fakes import DoublingInstance, RecordingObserver, make_request, make_spec
 
 from packserve.core.instances import InstancePool
 from packserve.core.scheduler import Scheduler, create_scheduler
 from packserve.core.scheduler_direct import DirectScheduler
 from packserve.core.scheduler_dynamic import DynamicBatchScheduler
 from packserve.errors import (
+    InFlightLimitError,
     InvalidArgumentError,
     ModelExecutionError,
     QueueFullError,
@@ -22,16 +22,17 @@ from packserve.errors import (
     UnavailableError,
 )
 from packserve.model_spec import BatchingPolicy, ModelSpec, QueuePolicy
+from tests.fakes.core import DoublingInstance, RecordingObserver, make_request, make_spec
 
 
 class Harness:
     def __init__(self, spec: ModelSpec, instances: int = 1, gated: bool = False, max_pending: int = 4096):
         self.gate = threading.Event() if gated else None
         self.instances = [DoublingInstance(self.gate) for _ in range(instances)]
-        self.pool = InstancePool(spec.name, self.instances, batching=spec.max_batch_size > 0)
+        self.pool = InstancePool(spec.name, self.instances, batching=spec.batching)
         self.observer = RecordingObserver()
         self.scheduler: Scheduler = create_scheduler(
-            spec, "1", self.pool, self.observer, max_pending=max_pending
+            spec, version="1", pool=self.pool, observer=self.observer, max_pending=max_pending
         )
 
     def submit(self, **kwargs: object) -> asyncio.Task[dict[str, np.ndarray]]:
@@ -76,10 +77,15 @@ def test_factory_picks_the_scheduler_from_the_config() -> None:
     pool = InstancePool("simple", [DoublingInstance()])
     try:
         observer = RecordingObserver()
-        assert isinstance(create_scheduler(dynamic(), "1", pool, observer), DynamicBatchScheduler)
-        assert isinstance(create_scheduler(make_spec(), "1", pool, observer), DirectScheduler)
-        no_batch = make_spec(max_batch_size=0, dynamic_batching=BatchingPolicy())
-        assert isinstance(create_scheduler(no_batch, "1", pool, observer), DirectScheduler)
+        made = [
+            create_scheduler(spec, version="1", pool=pool, observer=observer)
+            for spec in (dynamic(), make_spec(), make_spec(max_batch_size=0, dynamic_batching=BatchingPolicy()))
+        ]
+        assert [type(scheduler) for scheduler in made] == [
+            DynamicBatchScheduler,
+            DirectScheduler,
+            DirectScheduler,
+        ]
     finally:
         pool.close()
 
@@ -127,7 +133,8 @@ async def test_global_max_pending_bounds_admission(harnesses: MakeHarness) -> No
     h = harnesses(make_spec(), gated=True, max_pending=2)
     first, second = h.submit(), h.submit()
     await asyncio.sleep(0)
-    with pytest.raises(QueueFullError, match="model 'simple' queue is full"):
+    # Its own error, not the dynamic batcher's max_queue_size one; the same words and status.
+    with pytest.raises(InFlightLimitError, match=r"model 'simple' queue is full \(2 requests pending, limit 2\)"):
         await h.scheduler.submit(make_request())
     h.release()
     await asyncio.gather(first, second)

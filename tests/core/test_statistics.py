@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from core_fakes import DoublingInstance, make_request, make_spec
-
 from packserve.core.instances import InstancePool
 from packserve.core.scheduler import create_scheduler
 from packserve.core.statistics import StatisticsCollector
 from packserve.errors import ModelExecutionError
 from packserve.messages import RequestTiming
 from packserve.model_spec import BatchingPolicy
+from tests.fakes.core import DoublingInstance, make_request, make_spec
 
 
 def timing(queue: int, cin: int, infer: int, cout: int, batch: int = 1) -> RequestTiming:
@@ -66,7 +65,7 @@ async def test_statistics_add_up_through_a_scheduler() -> None:
     spec = make_spec(dynamic_batching=BatchingPolicy(max_queue_delay_us=2000))
     stats = StatisticsCollector()
     pool = InstancePool("simple", [DoublingInstance()], batching=True)
-    scheduler = create_scheduler(spec, "1", pool, stats)
+    scheduler = create_scheduler(spec, version="1", pool=pool, observer=stats)
 
     async def infer(rows: int, fail: bool) -> None:
         request = make_request(rows=rows, parameters={"raise": True} if fail else {})

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from core_fakes import make_spec
 
 from packserve.core.validation import RequestValidator, tensor_datatype, validate_request
 from packserve.errors import InvalidArgumentError, ModelExecutionError
 from packserve.messages import InferRequest, RequestedOutput
 from packserve.model_spec import TensorSpec
 from packserve.types import DataType
+from tests.fakes.core import make_spec
 
 SPEC = make_spec(
     max_batch_size=8,

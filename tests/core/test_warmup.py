@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from packserve.core.engine import Engine, EngineOptions
-from tests.core.engine_fakes import MODELS, register_fake_backend, write_double_model
+from tests.fakes.double_backend import MODELS, register_fake_backend, write_double_model
+from tests.fakes.registry import BackendRegistry
 
 
 @pytest.fixture(autouse=True)
-def _fake_backend() -> None:
-    register_fake_backend()
+def _fake_backend(backend_registry: BackendRegistry) -> None:
+    register_fake_backend(backend_registry)
     MODELS.clear()
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from deploy_fleet import Fleet, run_fleet
+
+from tests.deploy.deploy_fleet import Fleet, run_fleet
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy_fleet import REPO_ROOT
+from tests.deploy.deploy_fleet import REPO_ROOT
 
 
 @dataclass(frozen=True)

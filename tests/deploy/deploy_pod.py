@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy_fleet import REPO_ROOT
+from tests.deploy.deploy_fleet import REPO_ROOT
 
 LAUNCHER = Path(__file__).with_name("pod_launcher.py")
 DOCKERFILE = REPO_ROOT / "deploy" / "docker" / "Dockerfile.cpu"

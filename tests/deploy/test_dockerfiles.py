@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from deploy_fleet import REPO_ROOT
-from deploy_image import Image, image_plan, instructions, read_image
-from deploy_load import http_status
-from deploy_pod import launch, pod_network, pod_network_unavailable
+
+from tests.deploy.deploy_fleet import REPO_ROOT
+from tests.deploy.deploy_image import Image, image_plan, instructions, read_image
+from tests.deploy.deploy_load import http_status
+from tests.deploy.deploy_pod import launch, pod_network, pod_network_unavailable
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
-from deploy_load import Load, http_status, infer_body, model_metadata, slow_request
-from deploy_pod import RunningPod, pod_network, pod_network_unavailable, run_pod
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import triton_to_np_dtype
+
+from tests.deploy.deploy_load import Load, http_status, infer_body, model_metadata, slow_request
+from tests.deploy.deploy_pod import RunningPod, pod_network, pod_network_unavailable, run_pod
 
 pytestmark = pytest.mark.timeout(600)
 LOAD_THREADS = 4

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_fleet import REPO_ROOT
-from deploy_load import Load, http_status, infer_body, model_metadata
-from deploy_pod import RunningPod, pod_network, pod_network_unavailable, pod_on_loopback, run_pod
 
-from packserve.planning.k8s import DeployOptions, keda_manifests
-from packserve.planning.k8s_scaling import render_adapter_query
-from packserve.planning.plan_schema import Plan
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.output.k8s import DeployOptions, keda_manifests
+from packserve.planning.output.k8s_scaling import render_adapter_query
+from tests.deploy.deploy_fleet import REPO_ROOT
+from tests.deploy.deploy_load import Load, http_status, infer_body, model_metadata
+from tests.deploy.deploy_pod import RunningPod, pod_network, pod_network_unavailable, pod_on_loopback, run_pod
 
 pytestmark = pytest.mark.timeout(600)
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "packserve-dashboard.json"

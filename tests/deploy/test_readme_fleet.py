@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import yaml
-from deploy_fleet import Fleet, readme_section_commands
+
+from tests.deploy.deploy_fleet import Fleet, readme_section_commands
 
 
 def test_every_sizing_a_fleet_command_runs_as_written(fleet: Fleet) -> None:

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).parent))
-from twin_repository import MODELS, build_twin_repository
+from tests.differential.twin_repository import MODELS, build_twin_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_CONFIG = "local,size=1048576"

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from parity_models import bls_test_image
+
+from tests.differential.parity_models import bls_test_image
 
 # Triton loads python models slowly on a loaded machine: more than the suite default of 120 s.
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parity_models import PARITY_FILES, PARITY_MODELS
-
 from packserve.examples.simple_repository import PYTHON_ADD_CONFIG, PYTHON_ADD_MODEL
+from tests.differential.parity_models import PARITY_FILES, PARITY_MODELS
 
 SIMPLE_TWIN_CONFIG = """\
 name: "simple"

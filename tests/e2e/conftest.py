@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory, start_live_server, stop_all_cleanly
 
 from packserve.examples.simple_repository import build_simple_repository
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, start_live_server, stop_all_cleanly
 
 
 @pytest.fixture(scope="module")

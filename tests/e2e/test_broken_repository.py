@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory, direct_http_session
 from tritonclient.utils import InferenceServerException
 
 from packserve.examples.simple_repository import SIMPLE_CONFIG, build_simple_repository
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, direct_http_session
 
 HTTP = direct_http_session()
 

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_browser import (
+
+from packserve.demo import samples
+from packserve.demo.build import ENSEMBLE, build_vision_stack
+from packserve.errors import NotFoundError
+from tests.e2e.console_browser import (
     BROKEN_MODEL,
     BROKEN_REASON,
     MARKUP_LABEL,
@@ -27,11 +31,7 @@ from console_browser import (
     add_console_models,
     chromium_path,
 )
-from e2e_server import LiveServer, LiveServerFactory, direct_http_session
-
-from packserve.demo import samples
-from packserve.demo.build import ENSEMBLE, build_vision_stack
-from packserve.errors import NotFoundError
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, direct_http_session
 
 playwright_sync = pytest.importorskip(
     "playwright.sync_api", reason="pip install -e '.[dev]' installs playwright"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.http as httpclient
-from e2e_server import LiveServerFactory
+
+from tests.e2e.e2e_server import LiveServerFactory
 
 # Burns ~4 ms of CPU per batch. A marker file in MARKER_DIR exists while an execution runs: if it
 # is already there, another execution (of either model) overlaps this one, and OVERLAP says so.

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory, direct_http_session
-from e2e_simple import simple_inputs, simple_operands
 from tritonclient.utils import InferenceServerException
 
 from packserve.examples.simple_repository import CLASS_LABELS, classifier_weights
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, direct_http_session
+from tests.e2e.e2e_simple import simple_inputs, simple_operands
 
 EXAMPLE_MODELS = ("classifier", "python_add", "simple", "simple_ensemble", "simple_v3")
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory, direct_http_session
-from e2e_simple import json_simple_request, simple_inputs, simple_operands
 from tritonclient.utils import InferenceServerException
+
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, direct_http_session
+from tests.e2e.e2e_simple import json_simple_request, simple_inputs, simple_operands
 
 HTTP = direct_http_session()
 MAX_BODY_MIB = 1

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory
+
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory
 
 INLINE_LOG = "model 'simple': batches cost"
 GOING_INLINE = "trying them on the event loop"

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.http as httpclient
-from e2e_server import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from packserve.examples.simple_repository import build_simple_repository
+from tests.e2e.e2e_server import (
     LiveServer,
     LiveServerFactory,
     ServerStartError,
     direct_http_session,
     start_live_server,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
-from packserve.examples.simple_repository import build_simple_repository
 
 HTTP = direct_http_session()
 IN_FLIGHT = 6

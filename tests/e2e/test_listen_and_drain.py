@@ -13,8 +13,9 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from e2e_server import LiveServerFactory, direct_http_session
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.e2e.e2e_server import LiveServerFactory, direct_http_session
 
 # Other loopback addresses: reachable here, and distinct from the 127.0.0.1 the rest binds.
 GRPC_ADDRESS, METRICS_ADDRESS = "127.0.0.2", "127.0.0.3"

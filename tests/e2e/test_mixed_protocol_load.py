@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from e2e_server import LiveServer, LiveServerFactory, direct_http_session
-from e2e_simple import simple_inputs, simple_operands
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, direct_http_session
+from tests.e2e.e2e_simple import simple_inputs, simple_operands
 
 MODEL = "simple"
 THREADS_PER_PROTOCOL = 4

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_perf_analyzer import needs_perf_analyzer, run_perf_analyzer
-from e2e_server import LiveServer, LiveServerFactory
+
+from tests.e2e.e2e_perf_analyzer import needs_perf_analyzer, run_perf_analyzer
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory
 
 pytestmark = needs_perf_analyzer
 

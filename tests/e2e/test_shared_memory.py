@@ -15,9 +15,10 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from e2e_perf_analyzer import needs_perf_analyzer, run_perf_analyzer
-from e2e_server import LiveServer, LiveServerFactory
 from tritonclient.utils import InferenceServerException
+
+from tests.e2e.e2e_perf_analyzer import needs_perf_analyzer, run_perf_analyzer
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory
 
 A = np.arange(16, dtype=np.int32).reshape(1, 16)
 B = np.full((1, 16), 3, dtype=np.int32)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from e2e_server import LiveServerFactory, direct_http_session
 
 from packserve.examples.simple_repository import build_simple_repository
+from tests.e2e.e2e_server import LiveServerFactory, direct_http_session
 
 ECHO_CONFIG = """name: "echo_params"
 backend: "python"

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from e2e_server import HOST, LiveServerFactory, direct_http_session, free_ports
 
 from packserve.examples.simple_repository import build_simple_repository
+from tests.e2e.e2e_server import HOST, LiveServerFactory, direct_http_session, free_ports
 
 RAISING_MODEL = '''
 import triton_python_backend_utils as pb_utils

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from e2e_perf_analyzer import PERF_ANALYZER, run_perf_analyzer, write_bytes_input_data
-from e2e_server import LiveServer, LiveServerFactory, direct_http_session
 from tritonclient.utils import InferenceServerException
 
 from packserve.demo import samples
 from packserve.demo.build import ENSEMBLE, build_vision_stack
 from packserve.errors import NotFoundError
+from tests.e2e.e2e_perf_analyzer import PERF_ANALYZER, run_perf_analyzer, write_bytes_input_data
+from tests.e2e.e2e_server import LiveServer, LiveServerFactory, direct_http_session
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from packserve.examples.simple_repository import (
     main,
 )
 from packserve.messages import InferRequest
-from tests.backends.backend_fakes import RecordingTimer, model_context, request
+from tests.fakes.backends import RecordingTimer, model_context, request
 
 CPU = InstanceContext(name="m_0_0", kind="KIND_CPU", device_id=0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
 
 MIB = 1024**2
 

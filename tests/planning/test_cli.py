@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import typer
-from planning_synthetic import LinearModel, linear_profile
 from typer.testing import CliRunner
 
 from packserve.cli.planning_commands import register
 from packserve.errors import PackserveError
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_plan_out_naming_a_file_one_line(app: typer.Typer, profile_file: Path, t
 
 
 def test_profile_on_a_missing_gpu_one_line(app: typer.Typer, tmp_path: Path) -> None:
-    from packserve.planning.device_memory import open_device_memory
+    from packserve.planning.profiling.device_memory import open_device_memory
 
     try:
         open_device_memory("cuda:0")

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.config_patch import (
+from packserve.planning.formats.config_patch import (
     apply_to_repository,
     load_patches,
     patch_pbtxt,
     patched_config_json,
 )
-from packserve.planning.plan_schema import ModelPlan
+from packserve.planning.formats.plan_schema import ModelPlan
 
 CONFIG = """
 name: "det"

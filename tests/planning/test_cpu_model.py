@@ -7,18 +7,18 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.device_model import capacity_of, cpu_scale, pod_throughput
-from packserve.planning.duty_cycle import expected_occupancy_ms, options_of, plan_group
-from packserve.planning.plan_check import check_plan
-from packserve.planning.plan_schema import ModelPlan, Plan
-from packserve.planning.planner import PlanOptions, plan
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
-from packserve.planning.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
-from packserve.planning.traced_inputs import batch_of
-from packserve.planning.workload import build_pipelines, latency_budgets_ms
+from packserve.planning.capacity.device_model import capacity_of, cpu_scale, pod_throughput
+from packserve.planning.capacity.duty_cycle import expected_occupancy_ms, options_of, plan_group
+from packserve.planning.capacity.plan_check import check_plan
+from packserve.planning.capacity.planner import PlanOptions, plan
+from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
+from packserve.planning.capacity.workload import build_pipelines, latency_budgets_ms
+from packserve.planning.formats.plan_schema import ModelPlan, Plan
+from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile, Profile, ProfilePoint
+from packserve.planning.profiling.traced_inputs import batch_of
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 
@@ -75,8 +75,8 @@ def test_cores_multiply_what_one_pod_can_carry() -> None:
     profile = _cpu_profile(2, 110.0)
     options = {"det": [o for o in options_of(profile.model("det"), 1.0) if o.instances == 2]}
     # 12 calls/s x 100 ms = 1.2 cores: more than one core allows, within 80% of two.
-    assert plan_group(options, {"det": 12.0}, {"det": 2000.0}, GIB, capacity=1.0) is None
-    setting = plan_group(options, {"det": 12.0}, {"det": 2000.0}, GIB, capacity=2.0)
+    assert plan_group(options, {"det": 12.0}, {"det": 2000.0}, memory_limit=GIB, capacity=1.0) is None
+    setting = plan_group(options, {"det": 12.0}, {"det": 2000.0}, memory_limit=GIB, capacity=2.0)
     assert setting is not None
     assert setting.utilisation == pytest.approx(0.6, rel=0.05)
 
@@ -188,7 +188,7 @@ def test_region_map_steps_are_not_pipelines_of_their_own() -> None:
 def test_shared_cores_divide_the_machine(cores: float, jobs: list[float], finish_s: list[float]) -> None:
     import simpy
 
-    from packserve.planning.sim_devices import SharedCores
+    from packserve.planning.capacity.sim_devices import SharedCores
 
     env = simpy.Environment()
     device = SharedCores(env, cores)
@@ -207,7 +207,7 @@ def test_shared_cores_divide_the_machine(cores: float, jobs: list[float], finish
 def test_a_late_batch_slows_the_running_one() -> None:
     import simpy
 
-    from packserve.planning.sim_devices import SharedCores
+    from packserve.planning.capacity.sim_devices import SharedCores
 
     env = simpy.Environment()
     device = SharedCores(env, 1.0)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.device_memory import open_device_memory, parse_device
-from packserve.planning.profiler import _profiling_config, on_device
+from packserve.planning.profiling.device_memory import open_device_memory, parse_device
+from packserve.planning.profiling.profiler import _profiling_config, on_device
 
 GIB = 1024**3
 

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from planning_synthetic import LinearModel, linear_profile
-from seven_models import LOAD_PER_S, MEMORY, MIX, P99_MS, PEAK_FACTOR, seven_model_profile
 
-from packserve.planning import fleet_search
+from docs.examples.seven_models_v100 import LOAD_PER_S, MEMORY, MIX, P99_MS, PEAK_FACTOR
+from docs.examples.seven_models_v100 import build as seven_model_profile
+from packserve.planning.capacity import fleet_search
+from packserve.planning.capacity.fleet_search import p99_for_devices, search
+from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
+from packserve.planning.capacity.workload import LeafStep, Pipeline
 from packserve.planning.commands import PlanCommand, plan_command
-from packserve.planning.fleet_search import p99_for_devices, search
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, gpus, plan
-from packserve.planning.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
-from packserve.planning.workload import LeafStep, Pipeline
+from packserve.planning.formats.plan_schema import Plan
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "docs" / "examples" / "seven_models_v100.py"
 SEVEN = PlanOptions(LOAD_PER_S, P99_MS, MEMORY, peak_factor=PEAK_FACTOR, mix=MIX, max_utilisation=0.95)
 
 
@@ -63,6 +69,15 @@ def test_search_steps_down_until_the_simulation_meets_the_target(monkeypatch: py
     assert seen == [0.95, 0.85, 0.75, 0.65, 0.7]
     assert found.plan.max_utilisation == 0.7
     assert [a.meets_slo for a in found.attempts] == [False, False, False, True, True]
+
+
+def test_the_docs_example_script_writes_the_committed_profile(tmp_path: Path) -> None:
+    """docs/planning.md plans docs/examples/seven_models_v100.profile.json; the script beside it,
+    run as its docstring says, writes exactly that file (the tests below plan the same profile)."""
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, str(EXAMPLE), str(out)], check=True, env=env, timeout=120)
+    assert out.read_text(encoding="utf-8") == EXAMPLE.with_suffix(".profile.json").read_text(encoding="utf-8")
 
 
 def test_seven_model_example_packed_against_bound_and_baseline() -> None:

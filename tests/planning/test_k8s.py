@@ -10,12 +10,12 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
+from packserve.planning.capacity.planner import PlanOptions, plan
 from packserve.planning.commands import deploy_k8s_command
-from packserve.planning.k8s import QUEUE_METRIC, DeployOptions, build_manifests, is_core
-from packserve.planning.planner import PlanOptions, plan
+from packserve.planning.output.k8s import QUEUE_METRIC, DeployOptions, build_manifests, is_core
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 K8S_VERSION = "1.30.0"
 
@@ -106,7 +106,7 @@ def test_bad_deploy_options_say_why(two_pod_plan, options: DeployOptions, messag
 def test_cpu_plan_requests_the_profiled_cores_and_loads_the_whole_pipeline() -> None:
     from dataclasses import replace
 
-    from packserve.planning.profile_schema import EnsembleStep, ModelProfile
+    from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile
 
     base = linear_profile(
         [LinearModel("pre", 2, 1, 200), LinearModel("crops", 3, 1, 10), LinearModel("inner", 1, 1, 100)],

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from planning_synthetic import LinearModel, linear_profile
 from typer.testing import CliRunner
 
 from packserve.cli import app
 from packserve.errors import InvalidArgumentError
-from packserve.planning.k8s import DeployOptions, build_manifests, keda_manifests
-from packserve.planning.k8s_inputs import ReplicaBounds
-from packserve.planning.k8s_scaling import ADAPTER_QUERY, QUEUE_METRIC, adapter_values
-from packserve.planning.planner import PlanOptions, plan
+from packserve.planning.capacity.planner import PlanOptions, plan
+from packserve.planning.output.k8s import DeployOptions, build_manifests, keda_manifests
+from packserve.planning.output.k8s_inputs import ReplicaBounds
+from packserve.planning.output.k8s_scaling import ADAPTER_QUERY, QUEUE_METRIC, adapter_values
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 
 @pytest.fixture(scope="module")

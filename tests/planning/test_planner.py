@@ -7,11 +7,11 @@ from itertools import product
 
 import numpy as np
 import pytest
-from planning_synthetic import MIB, LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.duty_cycle import Option, max_mean_arrivals, options_of, poisson_quantile
-from packserve.planning.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.duty_cycle import Option, max_mean_arrivals, options_of, poisson_quantile
+from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from tests.planning.planning_synthetic import MIB, LinearModel, linear_profile
 
 GIB = 1024**3
 

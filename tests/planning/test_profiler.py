@@ -15,9 +15,9 @@ from packserve.cli.planning_commands import register
 from packserve.core.views import ModelMetadata, TensorMetadata
 from packserve.errors import InvalidArgumentError
 from packserve.examples.simple_repository import build_simple_repository
-from packserve.planning.inputs import make_inputs, natural_jpeg
-from packserve.planning.profile_schema import Profile
-from packserve.planning.profiler import ProfileOptions, run_profile
+from packserve.planning.formats.profile_schema import Profile
+from packserve.planning.profiling.inputs import make_inputs, natural_jpeg
+from packserve.planning.profiling.profiler import ProfileOptions, run_profile
 from packserve.types import DataType
 
 
@@ -132,7 +132,7 @@ def test_inputs_follow_metadata_and_bytes_are_real_jpegs() -> None:
 
 async def test_ensemble_steps_are_profiled_with_traced_inputs_and_cpu_time(repository: Path) -> None:
     from packserve.core.engine import Engine, EngineOptions
-    from packserve.planning.traced_inputs import trace_ensemble_inputs
+    from packserve.planning.profiling.traced_inputs import trace_ensemble_inputs
 
     engine = await Engine.start(
         EngineOptions(repository, "explicit", load_models=("simple", "simple_ensemble"))

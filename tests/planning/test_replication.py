@@ -8,12 +8,12 @@ from dataclasses import replace
 from itertools import product
 
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
-from packserve.planning.plan_check import check_plan, plan_pipelines
-from packserve.planning.planner import PlanOptions, _prepare, _price, gpus, plan
-from packserve.planning.profile_schema import Profile
-from packserve.planning.replication import saturated_fraction
+from packserve.planning.capacity.plan_check import check_plan, plan_pipelines
+from packserve.planning.capacity.planner import PlanOptions, _prepare, _price, gpus, plan
+from packserve.planning.capacity.replication import saturated_fraction
+from packserve.planning.formats.profile_schema import Profile
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 # One heavy model (a) and two light ones (b, c), each called directly: a dominates the load.
@@ -92,7 +92,7 @@ def test_dedicated_replicas_beat_whole_group_replication_where_one_model_dominat
 def test_each_pod_kind_is_its_own_deployment_with_its_share_and_patch() -> None:
     import json
 
-    from packserve.planning.k8s import DeployOptions, build_manifests
+    from packserve.planning.output.k8s import DeployOptions, build_manifests
 
     profile = linear_profile(DOMINANT)
     split = plan(profile, PlanOptions(900, 60, 8 * GIB, peak_factor=1.0, mix=MIX, memory_reserve=0))

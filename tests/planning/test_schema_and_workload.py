@@ -3,14 +3,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, plan
-from packserve.planning.profile_schema import EnsembleStep, ModelProfile, Profile
-from packserve.planning.units import parse_duration_ms, parse_load, parse_memory_bytes, parse_mix
-from packserve.planning.workload import build_pipelines, critical_path_ms, latency_budgets_ms, rates_per_model
+from packserve.planning.capacity.planner import PlanOptions, plan
+from packserve.planning.capacity.workload import (
+    build_pipelines,
+    critical_path_ms,
+    latency_budgets_ms,
+    rates_per_model,
+)
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.profile_schema import EnsembleStep, ModelProfile, Profile
+from packserve.planning.formats.units import parse_duration_ms, parse_load, parse_memory_bytes, parse_mix
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 
 def test_profile_and_plan_round_trip(tmp_path: Path) -> None:

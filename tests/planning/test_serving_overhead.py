@@ -7,16 +7,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from planning_synthetic import LinearModel, linear_profile
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.device_model import serving_overhead_ms, with_serving_overhead
-from packserve.planning.plan_check import plan_pipelines, saturation_throughput
-from packserve.planning.plan_schema import Plan
-from packserve.planning.planner import PlanOptions, plan
-from packserve.planning.profile_schema import Profile, ServedPoint
-from packserve.planning.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
-from packserve.planning.workload import build_pipelines, latency_budgets_ms
+from packserve.planning.capacity.device_model import serving_overhead_ms, with_serving_overhead
+from packserve.planning.capacity.plan_check import plan_pipelines, saturation_throughput
+from packserve.planning.capacity.planner import PlanOptions, plan
+from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
+from packserve.planning.capacity.workload import build_pipelines, latency_budgets_ms
+from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.profile_schema import Profile, ServedPoint
+from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.simulator import (
+from packserve.planning.capacity.simulator import (
     Arrivals,
     SimModel,
     SimOptions,
@@ -17,7 +17,7 @@ from packserve.planning.simulator import (
     interpolated_service,
     simulate,
 )
-from packserve.planning.workload import LeafStep, Pipeline
+from packserve.planning.capacity.workload import LeafStep, Pipeline
 
 
 def _single(service_ms: float, max_batch: int = 1, delay_us: int = 0) -> tuple[SimPod, ...]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.planning.stats import percentile_ci, run_percentile_range
+from packserve.planning.capacity.stats import percentile_ci, run_percentile_range
 
 
 def test_interval_contains_the_estimate_and_narrows_with_more_requests() -> None:

@@ -27,7 +27,11 @@ dims (shrunk to fit only if larger); with its `_meta` it feeds a crop_boxes mode
 crop_boxes mode: inputs IMAGE UINT8 [H, W, 3], BOXES FP32 [-1, 4] (x1, y1, x2, y2) or [-1, 8]
 (quadrilaterals), optional IMAGE_META FP32 [6] (then boxes are in original-image pixels); names
 set by image_input / boxes_input / image_meta_input, image_color=RGB|BGR. Each output has dims
-[-1, 3, H, W] or [-1, H, W, 3] and the per-output keys above (op defaults to crop).
+[-1, 3, H, W] or [-1, H, W, 3] and the per-output keys above (op defaults to crop), plus how its
+regions are cut: <OUT>.expand (grow around the centre, 1), <OUT>.crop_mode direct | native (cut at
+the region's own size, then resize, as PP-OCR), <OUT>.keep_ratio (full height, ratio kept, padded
+right); a W of -1 takes <OUT>.min_width / <OUT>.max_width / <OUT>.width_bucket (crops of one request
+share the width of the widest). A region_map model calls such a model to cut its crops.
 
 Instances of kind KIND_GPU decode with nvjpeg (torchvision) and keep outputs as CUDA tensors.
 """

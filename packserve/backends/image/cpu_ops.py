@@ -28,9 +28,20 @@ CV2_INTERPOLATION = {
 CV2_INTERPOLATION["linear_antialias"] = cv2.INTER_LINEAR
 
 
-def normalization_table(normalization: Normalization, dtype: np.dtype) -> np.ndarray:
+def normalization_table(
+    normalization: Normalization, dtype: np.dtype, *, stepwise: bool = False
+) -> np.ndarray:
     """[256, 3] table: entry [v, c] is the normalized value of pixel value v in output channel c
-    (mean and std are given in the output's channel order, as the model sees them)."""
+    (mean and std are given in the output's channel order, as the model sees them).
+
+    Decode outputs fold the formula into one float64 multiply-add. `stepwise` (crop_boxes outputs)
+    computes `(v * scale - mean) / std` in float32 steps instead: the arithmetic region maps cut
+    their crops with before the crops moved to crop models, so no crop changed by a bit (the two
+    differ by one float32 ulp on some entries)."""
+    if stepwise:
+        pixels = np.arange(256, dtype=np.float32)[:, None]
+        mean, std = np.asarray(normalization.mean, np.float32), np.asarray(normalization.std, np.float32)
+        return ((pixels * np.float32(normalization.scale) - mean) / std).astype(dtype)
     gain, bias = normalization.gain_and_bias()
     values = np.arange(256, dtype=np.float64)[:, None]
     return (values * np.asarray(gain) + np.asarray(bias)).astype(dtype)

@@ -30,6 +30,7 @@ from packserve.backends.image.decode import (
 )
 from packserve.backends.image.geometry import META_SIZE, Transform, map_boxes_to_canvas, transform_for
 from packserve.backends.image.model import (
+    CpuImageInstance,
     collect,
     crop_arrays,
     gather_encoded_rows,
@@ -165,6 +166,11 @@ class GpuImageInstance(BackendInstance):
                 f"image model '{plan.model}': jpeg_quality (outputs {reencoded}) runs on KIND_CPU "
                 f"instances only"
             )
+        # The torch crop is one homography per region to a fixed size. Crops shaped otherwise
+        # (keep_ratio, native, expand, variable widths) are cut on the host, as the CPU instance
+        # cuts them, and stay host arrays (documented in docs/image-ops.md).
+        host_cuts = any(_cut_needs_host(p) for p in plan.pipelines)
+        self._host_cuts = CpuImageInstance(plan) if host_cuts else None
         self.plan = plan
         self.device = torch.device(device)
         self._cuda = self.device.type == "cuda"
@@ -188,11 +194,17 @@ class GpuImageInstance(BackendInstance):
                     torch.tensor(bias, dtype=torch.float32, device=self.device),
                 )
 
+    def close(self) -> None:
+        if self._host_cuts is not None:
+            self._host_cuts.close()
+
     def execute(self, requests: Sequence[InferRequest], timer: ExecutionTimer) -> BatchResult:
         import torch
 
         context = torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
         with context:
+            if self._host_cuts is not None:
+                return self._host_cuts.execute(requests, timer)
             if self.plan.mode == "crop_boxes":
                 timer.inputs_ready()
                 results: BatchResult = [self._crop_request(r) for r in requests]
@@ -345,3 +357,8 @@ class GpuImageInstance(BackendInstance):
             return exc
         except ValueError as exc:
             return InvalidArgumentError(f"image model '{plan.model}': {exc}")
+
+
+def _cut_needs_host(pipeline: Pipeline) -> bool:
+    cut = pipeline.region
+    return cut is not None and (cut.keep_ratio or cut.native or cut.expand != 1.0 or cut.variable_width)

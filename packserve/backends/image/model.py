@@ -22,10 +22,11 @@ from packserve.backends.base import (
     ExecutionTimer,
     InstanceContext,
 )
-from packserve.backends.image.cpu_ops import crop_regions, normalization_table, render, write_canvas
+from packserve.backends.image.cpu_ops import normalization_table, render, write_canvas
 from packserve.backends.image.decode import decode_image
 from packserve.backends.image.geometry import META_SIZE, map_boxes_to_canvas, transform_for
 from packserve.backends.image.params import ImagePlan, Pipeline, parse_plan
+from packserve.backends.image.region_crops import cut_regions
 from packserve.errors import InvalidArgumentError, ModelExecutionError, PackserveError
 
 if TYPE_CHECKING:
@@ -50,11 +51,13 @@ class ImageModel(BackendModel):
         return CpuImageInstance(self.plan)
 
 
-def output_shape(pipeline: Pipeline) -> tuple[int, ...]:
-    """Shape of one row of a pipeline's output (without batch or crop-count dimensions)."""
+def output_shape(pipeline: Pipeline, width: int = 0) -> tuple[int, ...]:
+    """Shape of one row of a pipeline's output (without batch or crop-count dimensions); `width`
+    overrides the pipeline's for crops of variable width."""
+    width = width or pipeline.width
     if pipeline.layout == "NCHW":
-        return (3, pipeline.height, pipeline.width)
-    return (pipeline.height, pipeline.width, 3)
+        return (3, pipeline.height, width)
+    return (pipeline.height, width, 3)
 
 
 def needed_pipelines(plan: ImagePlan, requests: Sequence[InferRequest]) -> tuple[Pipeline, ...]:
@@ -150,7 +153,11 @@ class CpuImageInstance(BackendInstance):
         self.plan = plan
         self._pool = ThreadPoolExecutor(max_workers=plan.threads, thread_name_prefix=f"image-{plan.model}")
         self._tables = {
-            p.name: normalization_table(p.normalization, p.dtype.numpy) if p.normalization else None
+            p.name: (
+                normalization_table(p.normalization, p.dtype.numpy, stepwise=p.region is not None)
+                if p.normalization
+                else None
+            )
             for p in plan.pipelines
         }
 
@@ -237,6 +244,12 @@ class CpuImageInstance(BackendInstance):
             out: dict[str, Tensor] = {}
             for pipeline in needed_pipelines(plan, [request]):
                 rows = [self._crop_row(pipeline, images[r], boxes[r], metas[r]) for r in range(len(images))]
+                if len({row.shape for row in rows}) > 1:  # variable widths differ between images
+                    raise InvalidArgumentError(
+                        f"image model '{plan.model}': output '{pipeline.name}' has a variable width and "
+                        f"the {len(rows)} images of one request gave crops of different widths; send "
+                        "one image per request"
+                    )
                 out[pipeline.name] = np.stack(rows) if plan.batching else rows[0]
             return out
         except PackserveError as exc:
@@ -250,16 +263,10 @@ class CpuImageInstance(BackendInstance):
         assert self.plan.crop is not None
         if meta is not None:  # boxes are in original-image pixels: map them onto the decoded image
             boxes = map_boxes_to_canvas(boxes, meta)
-        crops = crop_regions(
-            image,
-            boxes,
-            (pipeline.width, pipeline.height),
-            interpolation=pipeline.interpolation,
-            pad_value=pipeline.pad_value,
-        )
+        crops = cut_regions(image, boxes, pipeline)
         if self.plan.crop.image_color == "BGR":
             crops = crops[..., ::-1]
-        out = np.empty((len(crops), *output_shape(pipeline)), pipeline.dtype.numpy)
+        out = np.empty((len(crops), *output_shape(pipeline, crops.shape[2])), pipeline.dtype.numpy)
         for index in range(len(crops)):
             write_canvas(
                 np.ascontiguousarray(crops[index]), pipeline, self._tables[pipeline.name], out[index]

@@ -1,7 +1,8 @@
 """Config `parameters` of an image model -> one frozen `ImagePlan` (parse and validate, once, at load).
 
 The schema is documented in packserve/backends/image/__init__.py and docs/image-ops.md. Every error
-is a ConfigError naming the model, the parameter, what was expected and what was found.
+is a ConfigError naming the model, the parameter, what was expected and what was found. What only
+crop_boxes mode takes (its inputs, how regions are cut) is parsed in crop_params.py.
 """
 
 from __future__ import annotations
@@ -9,9 +10,24 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from packserve.backends.image.crop_params import (
+    CROP_OUTPUT_KEYS,
+    CropInputs,
+    RegionCut,
+    crop_inputs,
+    refuse_crop_keys,
+    region_cut,
+)
+from packserve.backends.image.param_values import (
+    bad_value,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_number,
+    parse_triple,
+)
 from packserve.errors import ConfigError
 from packserve.types import DataType
 
@@ -54,6 +70,7 @@ OUTPUT_KEYS = (
     "scale",
     "mean",
     "std",
+    *CROP_OUTPUT_KEYS,
 )
 META_SUFFIX = "_meta"
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -107,14 +124,7 @@ class Pipeline:
     jpeg_quality: int  # 0: off; else the canvas takes a JPEG round trip at this quality
     normalization: Normalization | None  # None: raw 0..255 pixels (UINT8)
     meta_name: str | None  # "<name>_meta" when the config declares it
-
-
-@dataclass(frozen=True, slots=True)
-class CropInputs:
-    image: str
-    boxes: str
-    image_meta: str | None
-    image_color: str
+    region: RegionCut | None = None  # crop_boxes mode: how regions are cut (None in decode mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,67 +139,21 @@ class ImagePlan:
     threads: int
 
 
-def _bad(model: str, key: str, expected: str, got: object) -> ConfigError:
-    return ConfigError(f"image model '{model}': parameter '{key}' must be {expected}, got {got!r}")
-
-
-def _choice(model: str, key: str, value: str, allowed: tuple[str, ...]) -> str:
-    normalized = value.strip().lower()
-    for option in allowed:
-        if option.lower() == normalized:
-            return option
-    raise _bad(model, key, "one of " + "/".join(allowed), value)
-
-
-def _int(model: str, key: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise _bad(model, key, "an integer", value) from None
-    if not low <= number <= high:
-        raise _bad(model, key, f"an integer in [{low}, {high}]", value)
-    return number
-
-
-def _bool(model: str, key: str, value: str) -> bool:
-    normalized = value.strip().lower()
-    if normalized in ("1", "true", "yes", "on"):
-        return True
-    if normalized in ("0", "false", "no", "off"):
-        return False
-    raise _bad(model, key, "true or false", value)
-
-
-def _number(model: str, key: str, text: str) -> float:
-    try:
-        return float(Fraction(text.strip()))  # accepts "0.5", "1/255", "2e-3"
-    except (ValueError, ZeroDivisionError):
-        raise _bad(model, key, "a number such as 0.5 or 1/255", text) from None
-
-
-def _triple(model: str, key: str, value: str, positive: bool) -> tuple[float, float, float]:
-    numbers = [_number(model, key, part) for part in value.split(",")]
-    if len(numbers) == 1:
-        numbers *= 3
-    if len(numbers) != 3:
-        raise _bad(model, key, "1 or 3 comma-separated numbers", value)
-    if positive and any(n <= 0 for n in numbers):
-        raise _bad(model, key, "positive numbers", value)
-    return numbers[0], numbers[1], numbers[2]
-
-
-def _canvas(model: str, output: TensorSpec, layout: str, leading: int) -> tuple[int, int]:
-    """(width, height) read from the output dims; `leading` dims (the crop count) come first."""
+def _canvas(model: str, output: TensorSpec, layout: str, crops: bool) -> tuple[int, int]:
+    """(width, height) read from the output dims. Crop outputs have a leading crop-count dim and
+    may have a variable width (-1: each request's crops keep their aspect ratio)."""
     channels_last = layout in ("NHWC", "HWC")
+    leading = 1 if crops else 0
     dims = output.dims[leading:]
     if len(output.dims) == 3 + leading:
         height, width, channels = dims if channels_last else (dims[1], dims[2], dims[0])
-        if channels == 3 and height > 0 and width > 0:
+        if channels == 3 and height > 0 and (width > 0 or (crops and width == -1)):
             return int(width), int(height)
     expected = ("[-1, " if leading else "[") + ("H, W, 3]" if channels_last else "3, H, W]")
+    variable = " (W may be -1: crops of variable width)" if crops else ""
     raise ConfigError(
         f"image model '{model}': output '{output.name}' ({layout}) must have dims {expected} "
-        f"with fixed H and W, got {list(output.dims)}"
+        f"with fixed H and W{variable}, got {list(output.dims)}"
     )
 
 
@@ -202,14 +166,14 @@ def _pipeline(
         return f"{name}.{k}"
 
     if mode == "crop_boxes":
-        op = _choice(model, key("op"), keys.get("op", "crop"), ("crop",))
+        op = parse_choice(model, key("op"), keys.get("op", "crop"), ("crop",))
     else:
         if "op" not in keys:
             raise ConfigError(
                 f"image model '{model}': output '{name}' needs parameter '{name}.op' "
                 f"(one of {'/'.join(DECODE_OPS)}) or must be named '<output>{META_SUFFIX}'"
             )
-        op = _choice(model, key("op"), keys["op"], DECODE_OPS)
+        op = parse_choice(model, key("op"), keys["op"], DECODE_OPS)
     if output.datatype not in OUTPUT_DTYPES:
         raise ConfigError(
             f"image model '{model}': output '{name}' must be FP32, FP16 or UINT8, "
@@ -223,8 +187,13 @@ def _pipeline(
             )
         layout = "HWC"
     else:
-        layout = _choice(model, key("layout"), keys.get("layout", "NCHW"), ("NCHW", "NHWC"))
-    width, height = _canvas(model, output, layout, 1 if mode == "crop_boxes" else 0)
+        layout = parse_choice(model, key("layout"), keys.get("layout", "NCHW"), ("NCHW", "NHWC"))
+    width, height = _canvas(model, output, layout, mode == "crop_boxes")
+    region = None
+    if mode == "crop_boxes":
+        region, width = region_cut(model, name, width, keys, "interpolation" in keys)
+    else:
+        refuse_crop_keys(model, name, keys)
     normalization = None
     if output.datatype is DataType.UINT8:
         extra = [k for k in ("scale", "mean", "std") if k in keys]
@@ -235,9 +204,9 @@ def _pipeline(
             )
     else:
         normalization = Normalization(
-            scale=_number(model, key("scale"), keys.get("scale", "1/255")),
-            mean=_triple(model, key("mean"), keys.get("mean", "0"), positive=False),
-            std=_triple(model, key("std"), keys.get("std", "1"), positive=True),
+            scale=parse_number(model, key("scale"), keys.get("scale", "1/255")),
+            mean=parse_triple(model, key("mean"), keys.get("mean", "0"), positive=False),
+            std=parse_triple(model, key("std"), keys.get("std", "1"), positive=True),
         )
     shorter = 0
     if op == "shorter_side":
@@ -245,7 +214,7 @@ def _pipeline(
             raise ConfigError(
                 f"image model '{model}': output '{name}' (op shorter_side) needs '{key('shorter')}'"
             )
-        shorter = _int(model, key("shorter"), keys["shorter"], 1, 1 << 16)
+        shorter = parse_int(model, key("shorter"), keys["shorter"], 1, 1 << 16)
     default_shorter = str(round(min(width, height) / DEFAULT_CROP_RATIO))
     max_upscale = _max_upscale(model, name, op, keys)
     return Pipeline(
@@ -254,24 +223,28 @@ def _pipeline(
         width=width,
         height=height,
         layout=layout,
-        color=_choice(model, key("color"), keys.get("color", defaults.get("color", "RGB")), ("RGB", "BGR")),
+        color=parse_choice(
+            model, key("color"), keys.get("color", defaults.get("color", "RGB")), ("RGB", "BGR")
+        ),
         dtype=output.datatype,
-        interpolation=_choice(
+        interpolation=parse_choice(
             model, key("interpolation"), keys.get("interpolation", "linear"), INTERPOLATIONS
         ),
-        pad_value=_int(
+        pad_value=parse_int(
             model, key("pad_value"), keys.get("pad_value", "114" if op == "letterbox" else "0"), 0, 255
         ),
-        center=_choice(model, key("align"), keys.get("align", "center"), ("center", "top_left")) == "center",
-        resize_shorter=_int(
+        center=parse_choice(model, key("align"), keys.get("align", "center"), ("center", "top_left"))
+        == "center",
+        resize_shorter=parse_int(
             model, key("resize_shorter"), keys.get("resize_shorter", default_shorter), 1, 1 << 16
         ),
         shorter=shorter,
         max_upscale=max_upscale,
         stretch=_stretch(model, name, op, keys),
-        jpeg_quality=_int(model, key("jpeg_quality"), keys.get("jpeg_quality", "0"), 0, 100),
+        jpeg_quality=parse_int(model, key("jpeg_quality"), keys.get("jpeg_quality", "0"), 0, 100),
         normalization=normalization,
         meta_name=None,
+        region=region,
     )
 
 
@@ -291,10 +264,10 @@ def _max_upscale(model: str, name: str, op: str, keys: Mapping[str, str]) -> flo
             f"image model '{model}': give '{name}.allow_upscale' or '{name}.max_upscale', not both"
         )
     if given[0] == "allow_upscale":
-        return float("inf") if _bool(model, f"{name}.allow_upscale", keys["allow_upscale"]) else 1.0
-    limit = _number(model, f"{name}.max_upscale", keys["max_upscale"])
+        return float("inf") if parse_bool(model, f"{name}.allow_upscale", keys["allow_upscale"]) else 1.0
+    limit = parse_number(model, f"{name}.max_upscale", keys["max_upscale"])
     if limit < 1.0:
-        raise _bad(model, f"{name}.max_upscale", "a number >= 1 (1: never enlarge)", keys["max_upscale"])
+        raise bad_value(model, f"{name}.max_upscale", "a number >= 1 (1: never enlarge)", keys["max_upscale"])
     return limit
 
 
@@ -303,20 +276,20 @@ def _stretch(model: str, name: str, op: str, keys: Mapping[str, str]) -> bool:
         return False
     if op != "center_crop":
         raise ConfigError(f"image model '{model}': parameter '{name}.stretch' applies to center_crop only")
-    return _bool(model, f"{name}.stretch", keys["stretch"])
+    return parse_bool(model, f"{name}.stretch", keys["stretch"])
 
 
 def _aspect(model: str, value: str) -> float:
-    ratio = _number(model, "max_aspect_ratio", value)
+    ratio = parse_number(model, "max_aspect_ratio", value)
     if ratio != 0 and ratio < 1:
-        raise _bad(model, "max_aspect_ratio", "0 (any) or a number >= 1", value)
+        raise bad_value(model, "max_aspect_ratio", "0 (any) or a number >= 1", value)
     return ratio
 
 
 def _alpha_background(model: str, value: str) -> int | None:
     if value.strip().lower() == "none":
         return None
-    return _int(model, "alpha_background", value, 0, 255)
+    return parse_int(model, "alpha_background", value, 0, 255)
 
 
 def _split_parameters(model: str, spec: ModelSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -342,42 +315,6 @@ def _split_parameters(model: str, spec: ModelSpec) -> tuple[dict[str, str], dict
     return global_keys, per_output
 
 
-def _tensor(model: str, spec: ModelSpec, name: str, what: str) -> TensorSpec:
-    tensor = spec.input(name)
-    if tensor is None:
-        raise ConfigError(
-            f"image model '{model}': crop_boxes mode needs a {what} input named '{name}' "
-            f"(inputs: {[t.name for t in spec.inputs]})"
-        )
-    return tensor
-
-
-def _crop_inputs(model: str, spec: ModelSpec, keys: Mapping[str, str]) -> CropInputs:
-    image = _tensor(model, spec, keys.get("image_input", "IMAGE"), "UINT8 [H, W, 3] image")
-    boxes = _tensor(model, spec, keys.get("boxes_input", "BOXES"), "FP32 [-1, 4] or [-1, 8] boxes")
-    if image.datatype is not DataType.UINT8 or len(image.dims) != 3 or image.dims[2] not in (3, -1):
-        raise ConfigError(
-            f"image model '{model}': input '{image.name}' must be UINT8 [H, W, 3], "
-            f"got {image.datatype.wire_name} {list(image.dims)}"
-        )
-    if boxes.datatype is not DataType.FP32 or len(boxes.dims) != 2 or boxes.dims[1] not in (4, 8, -1):
-        raise ConfigError(
-            f"image model '{model}': input '{boxes.name}' must be FP32 [-1, 4] or [-1, 8], "
-            f"got {boxes.datatype.wire_name} {list(boxes.dims)}"
-        )
-    meta = spec.input(keys.get("image_meta_input", "IMAGE_META"))
-    if meta is not None and (meta.datatype is not DataType.FP32 or list(meta.dims) != [6]):
-        raise ConfigError(
-            f"image model '{model}': input '{meta.name}' must be FP32 [6], "
-            f"got {meta.datatype.wire_name} {list(meta.dims)}"
-        )
-    extra = {t.name for t in spec.inputs} - {image.name, boxes.name} - ({meta.name} if meta else set())
-    if extra:
-        raise ConfigError(f"image model '{model}': unexpected inputs {sorted(extra)} in crop_boxes mode")
-    color = _choice(model, "image_color", keys.get("image_color", "RGB"), ("RGB", "BGR"))
-    return CropInputs(image.name, boxes.name, meta.name if meta else None, color)
-
-
 def _decode_input(model: str, spec: ModelSpec) -> str:
     if (
         len(spec.inputs) != 1
@@ -396,7 +333,7 @@ def parse_plan(spec: ModelSpec) -> ImagePlan:
     """Validate an image model's config into an ImagePlan; ConfigError on anything wrong."""
     model = spec.name
     keys, per_output = _split_parameters(model, spec)
-    mode = _choice(model, "mode", keys.get("mode", "decode"), ("decode", "crop_boxes"))
+    mode = parse_choice(model, "mode", keys.get("mode", "decode"), ("decode", "crop_boxes"))
     names = {o.name for o in spec.outputs}
     pipelines: dict[str, Pipeline] = {}
     meta_for: dict[str, str] = {}
@@ -424,16 +361,18 @@ def parse_plan(spec: ModelSpec) -> ImagePlan:
         batching=spec.batching,
         input_name=_decode_input(model, spec) if mode == "decode" else "",
         decode=DecodeOptions(
-            max_pixels=_int(model, "max_pixels", keys.get("max_pixels", str(DEFAULT_MAX_PIXELS)), 1, 1 << 40),
-            exif_orientation=_bool(model, "exif_orientation", keys.get("exif_orientation", "true")),
-            dct_scaling=_bool(model, "dct_scaling", keys.get("dct_scaling", "true")),
+            max_pixels=parse_int(
+                model, "max_pixels", keys.get("max_pixels", str(DEFAULT_MAX_PIXELS)), 1, 1 << 40
+            ),
+            exif_orientation=parse_bool(model, "exif_orientation", keys.get("exif_orientation", "true")),
+            dct_scaling=parse_bool(model, "dct_scaling", keys.get("dct_scaling", "true")),
             alpha_background=_alpha_background(model, keys.get("alpha_background", "255")),
-            min_size=_int(model, "min_size", keys.get("min_size", "1"), 1, 1 << 16),
+            min_size=parse_int(model, "min_size", keys.get("min_size", "1"), 1, 1 << 16),
             max_aspect_ratio=_aspect(model, keys.get("max_aspect_ratio", "0")),
         ),
         pipelines=tuple(pipelines.values()),
-        crop=_crop_inputs(model, spec, keys) if mode == "crop_boxes" else None,
-        threads=_int(model, "threads", keys.get("threads", str(min(4, cpu))), 1, 256),
+        crop=crop_inputs(model, spec, keys) if mode == "crop_boxes" else None,
+        threads=parse_int(model, "threads", keys.get("threads", str(min(4, cpu))), 1, 256),
     )
 
 

@@ -56,7 +56,7 @@ def build_op(context: OpContext) -> PostprocessOp:
     op_class = OPS.get(name)
     if op_class is None:
         raise ConfigError(f"model '{spec.name}': unknown postprocess op '{name}' (known: {', '.join(OPS)})")
-    if spec.max_batch_size > 0 and not op_class.row_wise:
+    if spec.batching and not op_class.row_wise:
         raise ConfigError(
             f"model '{spec.name}': op '{name}' returns a variable number of rows per image and needs "
             f"max_batch_size 0, got {spec.max_batch_size}"

@@ -45,6 +45,7 @@ from packserve.errors import (
 )
 from packserve.messages import InferRequest, Tensor
 from packserve.model_config_json import config_to_json
+from packserve.model_spec import InstanceKind
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -160,7 +161,7 @@ class PythonModel(BackendModel):
         context = self.context
         return {
             "model_config": self._config_json,
-            "model_instance_kind": "GPU" if instance.kind == "KIND_GPU" else "CPU",
+            "model_instance_kind": "GPU" if instance.kind == InstanceKind.GPU else "CPU",
             "model_instance_name": instance.name,
             "model_instance_device_id": str(instance.device_id),
             # Triton passes the model's own folder under this key.

@@ -1,5 +1,6 @@
-"""Connection hygiene for the HTTP front end: the limits one client may not exceed, the open-file
-limit, and giving the memory of abandoned request bodies back to the system.
+"""Connection hygiene for the HTTP front end: the limits one client may not exceed, the server's
+view of its open connections (the cap, a graceful stop), the open-file limit, and giving the
+memory of abandoned request bodies back to the system.
 
 The defaults follow nginx and uvicorn: a request line or header block over its bound is refused
 at once (414 / 431) and the connection closed; a client that is slow to send its headers or its
@@ -15,6 +16,10 @@ import ctypes.util
 import logging
 import resource
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from packserve.frontends.http.protocol import HttpProtocol
 
 log = logging.getLogger("packserve.http")
 
@@ -88,3 +93,37 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
         return ctypes.CDLL(name).malloc_trim  # glibc only; musl and macOS have none
     except (OSError, AttributeError):
         return None
+
+
+class ConnectionTracker:
+    """The server's view of its connections: the cap, a graceful stop."""
+
+    def __init__(self, cap: int = 0) -> None:
+        self.connections: set[HttpProtocol] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.busy = 0
+        self.cap = cap
+        self.memory = MemoryReturner()
+        self.refused = 0  # connections turned away at the cap
+
+    def admit(self) -> bool:
+        """Room for one more connection? At the cap the longest-idle keep-alive connection is
+        closed to make room (its client reconnects at no cost); with none idle, no."""
+        if self.cap <= 0 or len(self.connections) < self.cap:
+            return True
+        idle = [c for c in self.connections if c.idle_since is not None and not c.closing]
+        if not idle:
+            self.refused += 1
+            return False
+        min(idle, key=lambda c: c.idle_since or 0.0).close_idle()
+        return True
+
+    def request_started(self) -> None:
+        self.busy += 1
+        self.idle.clear()
+
+    def request_finished(self) -> None:
+        self.busy -= 1
+        if self.busy == 0:
+            self.idle.set()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packserve.frontends.http.handlers import Reply
+from packserve.frontends.http.reply import Reply
 
 ASSETS = Path(__file__).parent / "console_assets"
 PREFIX = "/console"

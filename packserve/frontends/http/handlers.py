@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,21 +14,11 @@ import orjson
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, NotFoundError, UnsupportedError
 from packserve.frontends import header_forward
-from packserve.frontends.http import infer_codec, json_views, raw_body
+from packserve.frontends.http import json_views, raw_body
+from packserve.frontends.http.infer_decode import InferDecoder
+from packserve.frontends.http.infer_encode import encode_infer
+from packserve.frontends.http.reply import OCTET_STREAM, Reply
 from packserve.model_config_json import config_to_json
-
-JSON = b"application/json"
-OCTET_STREAM = b"application/octet-stream"
-
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    body: bytes = b""
-    content_type: bytes = JSON
-    header_length: int | None = None  # Inference-Header-Content-Length, for binary outputs
-    headers: tuple[tuple[bytes, bytes], ...] = ()  # any others (the console's pages set a few)
-
 
 _EMPTY_OK = Reply(200)
 _EMPTY_NOT_READY = Reply(400)
@@ -77,7 +66,7 @@ def model_statistics(engine: EngineApi, model: str, version: str) -> Reply:
 
 async def infer(
     engine: EngineApi,
-    decoder: infer_codec.InferDecoder,
+    decoder: InferDecoder,
     model: str,
     version: str,
     body: bytes,
@@ -95,7 +84,7 @@ async def infer(
     if forwarded:  # --http-header-forward-pattern
         header_forward.merge(decoded.request.parameters, forwarded)
     response = await engine.infer(decoded.request)
-    encoded = infer_codec.encode_infer(response, decoded, engine.shared_memory)
+    encoded = encode_infer(response, decoded, engine.shared_memory)
     if encoded.header_length is None:
         return Reply(200, encoded.body)
     return Reply(200, encoded.body, OCTET_STREAM, encoded.header_length)

@@ -16,45 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
 from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import httptools
-import orjson
 
 from packserve.frontends.http.app import HttpApp
-from packserve.frontends.http.connections import ConnectionLimits, MemoryReturner
-from packserve.frontends.http.handlers import Reply
+from packserve.frontends.http.connections import ConnectionLimits, ConnectionTracker
 from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.http.reply import Reply, encode_reply, error_reply
 
 _MAX_PIPELINED = 32
 _MAX_PIPELINED_BYTES = 16 * 1024 * 1024  # request bodies waiting behind the one being answered
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEALTH_URLS = (b"/v2/health/live", b"/v2/health/ready")
-_STATUS_LINES = {
-    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in http.HTTPStatus
-}
-
-
-def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
-    """Status line, headers and body as one buffer, so the response leaves in one write."""
-    head = [
-        _STATUS_LINES.get(reply.status) or b"HTTP/1.1 %d Unknown\r\n" % reply.status,
-        b"content-type: ",
-        reply.content_type,
-        b"\r\ncontent-length: %d\r\n" % len(reply.body),
-    ]
-    if reply.header_length is not None:
-        head.append(b"inference-header-content-length: %d\r\n" % reply.header_length)
-    for name, value in reply.headers:
-        head.append(b"%s: %s\r\n" % (name, value))
-    if not keep_alive:
-        head.append(b"connection: close\r\n")
-    head.append(b"\r\n")
-    head.append(reply.body)
-    return b"".join(head)
 
 
 @dataclass(slots=True)
@@ -74,40 +50,6 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-class ConnectionTracker:
-    """The server's view of its connections: the cap, a graceful stop."""
-
-    def __init__(self, cap: int = 0) -> None:
-        self.connections: set[HttpProtocol] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.busy = 0
-        self.cap = cap
-        self.memory = MemoryReturner()
-        self.refused = 0  # connections turned away at the cap
-
-    def admit(self) -> bool:
-        """Room for one more connection? At the cap the longest-idle keep-alive connection is
-        closed to make room (its client reconnects at no cost); with none idle, no."""
-        if self.cap <= 0 or len(self.connections) < self.cap:
-            return True
-        idle = [c for c in self.connections if c.idle_since is not None and not c.closing]
-        if not idle:
-            self.refused += 1
-            return False
-        min(idle, key=lambda c: c.idle_since or 0.0).close_idle()
-        return True
-
-    def request_started(self) -> None:
-        self.busy += 1
-        self.idle.clear()
-
-    def request_finished(self) -> None:
-        self.busy -= 1
-        if self.busy == 0:
-            self.idle.set()
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -242,7 +184,8 @@ class HttpProtocol(asyncio.Protocol):
         request = self._request
         for name, value in request.headers:
             if name == b"content-length":
-                # A malformed Content-Length is the app's to answer (400).
+                # The parser refuses a malformed Content-Length itself (400); this is the one
+                # check of the body limit, here and in on_body.
                 with contextlib.suppress(ValueError):
                     request.too_large = int(value) > self._limits.max_body_bytes
             elif name == b"expect" and value.lower() == b"100-continue" and not request.too_large:
@@ -331,12 +274,7 @@ class HttpProtocol(asyncio.Protocol):
     async def _reply_for(self, request: _Request) -> Reply:
         if request.too_large:
             request.keep_alive = False  # the rest of the body may still be on its way
-            return Reply(
-                413,
-                orjson.dumps(
-                    {"error": f"request body exceeds the limit of {self._limits.max_body_bytes} bytes"}
-                ),
-            )
+            return error_reply(413, f"request body exceeds the limit of {self._limits.max_body_bytes} bytes")
         raw_path, _, _ = request.url.partition(b"?")
         path = raw_path.decode("latin-1")
         if "%" in path:
@@ -344,7 +282,7 @@ class HttpProtocol(asyncio.Protocol):
         parts = request.body_parts
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         request.body_parts = []
-        return await self._app.handle(request.method, path, request.headers, lambda: _ready(body))
+        return await self._app.handle(request.method, path, request.headers, body)
 
     def _pause_reading(self) -> None:
         if self._transport is not None:
@@ -409,8 +347,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _fail(self, status: int, message: str) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            reply = Reply(status, orjson.dumps({"error": message}))
-            self._transport.write(encode_reply(reply, keep_alive=False))
+            self._transport.write(encode_reply(error_reply(status, message), keep_alive=False))
             self._transport.close()
         self.closing = True
 
@@ -426,7 +363,3 @@ class HttpProtocol(asyncio.Protocol):
         idle = self._current is None and not self._waiting and not self._receiving
         if idle and self._transport is not None:
             self._transport.close()
-
-
-async def _ready(body: bytes) -> bytes:
-    return body

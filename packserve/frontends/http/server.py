@@ -8,10 +8,10 @@ import contextlib
 
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S, EngineApi
 from packserve.frontends.http.app import HttpApp
-from packserve.frontends.http.connections import ConnectionLimits
+from packserve.frontends.http.connections import ConnectionLimits, ConnectionTracker
 from packserve.frontends.http.console import ConsoleAssets
 from packserve.frontends.http.limits import HttpLimits
-from packserve.frontends.http.protocol import ConnectionTracker, HttpProtocol
+from packserve.frontends.http.protocol import HttpProtocol
 from packserve.frontends.restrictions import Restrictions
 
 

@@ -2,7 +2,7 @@
 
 Two forms: JSON `data` (flat or nested lists) and the binary tensor data extension (raw
 little-endian bytes; BYTES elements as a 4-byte little-endian length then the bytes).
-Binary inputs become numpy views over the request body, not copies (infer_codec makes them); the
+Binary inputs become numpy views over the request body, not copies (infer_decode makes them); the
 front end hands them to the engine and never touches them again.
 """
 

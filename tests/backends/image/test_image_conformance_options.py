@@ -8,7 +8,6 @@ import io
 
 import numpy as np
 import pytest
-from image_fakes import RecordingTimer, cpu_instance, encode, image_request, output, photo, spec
 from PIL import Image
 
 from packserve.backends.image import parse_plan
@@ -17,6 +16,8 @@ from packserve.backends.image.geometry import letterbox_geometry, shorter_side_g
 from packserve.backends.image.params import DecodeOptions
 from packserve.errors import ConfigError, InvalidArgumentError
 from packserve.types import DataType
+from tests.fakes.backends import RecordingTimer
+from tests.fakes.image import cpu_instance, encode, image_request, output, photo, spec
 
 DET = output("DET", DataType.FP32, (3, 64, 64))
 DET_META = output("DET_meta", DataType.FP32, (6,))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from image_fakes import RecordingTimer, cpu_instance, encode, image_request, output, photo, spec
 
 from packserve.backends.image import crop_regions
 from packserve.errors import InvalidArgumentError
 from packserve.messages import InferRequest
 from packserve.types import DataType
+from tests.fakes.backends import RecordingTimer
+from tests.fakes.image import cpu_instance, encode, image_request, output, photo, spec
 
 IMAGE = photo(320, 240, seed=7)
 CROP_INPUTS = [

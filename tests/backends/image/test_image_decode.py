@@ -8,12 +8,12 @@ import zlib
 
 import numpy as np
 import pytest
-from image_fakes import encode, jpeg, photo
 from PIL import Image, ImageOps
 
 from packserve.backends.image.decode import apply_orientation, decode_image, jpeg_orientation
 from packserve.backends.image.params import DecodeOptions
 from packserve.errors import InvalidArgumentError, ResourceExhaustedError
+from tests.fakes.image import encode, jpeg, photo
 
 OPTIONS = DecodeOptions()
 

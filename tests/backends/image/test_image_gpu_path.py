@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from image_fakes import RecordingTimer, encode, image_request, jpeg, output, photo, spec
+
+from tests.fakes.backends import RecordingTimer
+from tests.fakes.image import encode, image_request, jpeg, output, photo, spec
 
 torch = pytest.importorskip("torch")
 

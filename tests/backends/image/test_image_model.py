@@ -13,13 +13,14 @@ import io
 
 import numpy as np
 import pytest
-from image_fakes import RecordingTimer, cpu_instance, encode, image_request, jpeg, output, photo, spec
 from PIL import Image
 
 import packserve.backends.image.model as image_model
 from packserve.backends.image import map_boxes_to_original
 from packserve.errors import InvalidArgumentError, ResourceExhaustedError
 from packserve.types import DataType
+from tests.fakes.backends import RecordingTimer
+from tests.fakes.image import cpu_instance, encode, image_request, jpeg, output, photo, spec
 
 BILINEAR = Image.Resampling.BILINEAR
 DET = output("DET", DataType.FP32, (3, 640, 640))

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from image_fakes import IMAGE_INPUT, output, spec
 
 from packserve.backends.image import parse_plan
 from packserve.errors import ConfigError
 from packserve.types import DataType
+from tests.fakes.image import IMAGE_INPUT, output, spec
 
 DET = output("DET", DataType.FP32, (3, 640, 640))
 

@@ -1,8 +1,5 @@
-"""Fixtures: the fake engine served over gRPC, and an official tritonclient.grpc client for it.
-
-Helpers live in uniquely named modules (grpc_fakes, grpc_server_thread), never imported as
-`conftest`, because several test folders have a conftest.py.
-"""
+"""Fixtures: the fake engine (tests.fakes.engine) served over gRPC, and an official
+tritonclient.grpc client for it."""
 
 from __future__ import annotations
 
@@ -10,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 import tritonclient.grpc as grpcclient
-from grpc_fakes import FakeEngine
-from grpc_server_thread import ServerThread
+
+from tests.fakes.engine import FakeEngine
+from tests.frontends.grpc.grpc_server_thread import ServerThread
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from grpc_server_thread import ServerThread
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -22,6 +21,7 @@ from packserve.core.engine import Engine, EngineOptions
 from packserve.examples.simple_repository import CLASS_LABELS, build_simple_repository
 from packserve.metrics import PrometheusObserver
 from packserve.metrics.exposition import render
+from tests.frontends.grpc.grpc_server_thread import ServerThread
 
 
 @pytest.fixture(scope="module")

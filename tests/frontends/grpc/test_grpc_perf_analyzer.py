@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from grpc_server_thread import ServerThread
 
 from packserve.core.engine import Engine, EngineOptions
 from packserve.examples.simple_repository import build_simple_repository
+from tests.frontends.grpc.grpc_server_thread import ServerThread
 
 PERF_ANALYZER = Path(__file__).resolve().parents[3] / ".tools" / "bin" / "perf_analyzer"
 

@@ -10,13 +10,13 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from grpc_fakes import FakeEngine
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_server_thread import ServerThread
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from packserve.frontends.grpc import GrpcOptions
+from tests.fakes.engine import FakeEngine
+from tests.frontends.grpc.grpc_server_thread import ServerThread
 
 
 def _simple_inputs(batch: int, offset: int = 0) -> tuple[list[grpcclient.InferInput], np.ndarray, np.ndarray]:
@@ -69,7 +69,7 @@ def test_infer_bytes_and_fp16_round_trip(client: grpcclient.InferenceServerClien
     ):
         tensor = grpcclient.InferInput("INPUT", list(data.shape), "BYTES" if data.dtype == object else "FP16")
         tensor.set_data_from_numpy(data)
-        got = client.infer("echo", [tensor]).as_numpy("OUTPUT")
+        got = client.infer("echo", [tensor]).as_numpy("INPUT")
         assert got.tolist() == data.tolist()
 
 
@@ -103,7 +103,7 @@ def test_statistics_and_repository(client: grpcclient.InferenceServerClient, eng
     assert stats[0].inference_stats.success.count == 1 and stats[0].inference_stats.queue.ns == 100
     assert stats[0].batch_stats[0].compute_infer.ns == 6
     everything = client.get_inference_statistics().model_stats
-    assert {s.name for s in everything} == set(engine.models)
+    assert {s.name for s in everything} == {name for name in engine.models if engine.model_ready(name)}
     index = client.get_model_repository_index().models
     assert {(m.name, m.state) for m in index} >= {("simple", "READY"), ("busy", "READY")}
 
@@ -147,7 +147,7 @@ def test_unload_then_load_with_config_override(
             "StatusCode.INVALID_ARGUMENT",
             "'file:' parameters need a 'config' parameter",
         ),
-        (lambda c: c.infer("broken", []), "StatusCode.INTERNAL", "division by zero"),
+        (lambda c: c.infer("failing", []), "StatusCode.INTERNAL", "division by zero"),
         (lambda c: c.infer("busy", []), "StatusCode.UNAVAILABLE", "queue is full"),
         (lambda c: c.infer("simple", []), "StatusCode.INVALID_ARGUMENT", "missing input 'INPUT0'"),
     ],
@@ -274,7 +274,7 @@ def test_large_messages_pass_and_limits_are_configurable() -> None:
             tensor = grpcclient.InferInput("INPUT", [big.size], "UINT8")
             tensor.set_data_from_numpy(big)
             if succeeds:
-                assert triton.infer("echo", [tensor]).as_numpy("OUTPUT").size == big.size
+                assert triton.infer("echo", [tensor]).as_numpy("INPUT").size == big.size
             else:
                 with pytest.raises(InferenceServerException) as caught:
                     triton.infer("echo", [tensor])

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from packserve.frontends.http import HttpLimits
+from tests.fakes.http_client import HttpCaller
 
 INFER = "/v2/models/echo/infer"
 
@@ -121,9 +122,8 @@ async def test_bad_json_requests(call, body, needle):
     assert needle in result.json()["error"]
 
 
-async def test_too_many_inputs(engine, asgi_caller):
-
-    call = asgi_caller(engine, HttpLimits(max_inputs_per_request=2))
+async def test_too_many_inputs(engine):
+    call = HttpCaller(engine, HttpLimits(max_inputs_per_request=2))
     inputs = [{"name": f"X{i}", "datatype": "INT8", "shape": [1], "data": [1]} for i in range(3)]
     result = await call("POST", INFER, orjson.dumps({"inputs": inputs}))
     assert result.status == 400
@@ -256,18 +256,16 @@ async def test_fuzzed_bodies_never_crash(call):
 # ------------------------------------------------------------------------------ body limits, gzip
 
 
-async def test_body_over_declared_limit_is_413_without_reading(engine, asgi_caller):
-
-    call = asgi_caller(engine, HttpLimits(max_body_bytes=100))
+async def test_body_over_declared_limit_is_413_without_reading(engine):
+    call = HttpCaller(engine, HttpLimits(max_body_bytes=100))
     result = await call("POST", INFER, b"", {"Content-Length": "101"})
     assert result.status == 413
     result = await call("POST", INFER, b"", {"Content-Length": "twelve"})
     assert result.status == 400
 
 
-async def test_streamed_body_counted_against_limit(engine, asgi_caller):
-
-    call = asgi_caller(engine, HttpLimits(max_body_bytes=100))
+async def test_streamed_body_counted_against_limit(engine):
+    call = HttpCaller(engine, HttpLimits(max_body_bytes=100))
     result = await call("POST", INFER, b" " * 150, chunk_size=40)
     assert result.status == 413
     assert "100" in result.json()["error"]
@@ -307,9 +305,8 @@ async def test_bad_compressed_bodies(call, body, encoding, needle):
     assert needle in result.json()["error"]
 
 
-async def test_decompression_bomb_stops_at_inflate_limit(engine, asgi_caller):
-
-    call = asgi_caller(engine, HttpLimits(max_inflated_bytes=1024 * 1024))
+async def test_decompression_bomb_stops_at_inflate_limit(engine):
+    call = HttpCaller(engine, HttpLimits(max_inflated_bytes=1024 * 1024))
     bomb = gzip.compress(b"\x00" * (50 * 1024 * 1024))  # ~50 KiB on the wire
     result = await call("POST", INFER, bomb, {"Content-Encoding": "gzip"})
     assert result.status == 413

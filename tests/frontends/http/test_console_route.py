@@ -8,19 +8,17 @@ from typing import Any
 
 import pytest
 
-from packserve.frontends.http import ConsoleAssets, HttpLimits, create_http_app
+from packserve.frontends.http import ConsoleAssets
 from packserve.frontends.http.console import ASSETS
-from packserve.frontends.http.handlers import Reply
-from packserve.frontends.http.protocol import encode_reply
+from packserve.frontends.http.reply import Reply, encode_reply
+from tests.fakes.http_client import HttpCaller
 
 ASSET_FILES = sorted(p.name for p in ASSETS.iterdir())
 
 
 @pytest.fixture
-def console_call(engine: Any, asgi_caller: Any) -> Any:
-    caller = asgi_caller(engine, HttpLimits())
-    caller.app = create_http_app(engine, HttpLimits(), ConsoleAssets("explicit"))
-    return caller
+def console_call(engine: Any) -> HttpCaller:
+    return HttpCaller(engine, console=ConsoleAssets("explicit"))
 
 
 async def test_root_redirects_to_the_console(console_call: Any) -> None:

@@ -191,7 +191,7 @@ async def test_classification_output_is_encoded_as_bytes(call, engine):
         "name": "OUTPUT0",
         "datatype": "BYTES",
         "shape": [1, 2],
-        "data": ["9.000000:2", "5.000000:0"],
+        "data": ["9:2", "5:0"],  # integer scores print as integers, as Triton's std::to_string
     }
     assert engine.requests[-1].outputs[0].class_count == 2
 

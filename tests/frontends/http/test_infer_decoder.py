@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from packserve.errors import InvalidArgumentError
-from packserve.frontends.http.infer_codec import InferDecoder
+from packserve.frontends.http.infer_decode import InferDecoder
 from packserve.frontends.http.limits import HttpLimits
 
 

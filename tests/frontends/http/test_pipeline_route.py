@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import requests
 
-from packserve.backends import registry
 from packserve.backends.base import (
     BackendInstance,
     BackendModel,
@@ -20,6 +19,7 @@ from packserve.backends.base import (
 )
 from packserve.core.engine import Engine, EngineOptions
 from packserve.frontends.http import HttpServer
+from tests.fakes.registry import BackendRegistry
 
 
 class ByteLength(BackendModel):
@@ -45,9 +45,8 @@ class _ByteLengthInstance(BackendInstance):
         return results
 
 
-def _write_model(root: Path) -> None:
-    registry.BACKENDS["byte_length"] = f"{__name__}:ByteLength"
-    registry._loaded["byte_length"] = ByteLength
+def _write_model(root: Path, backends: BackendRegistry) -> None:
+    backends.add("byte_length", ByteLength)
     (root / "bytes" / "1").mkdir(parents=True)
     (root / "bytes" / "1" / "model.txt").write_text("x")
     (root / "bytes" / "config.pbtxt").write_text(
@@ -61,8 +60,8 @@ output [ { name: "LENGTH" data_type: TYPE_INT64 dims: [ 1 ] }, { name: "FIRST" d
 
 
 @pytest.fixture
-async def server_url(tmp_path: Path) -> AsyncIterator[str]:
-    _write_model(tmp_path)
+async def server_url(tmp_path: Path, backend_registry: BackendRegistry) -> AsyncIterator[str]:
+    _write_model(tmp_path, backend_registry)
     engine = await Engine.start(EngineOptions(model_repository=tmp_path))
     server = HttpServer(engine, "127.0.0.1", 0)
     await server.start()

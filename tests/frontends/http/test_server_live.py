@@ -11,6 +11,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from packserve.frontends.http import HttpLimits, HttpServer
+from tests.fakes.engine import FakeEngine
 
 
 def test_tritonclient_binary_and_json_infer(live_server):
@@ -41,8 +42,9 @@ def test_tritonclient_binary_and_json_infer(live_server):
         )
         assert result.as_numpy("S").tolist() == strings.tolist()
         stats = client.get_inference_statistics("simple")
-        assert stats["model_stats"][0]["inference_count"] == 5
-        assert [m["name"] for m in client.get_model_repository_index()] == ["broken", "echo", "simple"]
+        assert stats["model_stats"][0]["inference_count"] == 2  # the two requests above
+        index = [m["name"] for m in client.get_model_repository_index()]
+        assert index == ["broken", "busy", "echo", "failing", "scores", "simple"]
         with pytest.raises(InferenceServerException, match="ghost"):
             client.get_model_metadata("ghost")
     finally:
@@ -76,11 +78,7 @@ def test_server_keeps_serving_after_garbage(live_server):
 
 async def test_stop_finishes_in_flight_requests():
     """stop() stops accepting but lets a request that is already in the engine complete."""
-    import importlib
-    import sys
-
-    fakes = sys.modules.get("packserve_tests_http_fakes") or importlib.import_module("conftest").fakes
-    engine = fakes.FakeEngine()
+    engine = FakeEngine()
     started = asyncio.Event()
     release = asyncio.Event()
     original = engine.infer
@@ -115,11 +113,7 @@ async def test_stop_finishes_in_flight_requests():
 async def test_stop_answers_a_request_still_arriving_and_closes_idle_connections():
     """A request whose body is still on its way when stop() starts was accepted: it is read to the
     end and answered (Connection: close); an idle keep-alive connection is closed at once."""
-    import importlib
-    import sys
-
-    fakes = sys.modules.get("packserve_tests_http_fakes") or importlib.import_module("conftest").fakes
-    server = HttpServer(fakes.FakeEngine(), "127.0.0.1", 0, HttpLimits(), drain_timeout_s=5)
+    server = HttpServer(FakeEngine(), "127.0.0.1", 0, HttpLimits(), drain_timeout_s=5)
     await server.start()
     body = b'{"inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[4]}]}'
     idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
