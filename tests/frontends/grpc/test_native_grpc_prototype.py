@@ -13,9 +13,15 @@ import hpack
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from grpc_fakes import FakeEngine
-from grpc_server_thread import ServerThread
-from h2_raw_client import (
+from tritonclient.grpc import service_pb2
+
+from bench.native_grpc.native_headers import HeaderReader, MalformedRequest, parse_timeout
+from bench.native_grpc.serve import NativeFrontEnd
+from packserve.core.engine_api import EngineApi
+from packserve.frontends.grpc import GrpcOptions
+from tests.fakes.engine import FakeEngine
+from tests.frontends.grpc.grpc_server_thread import ServerThread
+from tests.frontends.grpc.h2_raw_client import (
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -29,12 +35,6 @@ from h2_raw_client import (
     frame,
     grpc_message,
 )
-from tritonclient.grpc import service_pb2
-
-from bench.native_grpc.native_headers import HeaderReader, MalformedRequest, parse_timeout
-from bench.native_grpc.serve import NativeFrontEnd
-from packserve.core.engine_api import EngineApi
-from packserve.frontends.grpc import GrpcOptions
 
 
 class NativeThread(ServerThread):
@@ -305,7 +305,7 @@ def test_tritonclient_infer_and_stream() -> None:
         triton = grpcclient.InferenceServerClient(running.url)
         tensor = grpcclient.InferInput("INPUT", [3], "INT32")
         tensor.set_data_from_numpy(np.array([4, 5, 6], dtype=np.int32))
-        assert triton.infer("echo", [tensor]).as_numpy("OUTPUT").tolist() == [4, 5, 6]
+        assert triton.infer("echo", [tensor]).as_numpy("INPUT").tolist() == [4, 5, 6]
         answers: list[object] = []
         done = threading.Event()
 
@@ -317,7 +317,7 @@ def test_tritonclient_infer_and_stream() -> None:
         triton.async_stream_infer("echo", [tensor], request_id="s1")
         assert done.wait(30)
         triton.stop_stream()
-        assert answers[0].as_numpy("OUTPUT").tolist() == [4, 5, 6]  # type: ignore[attr-defined]
+        assert answers[0].as_numpy("INPUT").tolist() == [4, 5, 6]  # type: ignore[attr-defined]
         triton.close()
     finally:
         running.stop()
