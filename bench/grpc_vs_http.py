@@ -6,10 +6,9 @@ load average before and after.
     .venv/bin/python bench/grpc_vs_http.py [--rounds 3] [--concurrency 1,8,32] [--source DIR ...]
         [--implementations native,grpcio]
 
-`--implementations` picks the gRPC transports: `grpcio` (packserve's grpc.aio server) and `native`
-(the prototype in bench/native_grpc, served by `python -m bench.native_grpc.serve`). One server per
-transport, all started at once; HTTP is measured on the first, and in every round HTTP and each
-transport run one after another, so all see the same load.
+`--implementations` picks the gRPC transports (`--grpc-implementation`): one server per transport,
+all started at once; HTTP is measured on the first, and in every round HTTP and each transport run
+one after another, so all see the same load.
 
 `--source DIR` (repeatable) serves from another checkout of packserve (PYTHONPATH=DIR), to compare
 a change with its baseline in one run: each source gets its own server, measured in turn.
@@ -50,13 +49,12 @@ def _start_server(
     source: Path, repository: Path, log: Path, implementation: str
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     http_port, grpc_port, metrics_port = _free_ports(3)
-    entry = "bench.native_grpc.serve" if implementation == "native" else "packserve"
     command = [
-        sys.executable, "-m", entry, "serve", "--model-repository", str(repository),
+        sys.executable, "-m", "packserve", "serve", "--model-repository", str(repository),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+        "--grpc-implementation", implementation,
     ]  # fmt: skip
-    # packserve from the source asked for; bench.native_grpc from this checkout.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys((str(source), str(ROOT))))}
+    env = {**os.environ, "PYTHONPATH": str(source)}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=source)
     deadline = time.monotonic() + 120
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="simple,simple_ensemble")
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement window")
     parser.add_argument("--source", type=Path, action="append", help="packserve checkout to serve from")
-    parser.add_argument("--implementations", default="native,grpcio", help="gRPC transports: native, grpcio")
+    parser.add_argument("--implementations", default="native,grpcio", help="gRPC transports to compare")
     args = parser.parse_args(argv)
     sources = [s.resolve() for s in (args.source or [ROOT])]
     implementations = args.implementations.split(",")

@@ -28,7 +28,7 @@ from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.observer import InferenceObserver
 from packserve.core.response_cache import parse_cache_config
 from packserve.core.views import IndexEntry, ModelState
-from packserve.frontends.grpc import GrpcOptions, GrpcServer
+from packserve.frontends.grpc import GRPC_IMPLEMENTATIONS, GrpcOptions, GrpcServer
 from packserve.frontends.http import (
     ConnectionLimits,
     ConsoleAssets,
@@ -189,6 +189,13 @@ def serve_command(
     repository_poll_secs: Annotated[float, typer.Option("--repository-poll-secs")] = 15.0,
     max_body_mib: Annotated[int, typer.Option("--max-body-mib", help="largest HTTP request body")] = 64,
     grpc_max_message_mib: Annotated[int, typer.Option("--grpc-max-message-mib")] = 256,
+    grpc_implementation: Annotated[
+        str,
+        typer.Option(
+            "--grpc-implementation",
+            help="native (packserve's own HTTP/2, the fast one) | grpcio (grpc.aio)",
+        ),
+    ] = "native",
     exit_timeout: Annotated[
         float,
         typer.Option(
@@ -288,6 +295,8 @@ def serve_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cache-config") from None
     flags.header_forwarding(http_header_forward_pattern, grpc_header_forward_pattern)
+    if grpc_implementation not in GRPC_IMPLEMENTATIONS:
+        raise typer.BadParameter("must be native or grpcio", param_hint="--grpc-implementation")
     trace = trace_settings(
         trace_config or (), trace_file, trace_level or (), trace_rate, trace_count, trace_log_frequency
     )
@@ -327,6 +336,7 @@ def serve_command(
             max_send_message_bytes=grpc_max_message_mib << 20,
             max_connection_idle_ms=int(http_keep_alive_timeout * 1000),
             restrictions=hygiene.restrictions(grpc_restricted_protocol, "--grpc-restricted-protocol"),
+            implementation=grpc_implementation,
         ),
         shutdown=ShutdownTiming(drain_delay_s=drain_delay, exit_timeout_s=exit_timeout),
         console=console,

@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
+from packserve.frontends.grpc.call_context import CallContext
 
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 # "" is the whole server, by the health protocol's convention.
@@ -34,12 +35,12 @@ class EngineHealthServicer(health_pb2_grpc.HealthServicer):
             return health_pb2.HealthCheckResponse.SERVING
         return health_pb2.HealthCheckResponse.NOT_SERVING
 
-    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def Check(self, request: Any, context: CallContext) -> Any:
         if request.service not in _KNOWN_SERVICES:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service '{request.service}'")
         return health_pb2.HealthCheckResponse(status=self._status())
 
-    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def Watch(self, request: Any, context: CallContext) -> None:
         last = None
         while True:
             if request.service in _KNOWN_SERVICES:

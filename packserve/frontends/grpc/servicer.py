@@ -1,6 +1,7 @@
 """`inference.GRPCInferenceService` on top of the engine.
 
-Every handler runs on the event loop (grpc.aio). Errors leave through one place, `_abort`, which maps
+Every handler runs on the event loop, called by either gRPC transport (grpc.aio or the native
+one) with a `CallContext`. Errors leave through one place, `_abort`, which maps
 them with the shared status table; an unexpected exception is logged and becomes INTERNAL, and the
 server keeps serving. System shared memory is served; CUDA shared memory answers an empty status
 and refuses registration (UNIMPLEMENTED) with the reason. Trace settings are served (Triton's trace
@@ -15,13 +16,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
-import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, PackserveError, UnsupportedError
 from packserve.frontends import header_forward, request_log
 from packserve.frontends.grpc import codec, messages
+from packserve.frontends.grpc.call_context import CallContext, method_name
 from packserve.frontends.status import grpc_status
 
 logger = logging.getLogger(__name__)
@@ -38,19 +39,10 @@ _ENABLE_FINAL_FLAG = "triton_enable_empty_final_response"
 _FINAL_FLAG = "triton_final_response"
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: Exception, target: str = "") -> NoReturn:
-    request_log.FAILED.failed("gRPC", target or _method_name(context), error)
+async def _abort(context: CallContext, error: Exception, target: str = "") -> NoReturn:
+    request_log.FAILED.failed("gRPC", target or method_name(context), error)
     await context.abort(grpc_status(error), _message(error))
     raise AssertionError("context.abort returned")  # abort always raises; this keeps mypy honest
-
-
-def _method_name(context: grpc.aio.ServicerContext) -> str:
-    try:
-        details = context._rpc_event.call_details  # grpc.aio keeps the method name only here
-        method = details.method
-        return method.decode() if isinstance(method, bytes) else str(method)
-    except AttributeError:
-        return "call"
 
 
 def _infer_detail(request: Any) -> str:
@@ -68,28 +60,28 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, engine: EngineApi) -> None:
         self._engine = engine
 
-    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ServerLive(self, request: Any, context: CallContext) -> Any:
         return service_pb2.ServerLiveResponse(live=self._engine.is_live())
 
-    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ServerReady(self, request: Any, context: CallContext) -> Any:
         return service_pb2.ServerReadyResponse(ready=self._engine.is_ready())
 
-    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelReady(self, request: Any, context: CallContext) -> Any:
         return service_pb2.ModelReadyResponse(ready=self._engine.model_ready(request.name, request.version))
 
-    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ServerMetadata(self, request: Any, context: CallContext) -> Any:
         try:
             return messages.server_metadata(self._engine.server_metadata())
         except Exception as error:
             await _abort(context, error)
 
-    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelMetadata(self, request: Any, context: CallContext) -> Any:
         try:
             return messages.model_metadata(self._engine.model_metadata(request.name, request.version))
         except Exception as error:
             await _abort(context, error)
 
-    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelConfig(self, request: Any, context: CallContext) -> Any:
         try:
             response = service_pb2.ModelConfigResponse()
             response.config.CopyFrom(self._engine.model_config(request.name, request.version))
@@ -97,19 +89,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
-    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelStatistics(self, request: Any, context: CallContext) -> Any:
         try:
             return messages.model_statistics(self._engine.model_statistics(request.name, request.version))
         except Exception as error:
             await _abort(context, error)
 
-    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def RepositoryIndex(self, request: Any, context: CallContext) -> Any:
         try:
             return messages.repository_index(self._engine.repository_index(ready_only=request.ready))
         except Exception as error:
             await _abort(context, error)
 
-    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def RepositoryModelLoad(self, request: Any, context: CallContext) -> Any:
         try:
             config_json: str | None = None
             files: dict[str, bytes] = {}
@@ -131,7 +123,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
-    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def RepositoryModelUnload(self, request: Any, context: CallContext) -> Any:
         try:
             unload_dependents = False
             if _UNLOAD_DEPENDENTS in request.parameters:
@@ -141,7 +133,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
-    async def TraceSetting(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def TraceSetting(self, request: Any, context: CallContext) -> Any:
         """Triton's trace extension: no settings reads, some update; an empty value list sets a
         setting back to the global value (null in the HTTP form)."""
         try:
@@ -163,7 +155,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
-    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelInfer(self, request: Any, context: CallContext) -> Any:
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
             forwarded: dict[str, str] = {}
@@ -186,7 +178,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return codec.encode_infer_response(response, in_shm, shm)
 
     # ---- system / CUDA shared memory ----------------------------------------------------------
-    async def SystemSharedMemoryStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def SystemSharedMemoryStatus(self, request: Any, context: CallContext) -> Any:
         try:
             answer = service_pb2.SystemSharedMemoryStatusResponse()
             for region in self._engine.shared_memory.status(request.name):
@@ -197,28 +189,28 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as error:
             await _abort(context, error)
 
-    async def SystemSharedMemoryRegister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def SystemSharedMemoryRegister(self, request: Any, context: CallContext) -> Any:
         try:
             self._engine.shared_memory.register(request.name, request.key, request.offset, request.byte_size)
             return service_pb2.SystemSharedMemoryRegisterResponse()
         except Exception as error:
             await _abort(context, error)
 
-    async def SystemSharedMemoryUnregister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def SystemSharedMemoryUnregister(self, request: Any, context: CallContext) -> Any:
         self._engine.shared_memory.unregister(request.name)
         return service_pb2.SystemSharedMemoryUnregisterResponse()
 
-    async def CudaSharedMemoryStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def CudaSharedMemoryStatus(self, request: Any, context: CallContext) -> Any:
         return service_pb2.CudaSharedMemoryStatusResponse()  # none can be registered
 
-    async def CudaSharedMemoryRegister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def CudaSharedMemoryRegister(self, request: Any, context: CallContext) -> Any:
         await _abort(context, UnsupportedError(CUDA_SHM_UNSUPPORTED))
 
-    async def CudaSharedMemoryUnregister(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def CudaSharedMemoryUnregister(self, request: Any, context: CallContext) -> Any:
         return service_pb2.CudaSharedMemoryUnregisterResponse()
 
     async def ModelStreamInfer(
-        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[Any], context: CallContext
     ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
         """Requests on one stream run concurrently; each answer is written when it is ready, so
         answers may come back in another order than asked (clients match them by `id`). A failed

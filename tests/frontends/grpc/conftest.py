@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import tritonclient.grpc as grpcclient
 
+from packserve.frontends.grpc import GrpcOptions
 from tests.fakes.engine import FakeEngine
 from tests.frontends.grpc.grpc_server_thread import ServerThread
 
@@ -17,9 +18,10 @@ def engine() -> FakeEngine:
     return FakeEngine()
 
 
-@pytest.fixture
-def server(engine: FakeEngine) -> Iterator[ServerThread]:
-    running = ServerThread()
+@pytest.fixture(params=["native", "grpcio"])
+def server(engine: FakeEngine, request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    """The fake engine over each gRPC transport (--grpc-implementation): same answers on both."""
+    running = ServerThread(GrpcOptions(implementation=request.param))
     try:
         running.start(engine)
         yield running

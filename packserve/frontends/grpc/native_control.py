@@ -10,13 +10,13 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from bench.native_grpc import h2_frames as h2
-from bench.native_grpc.native_call import NativeCall
-from bench.native_grpc.native_headers import HeaderReader
-from bench.native_grpc.native_settings import CONNECTION_WINDOW, KEEPALIVE_TIMEOUT_S, NativeSettings
+from packserve.frontends.grpc import h2_frames as h2
+from packserve.frontends.grpc.native_call import NativeCall
+from packserve.frontends.grpc.native_headers import HeaderReader
+from packserve.frontends.grpc.native_settings import CONNECTION_WINDOW, KEEPALIVE_TIMEOUT_S, NativeSettings
 
 if TYPE_CHECKING:
-    from bench.native_grpc.native_server import ConnectionHub
+    from packserve.frontends.grpc.native_server import ConnectionHub
 
 logger = logging.getLogger(__name__)
 

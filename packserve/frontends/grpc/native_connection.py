@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 
 import hpack
 
-from bench.native_grpc import h2_frames as h2
-from bench.native_grpc.native_call import (
+from packserve.frontends.grpc import h2_frames as h2
+from packserve.frontends.grpc.native_call import (
     DESERIALIZE_FAILED,
     INTERNAL,
     NativeCall,
     run_streaming,
     run_unary,
 )
-from bench.native_grpc.native_control import ConnectionBase, H2ConnectionError
-from bench.native_grpc.native_headers import MalformedRequest
-from bench.native_grpc.native_settings import (
+from packserve.frontends.grpc.native_control import ConnectionBase, H2ConnectionError
+from packserve.frontends.grpc.native_headers import MalformedRequest
+from packserve.frontends.grpc.native_settings import (
     CONNECTION_WINDOW,
     DEADLINE_EXCEEDED,
     IDENTITY_ONLY,
@@ -43,7 +43,7 @@ from bench.native_grpc.native_settings import (
 )
 
 if TYPE_CHECKING:
-    from bench.native_grpc.native_server import ConnectionHub
+    from packserve.frontends.grpc.native_server import ConnectionHub
 
 logger = logging.getLogger(__name__)
 

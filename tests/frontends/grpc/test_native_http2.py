@@ -1,6 +1,5 @@
-"""The native gRPC transport prototype (bench/native_grpc), driven frame by frame over a raw socket
-(hpack for header blocks) and by tritonclient: flow control, limits, deadlines, resets, protocol
-errors and the graceful stop. It backs the figures in bench/README.md."""
+"""The native gRPC transport's HTTP/2, driven frame by frame over a raw socket (hpack for header
+blocks): flow control, limits, deadlines, resets, protocol errors and the graceful stop."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ import base64
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import hpack
 import numpy as np
@@ -15,10 +15,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 
-from bench.native_grpc.native_headers import HeaderReader, MalformedRequest, parse_timeout
-from bench.native_grpc.serve import NativeFrontEnd
-from packserve.core.engine_api import EngineApi
 from packserve.frontends.grpc import GrpcOptions
+from packserve.frontends.grpc.native_headers import HeaderReader, MalformedRequest, parse_timeout
 from tests.fakes.engine import FakeEngine
 from tests.frontends.grpc.grpc_server_thread import ServerThread
 from tests.frontends.grpc.h2_raw_client import (
@@ -35,15 +33,6 @@ from tests.frontends.grpc.h2_raw_client import (
     frame,
     grpc_message,
 )
-
-
-class NativeThread(ServerThread):
-    """ServerThread with the native transport in place of grpc.aio."""
-
-    def start(self, engine: EngineApi) -> None:
-        self.server = NativeFrontEnd(engine, "127.0.0.1", self._port, self._options)  # type: ignore[assignment]
-        self.call(self.server.start())  # type: ignore[union-attr]
-
 
 OK, CANCELLED, DEADLINE, NOT_FOUND, EXHAUSTED, UNIMPLEMENTED = 0, 1, 4, 5, 8, 12
 PROTOCOL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x6, 0x7, 0x8
@@ -63,7 +52,8 @@ def _echoed(message: bytes) -> list[int]:
 
 @pytest.fixture
 def server(engine: FakeEngine) -> Iterator[ServerThread]:
-    running = NativeThread()
+    """The native transport only (the folder's `server` fixture runs both)."""
+    running = ServerThread(GrpcOptions(implementation="native"))
     try:
         running.start(engine)
         yield running
@@ -132,7 +122,7 @@ def test_compression_refused_with_identity_only(raw: RawH2) -> None:
 
 
 def test_message_over_the_receive_limit_is_resource_exhausted() -> None:
-    running = NativeThread(GrpcOptions(max_receive_message_bytes=1000))
+    running = ServerThread(GrpcOptions(max_receive_message_bytes=1000))
     running.start(FakeEngine())
     assert running.server is not None
     client = RawH2(running.server.port)
@@ -224,7 +214,7 @@ def test_protocol_errors_answer_goaway_and_the_server_serves_on(
 
 
 def test_idle_connection_gets_goaway() -> None:
-    running = NativeThread(GrpcOptions(max_connection_idle_ms=200))
+    running = ServerThread(GrpcOptions(max_connection_idle_ms=200))
     running.start(FakeEngine())
     assert running.server is not None
     client = RawH2(running.server.port)
@@ -240,7 +230,7 @@ def test_idle_connection_gets_goaway() -> None:
 def test_graceful_stop_goaway_then_drains_the_call_in_flight() -> None:
     engine = FakeEngine()
     engine.delay_s = 0.5
-    running = NativeThread()
+    running = ServerThread()
     running.start(engine)
     assert running.server is not None
     client = RawH2(running.server.port)
@@ -298,26 +288,28 @@ def test_binary_metadata_and_timeouts_are_read() -> None:
         parse_timeout(b"123456789S")
 
 
-def test_tritonclient_infer_and_stream() -> None:
-    running = NativeThread()
-    running.start(FakeEngine())
-    try:
-        triton = grpcclient.InferenceServerClient(running.url)
-        tensor = grpcclient.InferInput("INPUT", [3], "INT32")
-        tensor.set_data_from_numpy(np.array([4, 5, 6], dtype=np.int32))
-        assert triton.infer("echo", [tensor]).as_numpy("INPUT").tolist() == [4, 5, 6]
-        answers: list[object] = []
-        done = threading.Event()
+def test_tritonclient_on_both_implementations() -> None:
+    for implementation in ("native", "grpcio"):
+        running = ServerThread(GrpcOptions(implementation=implementation))
+        running.start(FakeEngine())
+        try:
+            triton = grpcclient.InferenceServerClient(running.url)
+            tensor = grpcclient.InferInput("INPUT", [3], "INT32")
+            tensor.set_data_from_numpy(np.array([4, 5, 6], dtype=np.int32))
+            assert triton.infer("echo", [tensor]).as_numpy("INPUT").tolist() == [4, 5, 6]
+            triton.close()
+        finally:
+            running.stop()
+    with pytest.raises(ValueError, match="native or grpcio"):
+        GrpcOptions(implementation="h2")
 
-        def collect(result: object, error: object) -> None:
-            answers.append(error or result)
-            done.set()
 
-        triton.start_stream(callback=collect)
-        triton.async_stream_infer("echo", [tensor], request_id="s1")
-        assert done.wait(30)
-        triton.stop_stream()
-        assert answers[0].as_numpy("INPUT").tolist() == [4, 5, 6]  # type: ignore[attr-defined]
-        triton.close()
-    finally:
-        running.stop()
+def test_cli_refuses_an_unknown_implementation(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from packserve.cli import app
+
+    result = CliRunner().invoke(
+        app, ["serve", "--model-repository", str(tmp_path), "--grpc-implementation", "h2"]
+    )
+    assert result.exit_code == 2 and "must be native or grpcio" in result.output

@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import logging
 
-from bench.native_grpc.native_connection import GrpcConnection
-from bench.native_grpc.native_methods import MethodSpec, method_table
-from bench.native_grpc.native_settings import CANCELLED, NativeSettings
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.grpc.health import EngineHealthServicer
+from packserve.frontends.grpc.native_connection import GrpcConnection
+from packserve.frontends.grpc.native_methods import MethodSpec, method_table
+from packserve.frontends.grpc.native_settings import CANCELLED, NativeSettings
 from packserve.frontends.grpc.servicer import InferenceServicer
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.native_grpc import h2_frames as h2
-from bench.native_grpc.native_headers import RequestHead
-from bench.native_grpc.native_methods import MethodSpec
+from packserve.frontends.grpc import h2_frames as h2
+from packserve.frontends.grpc.native_headers import RequestHead
+from packserve.frontends.grpc.native_methods import MethodSpec
 from packserve.frontends.restrictions import Restrictions
 
 # Status codes as numbers, for the trailers.

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 
-from bench.native_grpc.call_context import AbortError
-from bench.native_grpc.native_methods import MethodSpec
+from packserve.frontends.grpc.call_context import AbortError
+from packserve.frontends.grpc.native_methods import MethodSpec
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from bench.native_grpc.native_connection import GrpcConnection
+    from packserve.frontends.grpc.native_connection import GrpcConnection
 
 logger = logging.getLogger(__name__)
 
