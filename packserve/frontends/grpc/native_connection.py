@@ -2,7 +2,7 @@
 
 Frames are parsed from `data_received` in a loop; control frames produced while reading (SETTINGS
 ACK, PING ACK, WINDOW_UPDATE) leave in one write at the end of the chunk. A unary call runs as one
-task once its request is whole, and its answer (HEADERS, DATA, trailers) leaves in one write.
+task once its request is whole; answers are written by native_answers.py.
 
 Limits (a hostile client cannot grow memory without bound): a partial frame is at most the frame
 size we advertise; a header block at most 4x the metadata limit; streams at most
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import hpack
 
 from packserve.frontends.grpc import h2_frames as h2
+from packserve.frontends.grpc.native_answers import AnswerWriter, cancel_task
 from packserve.frontends.grpc.native_call import (
     DESERIALIZE_FAILED,
     INTERNAL,
@@ -28,11 +29,10 @@ from packserve.frontends.grpc.native_call import (
     run_streaming,
     run_unary,
 )
-from packserve.frontends.grpc.native_control import ConnectionBase, H2ConnectionError
+from packserve.frontends.grpc.native_control import H2ConnectionError
 from packserve.frontends.grpc.native_headers import MalformedRequest
 from packserve.frontends.grpc.native_settings import (
     CONNECTION_WINDOW,
-    DEADLINE_EXCEEDED,
     IDENTITY_ONLY,
     MAX_CONCURRENT_STREAMS,
     RESOURCE_EXHAUSTED,
@@ -47,13 +47,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_HEADERS_PREFIX = len(h2.RESPONSE_HEADERS).to_bytes(3, "big") + bytes((h2.HEADERS, h2.END_HEADERS))
-_OK_PREFIX = len(h2.OK_TRAILERS).to_bytes(3, "big") + bytes((h2.HEADERS, h2.END_HEADERS | h2.END_STREAM))
-_DATA_TYPE = bytes((h2.DATA, 0))
 _WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 
 
-class GrpcConnection(ConnectionBase):
+class GrpcConnection(AnswerWriter):
     def __init__(self, hub: ConnectionHub) -> None:
         super().__init__(hub)
         self._buffer = bytearray()
@@ -247,13 +244,13 @@ class GrpcConnection(ConnectionBase):
         while len(recv) >= 5:
             if recv[0] != 0:
                 call.rejected = True
-                _cancel_task(call)
+                cancel_task(call)
                 self.finish(call, UNIMPLEMENTED, "compressed messages are not supported", IDENTITY_ONLY)
                 return
             length = int.from_bytes(recv[1:5], "big")
             if length > self.settings.max_receive_message_bytes:
                 call.rejected = True
-                _cancel_task(call)
+                cancel_task(call)
                 limit = self.settings.max_receive_message_bytes
                 text = f"Received message larger than max ({length} vs. {limit})"
                 self.finish(call, RESOURCE_EXHAUSTED, text)
@@ -311,129 +308,6 @@ class GrpcConnection(ConnectionBase):
             self._write(h2.window_update(call.stream_id, call.owed))
             call.recv_window += call.owed
             call.owed = 0
-
-    # ---- answers --------------------------------------------------------------------------
-    def send_unary(self, call: NativeCall, payload: bytes) -> None:
-        """A unary answer: headers, the one message and the OK trailers in one write."""
-        size = len(payload)
-        if size > self.settings.max_send_message_bytes:
-            limit = self.settings.max_send_message_bytes
-            self.finish(call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({size} vs. {limit})")
-            return
-        body = size + 5
-        if (
-            call.finished
-            or call.headers_sent
-            or body > call.send_window
-            or body > self.send_window
-            or body > self._peer_max_frame
-        ):
-            self.send_message(call, payload)
-            self.finish(call, 0, "")
-            return
-        call.finished = True
-        call.send_window -= body
-        self.send_window -= body
-        sid = call.stream_id.to_bytes(4, "big")
-        self._write(
-            b"".join((
-                _HEADERS_PREFIX, sid, h2.RESPONSE_HEADERS,
-                body.to_bytes(3, "big"), _DATA_TYPE, sid, b"\x00", size.to_bytes(4, "big"), payload,
-                _OK_PREFIX, sid, h2.OK_TRAILERS,
-            ))
-        )  # fmt: skip
-        self._closed_locally(call)
-
-    def send_message(self, call: NativeCall, payload: bytes) -> None:
-        if call.finished:
-            return
-        if len(payload) > self.settings.max_send_message_bytes:
-            limit = self.settings.max_send_message_bytes
-            self.finish(
-                call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})"
-            )
-            return
-        if not call.headers_sent:
-            call.headers_sent = True
-            self._write(_HEADERS_PREFIX + call.stream_id.to_bytes(4, "big") + h2.RESPONSE_HEADERS)
-        call.pending.append(memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload))
-        self._flush(call)
-
-    def finish(
-        self, call: NativeCall, code: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()
-    ) -> None:
-        """End the call with this status, after any DATA still waiting for window."""
-        if call.finished:
-            return
-        call.finished = True
-        if call.deadline is not None:
-            call.deadline.cancel()
-        block = h2.status_block(code, message, extra)
-        if not call.headers_sent:
-            call.headers_sent = True
-            self._write(
-                h2.headers_frame(call.stream_id, h2.RESPONSE_HEADERS + block, True, self._peer_max_frame)
-            )
-            self._closed_locally(call)
-            return
-        call.trailers = h2.headers_frame(call.stream_id, block, True, self._peer_max_frame)
-        self._flush(call)
-
-    def _flush(self, call: NativeCall) -> None:
-        """Send what the windows allow of the call's waiting DATA, then its trailers."""
-        pending = call.pending
-        while pending:
-            chunk = pending[0]
-            allowed = min(len(chunk), call.send_window, self.send_window, self._peer_max_frame)
-            if allowed <= 0:
-                self._blocked.add(call)
-                return
-            self._write(h2.frame(h2.DATA, 0, call.stream_id, bytes(chunk[:allowed])))
-            call.send_window -= allowed
-            self.send_window -= allowed
-            if allowed == len(chunk):
-                pending.popleft()
-            else:
-                pending[0] = chunk[allowed:]
-        self._blocked.discard(call)
-        call.drained()
-        if call.trailers is not None:
-            self._write(call.trailers)
-            call.trailers = None
-            self._closed_locally(call)
-
-    def _closed_locally(self, call: NativeCall) -> None:
-        if not call.recv_ended:
-            # The answer is complete before the request: tell the client to stop sending (RFC 9113 8.1).
-            call.recv_ended = True
-            self._write(h2.rst_stream(call.stream_id, h2.NO_ERROR))
-        self._forget(call)
-
-    def _forget(self, call: NativeCall) -> None:
-        if self.calls.pop(call.stream_id, None) is None:
-            return
-        self._buffered -= call.unconsumed
-        call.unconsumed = 0
-        if call.deadline is not None:
-            call.deadline.cancel()
-        self._blocked.discard(call)
-        call.wake()  # a handler waiting for requests or for window sees the call is over
-        call.drained()
-        if not self.calls:
-            self.idle_since = self._loop.time()
-            if self.draining:
-                self.close()
-
-    def _deadline_passed(self, call: NativeCall) -> None:
-        if call.finished:
-            return
-        _cancel_task(call)
-        self.finish(call, DEADLINE_EXCEEDED, "Deadline Exceeded")
-
-
-def _cancel_task(call: NativeCall) -> None:
-    if call.task is not None and not call.task.done():
-        call.task.cancel()
 
 
 def _unpad(flags: int, payload: bytes) -> bytes:

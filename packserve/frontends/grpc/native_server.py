@@ -10,8 +10,9 @@ packserve's whole HTTP/1.1 path per request, so no h2-based stack could match HT
 costs a frame loop, an HPACK decode (the `hpack` package; skipped for a block seen before, see
 native_headers.py), one task and one write. bench/README.md has the figures.
 
-Frames and the gRPC message framing live in h2_frames.py, native_connection.py (streams) and
-native_control.py (the connection); calls and the context the servicers see in native_call.py.
+Frames and the gRPC message framing live in h2_frames.py, native_connection.py (streams and
+requests), native_answers.py (answers) and native_control.py (the connection); calls and the
+context the servicers see in native_call.py.
 """
 
 from __future__ import annotations
