@@ -38,6 +38,7 @@ class NativeCall:
         "_waiter",
         "conn",
         "deadline",
+        "encoding",
         "finished",
         "headers_sent",
         "inbox",
@@ -73,6 +74,7 @@ class NativeCall:
         self._metadata = metadata
         self.send_window = send_window
         self.recv_window = recv_window
+        self.encoding = b""  # the request's grpc-encoding: b"", b"identity", b"gzip" or b"deflate"
         self.recv = bytearray()  # bytes of a message not yet complete
         self.inbox: deque[bytes] = deque()  # complete messages the handler has not taken yet
         self.inbox_bytes = 0

@@ -32,12 +32,13 @@ from packserve.frontends.grpc.native_call import (
 from packserve.frontends.grpc.native_control import H2ConnectionError
 from packserve.frontends.grpc.native_headers import MalformedRequest
 from packserve.frontends.grpc.native_settings import (
+    ACCEPT_ENCODING,
     CONNECTION_WINDOW,
-    IDENTITY_ONLY,
     MAX_CONCURRENT_STREAMS,
     RESOURCE_EXHAUSTED,
     STREAM_WINDOW,
     UNIMPLEMENTED,
+    inflate,
     refusal_for,
     server_preface,
 )
@@ -193,6 +194,7 @@ class GrpcConnection(AnswerWriter):
         refusal = refusal_for(head, spec, self.settings)
         if refusal is None and spec is not None:
             call = NativeCall(self, stream_id, spec, head.metadata, self._peer_initial_window, STREAM_WINDOW)
+            call.encoding = head.encoding
             self.calls[stream_id] = call
             if head.timeout_s is not None:
                 call.deadline = self._loop.call_later(head.timeout_s, self._deadline_passed, call)
@@ -242,10 +244,12 @@ class GrpcConnection(AnswerWriter):
         """Complete gRPC messages (1-byte flag, 4-byte length, payload) move to the call's inbox."""
         recv = call.recv
         while len(recv) >= 5:
-            if recv[0] != 0:
+            compressed = recv[0]
+            if compressed > 1 or (compressed and call.encoding in (b"", b"identity")):
                 call.rejected = True
                 cancel_task(call)
-                self.finish(call, UNIMPLEMENTED, "compressed messages are not supported", IDENTITY_ONLY)
+                text = "compressed message without a grpc-encoding" if compressed == 1 else "bad message flag"
+                self.finish(call, INTERNAL, text, ACCEPT_ENCODING)
                 return
             length = int.from_bytes(recv[1:5], "big")
             if length > self.settings.max_receive_message_bytes:
@@ -258,6 +262,15 @@ class GrpcConnection(AnswerWriter):
             if len(recv) < 5 + length:
                 return
             message = bytes(recv[5 : 5 + length])
+            if compressed:
+                inflated = inflate(message, call.encoding, self.settings.max_receive_message_bytes)
+                if isinstance(inflated, str):
+                    call.rejected = True
+                    cancel_task(call)
+                    status = RESOURCE_EXHAUSTED if inflated.startswith("Received") else INTERNAL
+                    self.finish(call, status, inflated)
+                    return
+                message = inflated
             del recv[: 5 + length]
             self._buffered -= 5
             call.unconsumed -= 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,8 +23,10 @@ INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 MAX_CONCURRENT_STREAMS = 256
 STREAM_WINDOW = 1 << 20  # what a client may send on one stream before we give window back
 CONNECTION_WINDOW = 16 << 20
-# Sent with a refusal of compressed requests: the one encoding this server accepts.
-IDENTITY_ONLY = ((b"grpc-accept-encoding", b"identity"),)
+# The request encodings this server reads (as grpc-core: gzip and deflate through zlib); sent
+# with a refusal of any other.
+ACCEPTED_ENCODINGS = (b"", b"identity", b"gzip", b"deflate")
+ACCEPT_ENCODING = ((b"grpc-accept-encoding", b"identity,deflate,gzip"),)
 KEEPALIVE_TIMEOUT_S = 20.0  # grpc's default wait for a keepalive PING's ACK
 
 
@@ -70,9 +73,9 @@ def refusal_for(
             200,
             (),
         )
-    if head.encoding not in (b"", b"identity"):
+    if head.encoding not in ACCEPTED_ENCODINGS:
         encoding = head.encoding.decode("latin-1")
-        return UNIMPLEMENTED, f"Compression algorithm '{encoding}' is not supported", 200, IDENTITY_ONLY
+        return UNIMPLEMENTED, f"Compression algorithm '{encoding}' is not supported", 200, ACCEPT_ENCODING
     if spec is None:
         return UNIMPLEMENTED, "Method not found!", 200, ()
     if settings.restrictions:
@@ -80,3 +83,20 @@ def refusal_for(
         if refusal is not None:
             return UNAVAILABLE, refusal, 200, ()
     return None
+
+
+def inflate(message: bytes, encoding: bytes, limit: int) -> bytes | str:
+    """A compressed request message (grpc-encoding gzip or deflate) decompressed, at most `limit`
+    bytes of it (a small message that inflates past the receive limit is refused like a large one,
+    never held whole); a text saying why when it cannot be."""
+    wbits = 31 if encoding == b"gzip" else 15  # gRPC's "deflate" is the zlib format (RFC 1950)
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(message, limit + 1)
+    except zlib.error as error:
+        return f"Failed to decompress the message ({encoding.decode()}): {error}"
+    if len(data) > limit or inflater.unconsumed_tail:
+        return f"Received message larger than max (more than {limit} bytes once decompressed)"
+    if not inflater.eof:
+        return f"Failed to decompress the message ({encoding.decode()}): truncated data"
+    return data

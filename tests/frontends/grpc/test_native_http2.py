@@ -4,8 +4,10 @@ blocks): flow control, limits, deadlines, resets, protocol errors and the gracef
 from __future__ import annotations
 
 import base64
+import gzip
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from tests.frontends.grpc.h2_raw_client import (
     grpc_message,
 )
 
-OK, CANCELLED, DEADLINE, NOT_FOUND, EXHAUSTED, UNIMPLEMENTED = 0, 1, 4, 5, 8, 12
+OK, CANCELLED, DEADLINE, NOT_FOUND, EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 5, 8, 12, 13
 PROTOCOL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x6, 0x7, 0x8
 
 
@@ -110,15 +112,57 @@ def test_outbound_flow_control_waits_for_window(server: ServerThread) -> None:
         client.close()
 
 
-def test_compression_refused_with_identity_only(raw: RawH2) -> None:
-    raw.start_call(1, grpc_message(_echo_request([1])), extra=[("grpc-encoding", "gzip")])
+def test_gzip_and_deflate_requests_are_read_and_others_refused(raw: RawH2) -> None:
+    body = _echo_request([1, 2, 3])
+    raw.start_call(1, grpc_message(gzip.compress(body), compressed=True), extra=[("grpc-encoding", "gzip")])
     answer = raw.answer(1)
-    assert answer.status == UNIMPLEMENTED and answer.headers.get("grpc-accept-encoding") == "identity"
-    raw.start_call(3, grpc_message(b"\x1f\x8b", compressed=True))
+    assert answer.status == OK and _echoed(answer.data[5:]) == [1, 2, 3]
+    raw.start_call(3, grpc_message(zlib.compress(body), compressed=True), extra=[("grpc-encoding", "deflate")])
     answer = raw.answer(3)
-    assert answer.status == UNIMPLEMENTED and "compressed" in answer.message
-    raw.start_call(5, grpc_message(_echo_request([5])))
-    assert raw.answer(5).status == OK  # the connection serves on
+    assert answer.status == OK and _echoed(answer.data[5:]) == [1, 2, 3]
+    # A message may go uncompressed on a compressed call (its flag says so).
+    raw.start_call(5, grpc_message(body), extra=[("grpc-encoding", "gzip")])
+    assert raw.answer(5).status == OK
+    raw.start_call(7, grpc_message(body), extra=[("grpc-encoding", "snappy")])
+    answer = raw.answer(7)
+    assert answer.status == UNIMPLEMENTED and "snappy" in answer.message
+    assert answer.headers.get("grpc-accept-encoding") == "identity,deflate,gzip"
+    raw.start_call(9, grpc_message(b"\x1f\x8b", compressed=True))  # compressed, but no grpc-encoding
+    answer = raw.answer(9)
+    assert answer.status == INTERNAL and "grpc-encoding" in answer.message
+    raw.start_call(11, grpc_message(b"not gzip at all", compressed=True), extra=[("grpc-encoding", "gzip")])
+    answer = raw.answer(11)
+    assert answer.status == INTERNAL and "decompress" in answer.message
+    raw.start_call(13, grpc_message(_echo_request([13])))
+    assert raw.answer(13).status == OK  # the connection serves on
+
+
+def test_a_small_message_that_inflates_past_the_limit_is_refused_unread() -> None:
+    running = ServerThread(GrpcOptions(implementation="native", max_receive_message_bytes=10_000))
+    running.start(FakeEngine())
+    assert running.server is not None
+    client = RawH2(running.server.port)
+    try:
+        bomb = gzip.compress(bytes(5_000_000))  # ~5 KB on the wire (one DATA frame), 5 MB inflated
+        client.start_call(1, grpc_message(bomb, compressed=True), extra=[("grpc-encoding", "gzip")])
+        answer = client.answer(1)
+        assert answer.status == EXHAUSTED and "decompressed" in answer.message
+    finally:
+        client.close()
+        running.stop()
+
+
+def test_tritonclient_compressed_requests(server: ServerThread) -> None:
+    assert server.server is not None
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.server.port}")
+    try:
+        for algorithm in ("gzip", "deflate"):
+            tensor = grpcclient.InferInput("INPUT", [4], "INT32")
+            tensor.set_data_from_numpy(np.arange(4, dtype=np.int32))
+            result = client.infer("echo", [tensor], compression_algorithm=algorithm)
+            assert result.as_numpy("INPUT").tolist() == [0, 1, 2, 3]
+    finally:
+        client.close()
 
 
 def test_message_over_the_receive_limit_is_resource_exhausted() -> None:
