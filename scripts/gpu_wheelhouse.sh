@@ -42,6 +42,7 @@ wheels=(
   "orjson==3.13.0"
   "simplejpeg==1.9.0"
   "grpcio-health-checking==1.62.3"
+  "hpack==4.2.0"  # the native gRPC transport's header compression
   "gevent==26.9.0"
   "greenlet==3.5.6"
   "zope.event==6.2"

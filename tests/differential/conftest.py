@@ -98,11 +98,12 @@ def _stop(server: Server) -> None:
         server.process.wait()
 
 
-@pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    """(triton, packserve), both serving the twin repository in explicit model-control mode."""
-    work = tmp_path_factory.mktemp("differential")
-    repository = build_twin_repository(work / "repository")
+# Another process may take a probed port before a server binds it (ports are probed in the
+# ephemeral range, which outgoing connections use too): start both again on new ports.
+START_ATTEMPTS = 3
+
+
+def _start_pair(repository: Path, work: Path) -> tuple[Server, Server]:
     loads = [arg for model in MODELS for arg in ("--load-model", model)]
     t_http, t_grpc, t_metrics, p_http, p_grpc, p_metrics = _free_ports(6)
     triton = _start(
@@ -158,6 +159,26 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     try:
         _wait_ready(triton)
         _wait_ready(packserve)
+    except BaseException:
+        _stop(triton)
+        _stop(packserve)
+        raise
+    return triton, packserve
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    """(triton, packserve), both serving the twin repository in explicit model-control mode."""
+    work = tmp_path_factory.mktemp("differential")
+    repository = build_twin_repository(work / "repository")
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            triton, packserve = _start_pair(repository, work)
+            break
+        except RuntimeError as error:
+            if attempt == START_ATTEMPTS or "already in use" not in str(error).lower():
+                raise
+    try:
         yield triton, packserve
     finally:
         _stop(triton)
