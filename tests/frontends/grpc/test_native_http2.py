@@ -37,7 +37,7 @@ from tests.frontends.grpc.h2_raw_client import (
 )
 
 OK, CANCELLED, DEADLINE, NOT_FOUND, EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 5, 8, 12, 13
-PROTOCOL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x6, 0x7, 0x8
+PROTOCOL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x1, 0x6, 0x7, 0x8, 0xB
 
 
 def _echo_request(values: list[int], model: str = "echo") -> bytes:
@@ -357,3 +357,28 @@ def test_cli_refuses_an_unknown_implementation(tmp_path: Path) -> None:
         app, ["serve", "--model-repository", str(tmp_path), "--grpc-implementation", "h2"]
     )
     assert result.exit_code == 2 and "must be native or grpcio" in result.output
+
+
+def test_rapid_reset_ends_the_connection_with_enhance_your_calm(server: ServerThread) -> None:
+    """Opening and cancelling streams at once (the HTTP/2 "rapid reset" attack) is allowed for a
+    burst, then the connection gets GOAWAY ENHANCE_YOUR_CALM; other clients are served on."""
+    assert server.server is not None
+    client = RawH2(server.server.port)
+    try:
+        block = client.headers_block()
+        pairs = [
+            frame(HEADERS, END_HEADERS, stream, block) + frame(RST_STREAM, 0, stream, CANCEL.to_bytes(4, "big"))
+            for stream in range(1, 2 * 1_000, 2)
+        ]
+        client.send(b"".join(pairs))
+        got = client.wait_for(GOAWAY)
+        assert got is not None and int.from_bytes(got[3][4:8], "big") == ENHANCE_YOUR_CALM
+        assert client.read_frame() is None  # and closed
+    finally:
+        client.close()
+    fresh = RawH2(server.server.port)
+    try:
+        fresh.start_call(1, grpc_message(_echo_request([9])))
+        assert fresh.answer(1).status == OK
+    finally:
+        fresh.close()
