@@ -221,6 +221,13 @@ def test_pipeline_graph_has_a_node_per_step(page: Any, server: LiveServer, astro
     assert io == len(config["input"]) + len(config["output"])
     targets = page.eval_on_selector_all("#graph-canvas .node.target", "ns => ns.map(n => n.dataset.model)")
     assert sorted(targets) == ["onet", "text_cls", "text_rec"]  # what the three region maps run
+    crops = page.eval_on_selector_all("#graph-canvas .node.crop", "ns => ns.map(n => n.dataset.model)")
+    assert sorted(crops) == ["face_crops", "text_angle_crops", "text_read_crops"]  # what cuts their regions
+    edges = page.eval_on_selector_all(
+        "#graph-canvas path.edge.region", "ps => ps.map(p => [p.dataset.from, p.dataset.to])"
+    )
+    crop_ids = page.eval_on_selector_all("#graph-canvas .node.crop", "ns => ns.map(n => n.dataset.id)")
+    assert all(any(to == crop for _, to in edges) and any(frm == crop for frm, _ in edges) for crop in crop_ids)
     with BackgroundLoad(f"{server.http_base}/v2/pipelines/{ENSEMBLE}", astronaut_jpeg):
         page.wait_for_function(
             "() => Number(document.querySelector('#graph-canvas .node.step[data-model=\"retinaface\"]')"

@@ -49,16 +49,27 @@ export async function layout(config) {
     nodes.push({ id, kind: "io", label: output.name, col: last });
     if (producer.has(output.name)) edges.add(`${producer.get(output.name).id}|${id}|`);
   }
-  // Region maps name the model they run on every region in their parameters.
+  // Region maps name, in their parameters, the image model that cuts the regions (crop_model)
+  // and the model they run on every region (model): step -> crop model -> target, drawn below it.
   const stepNodes = nodes.filter((n) => n.kind === "step");
   const stepConfigs = await Promise.all(stepNodes.map((n) => cachedConfig(n.model).catch(() => null)));
+  let order = 0;
   stepNodes.forEach((node, i) => {
     const c = stepConfigs[i];
-    const target = c && c.platform === "region_map" && c.parameters && c.parameters.model;
-    if (!target) return;
+    const params = c && c.platform === "region_map" && c.parameters;
+    if (!params || !params.model) return;
+    let from = node.id;
+    if (params.crop_model) {
+      const id = `crop:${node.id}`;
+      const name = params.crop_model.string_value;
+      nodes.push({ id, kind: "crop", label: name, model: name, col: node.col, order: order++ });
+      edges.add(`${from}|${id}|region`);
+      from = id;
+    }
     const id = `target:${node.id}`;
-    nodes.push({ id, kind: "target", label: target.string_value, model: target.string_value, col: node.col });
-    edges.add(`${node.id}|${id}|region`);
+    const name = params.model.string_value;
+    nodes.push({ id, kind: "target", label: name, model: name, col: node.col, order: order++ });
+    edges.add(`${from}|${id}|region`);
   });
   return { nodes, edges: [...edges].map((e) => { const [from, to, region] = e.split("|"); return { from, to, region: !!region }; }) };
 }
@@ -75,12 +86,13 @@ function draw({ nodes, edges }) {
   const at = new Map(nodes.map((n) => [n.id, n]));
   let height = 0;
   // Column by column, each node near the mean row of what feeds it (fewer crossing edges);
-  // region-map targets go under the steps of their column.
+  // a region map's crop model and target go under the steps of their column, in that order.
   for (const col of [...columns.keys()].sort((a, b) => a - b)) {
     const list = columns.get(col);
     for (const node of list) {
       const rows = (sources.get(node.id) || []).map((id) => at.get(id).row).filter((r) => r !== undefined);
-      node.key = (node.kind === "target" ? 1e6 : 0) + (rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : 0);
+      const below = node.kind === "target" || node.kind === "crop";
+      node.key = below ? 1e6 + node.order : rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : 0;
     }
     list.sort((a, b) => a.key - b.key);
     list.forEach((node, r) => { node.row = r; node.x = PAD + node.col * DX; node.y = PAD + r * DY; });
