@@ -272,10 +272,13 @@ class GrpcConnection(AnswerWriter):
                     return
                 message = inflated
             del recv[: 5 + length]
-            self._buffered -= 5
-            call.unconsumed -= 5
+            # The inbox holds the message as the handler will take it (inflated, if it was
+            # compressed): count that, so `consumed` gives back exactly what was counted.
+            grown = len(message) - length
+            self._buffered += grown - 5
+            call.unconsumed += grown - 5
             call.inbox.append(message)
-            call.inbox_bytes += length
+            call.inbox_bytes += len(message)
             call.wake()
 
     def _remote_end(self, call: NativeCall) -> None:

@@ -382,3 +382,27 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(server: ServerTh
         assert fresh.answer(1).status == OK
     finally:
         fresh.close()
+
+
+def test_compressed_stream_messages_count_as_held_while_the_stream_lives(server: ServerThread) -> None:
+    """The flow-control cap counts what a connection holds for its handlers: a compressed message
+    is taken by the handler inflated, and must be counted as it was held, or each one taken would
+    lower the connection's count below zero and switch the cap off for the rest of the stream."""
+    assert server.server is not None
+    client = RawH2(server.server.port)
+    try:
+        stream = "/inference.GRPCInferenceService/ModelStreamInfer"
+        body = _echo_request(list(range(1000)))  # 4 KB of small ints: inflates well past its wire size
+        messages = b"".join(grpc_message(gzip.compress(body), compressed=True) for _ in range(3))
+        client.start_call(1, None, path=stream, extra=[("grpc-encoding", "gzip")])
+        client.send(frame(DATA, 0, 1, messages))  # the stream stays open
+        answers = 0
+        while answers < 3:
+            got = client.read_frame()
+            assert got is not None
+            answers += got[0] == DATA and got[2] == 1
+        native = server.server._native  # the transport's own books, as the cap reads them
+        assert native is not None
+        assert all(connection._buffered >= 0 for connection in native._hub.connections)
+    finally:
+        client.close()
