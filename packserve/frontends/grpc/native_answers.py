@@ -20,9 +20,7 @@ class AnswerWriter(ConnectionBase):
     def send_unary(self, call: NativeCall, payload: bytes) -> None:
         """A unary answer: headers, the one message and the OK trailers in one write."""
         size = len(payload)
-        if size > self.settings.max_send_message_bytes:
-            limit = self.settings.max_send_message_bytes
-            self.finish(call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({size} vs. {limit})")
+        if self._refused_as_too_large(call, size):
             return
         body = size + 5
         if (
@@ -49,19 +47,21 @@ class AnswerWriter(ConnectionBase):
         self._closed_locally(call)
 
     def send_message(self, call: NativeCall, payload: bytes) -> None:
-        if call.finished:
-            return
-        if len(payload) > self.settings.max_send_message_bytes:
-            limit = self.settings.max_send_message_bytes
-            self.finish(
-                call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})"
-            )
+        if call.finished or self._refused_as_too_large(call, len(payload)):
             return
         if not call.headers_sent:
             call.headers_sent = True
             self._write(_HEADERS_PREFIX + call.stream_id.to_bytes(4, "big") + h2.RESPONSE_HEADERS)
         call.pending.append(memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload))
         self._flush(call)
+
+    def _refused_as_too_large(self, call: NativeCall, size: int) -> bool:
+        """A message over the send limit ends its call RESOURCE_EXHAUSTED, in grpc's words."""
+        limit = self.settings.max_send_message_bytes
+        if size <= limit:
+            return False
+        self.finish(call, RESOURCE_EXHAUSTED, f"Sent message larger than max ({size} vs. {limit})")
+        return True
 
     def finish(
         self, call: NativeCall, code: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()
