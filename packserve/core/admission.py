@@ -44,10 +44,6 @@ class Admission:
         """Requests admitted and not yet answered."""
         return self._pending
 
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
     def check(self) -> None:
         """Raise the refusal a new request gets now, if any; counts nothing (`admit` does)."""
         if self._closing:

@@ -183,11 +183,14 @@ class Engine:
         if self.options.strict_readiness:
             # As Triton: every model that was asked for (not merely present and unloaded) is READY.
             # A name found in two repositories is never loaded, so Triton does not count it either.
+            # READY rows pass first, so the duplicate check (a stat per repository) runs only for
+            # the rows that are not: a probe of a ready server does no per-model file work.
             roots = self.repository.roots
             return all(
                 e.state == ModelState.READY
+                or e.reason == "unloaded"
+                or roots.duplicate_reason(e.name) is not None
                 for e in self.repository.index()
-                if e.reason != "unloaded" and roots.duplicate_reason(e.name) is None
             )
         return True
 

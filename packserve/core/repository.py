@@ -59,7 +59,6 @@ class ModelRepository:
         load_concurrency: int = 0,
     ) -> None:
         self.roots = RepositoryRoots([root] if isinstance(root, Path) else list(root))
-        self.root = self.roots.first
         self._deps = deps
         self._drain_timeout_s = drain_timeout_s
         self._config_options = config_options or ConfigLoadOptions()

@@ -174,9 +174,6 @@ class TraceControl:
             self.any_enabled = self._global.enabled or any(s.enabled for s in self._effective.values())
             return self.settings(model)
 
-    def set_exporter(self, exporter: TraceExporter) -> None:
-        self._exporter = exporter
-
     def begin(self, model: str) -> TraceRecord | None:
         """A record when this request is traced (always when its parent is), else None."""
         parent = _CURRENT.get()

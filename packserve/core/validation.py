@@ -84,8 +84,11 @@ class RequestValidator:
         self._max_batch = spec.max_batch_size
         self._reshapes = any(t.reshape is not None and t.reshape != t.dims for t in spec.inputs)
         # Outputs the backend produces in their `reshape` shape, answered in their `dims` shape.
+        # One variable dimension is resolved by the element count; with more, outputs stay as produced.
         self._output_dims = {
-            t.name: t.dims for t in spec.outputs if t.reshape is not None and t.reshape != t.dims
+            t.name: t.dims
+            for t in spec.outputs
+            if t.reshape is not None and t.reshape != t.dims and sum(1 for d in t.dims if d == -1) <= 1
         }
         # Input name -> (numpy dtype, full expected shape) for numeric inputs without -1 dims.
         self._fast: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
@@ -110,9 +113,6 @@ class RequestValidator:
         for name, dims in self._output_dims.items():
             tensor = outputs.get(name)
             if tensor is None:
-                continue
-            # One variable dimension is resolved by the element count; more stay as produced.
-            if sum(1 for d in dims if d == -1) > 1:
                 continue
             shape = (int(tensor.shape[0]), *dims) if self._batching and len(tensor.shape) else dims
             try:

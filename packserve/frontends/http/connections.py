@@ -105,7 +105,6 @@ class ConnectionTracker:
         self.busy = 0
         self.cap = cap
         self.memory = MemoryReturner()
-        self.refused = 0  # connections turned away at the cap
 
     def admit(self) -> bool:
         """Room for one more connection? At the cap the longest-idle keep-alive connection is
@@ -114,7 +113,6 @@ class ConnectionTracker:
             return True
         idle = [c for c in self.connections if c.idle_since is not None and not c.closing]
         if not idle:
-            self.refused += 1
             return False
         min(idle, key=lambda c: c.idle_since or 0.0).close_idle()
         return True

@@ -40,10 +40,6 @@ class HttpServer:
         self._stopped = asyncio.Event()
 
     @property
-    def open_connections(self) -> int:
-        return len(self._tracker.connections)
-
-    @property
     def port(self) -> int:
         """The bound port (useful when started with port 0)."""
         if self._server is not None:
