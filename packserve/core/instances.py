@@ -79,6 +79,13 @@ class _BatchTimer(ExecutionTimer):
             timing.batch_size = rows
 
 
+def _failed(
+    requests: Sequence[InferRequest], rows: int, index: int, error: type[PackserveError], message: str
+) -> ExecutionOutcome:
+    """A batch answered without running: one error per request (each raised in its own caller)."""
+    return ExecutionOutcome([error(message) for _ in requests], rows, True, index)
+
+
 @dataclass(slots=True)
 class Job:
     requests: list[InferRequest]
@@ -190,9 +197,7 @@ class InstancePool:
         loop = asyncio.get_running_loop()
         stuck = self._watchdog.stuck[index]
         if stuck is not None:  # fail at once, in a callback of its own like any completion
-            failed: BatchResult = [UnavailableError(stuck) for _ in requests]
-            outcome = ExecutionOutcome(failed, rows or len(requests), True, index)
-            loop.call_soon(on_done, outcome)
+            loop.call_soon(on_done, _failed(requests, rows or len(requests), index, UnavailableError, stuck))
             return
         idle = self._busy[index] == 0
         if idle:
@@ -262,8 +267,7 @@ class InstancePool:
             return
         job.answered = True
         message = f"model '{self.model_name}' was unloaded while executing"
-        failed: BatchResult = [UnavailableError(message) for _ in job.requests]
-        job.on_done(ExecutionOutcome(failed, job.rows, True, index))
+        job.on_done(_failed(job.requests, job.rows, index, UnavailableError, message))
 
     def _pick(self) -> int:
         busy = self._busy
@@ -318,8 +322,7 @@ class InstancePool:
             self._free_count += 1
         self._watchdog.stuck[index] = reason
         log.error("%s", reason)
-        late: BatchResult = [ExecutionTimeoutError(reason) for _ in job.requests]
-        job.on_done(ExecutionOutcome(late, job.rows, True, index))
+        job.on_done(_failed(job.requests, job.rows, index, ExecutionTimeoutError, reason))
         while True:
             try:
                 queued = self._jobs[index].get_nowait()
@@ -330,8 +333,7 @@ class InstancePool:
                 break
             self._busy[index] -= 1
             queued.answered = True
-            failed: BatchResult = [UnavailableError(reason) for _ in queued.requests]
-            queued.on_done(ExecutionOutcome(failed, queued.rows, True, index))
+            queued.on_done(_failed(queued.requests, queued.rows, index, UnavailableError, reason))
 
     def _work(self, index: int, instance: BackendInstance, jobs: queue.SimpleQueue[Job | None]) -> None:
         # The worker thread of one instance: runs its batches one after another until told to stop.
