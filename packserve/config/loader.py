@@ -11,7 +11,7 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 from packserve.config.confine import check_config_paths
 from packserve.config.ensemble_graph import check_ensemble_dataflow
 from packserve.config.normalize import BackendLookup, fill_name, normalize_config
-from packserve.config.parse import find_config_file, parse_config_json, parse_model_config
+from packserve.config.parse import find_config_file, parse_config_file, parse_config_json
 from packserve.config.region_map import RegionMapPlan, parse_region_map
 from packserve.config.to_spec import build_model_spec, version_policy
 from packserve.config.validate import validate_config, validate_version_policy
@@ -56,12 +56,13 @@ def load_model_config(
         raise ConfigError(f"model folder '{model_dir}' does not exist")
     options = options or ConfigLoadOptions()
     if override_json is None:
-        if not options.auto_complete and find_config_file(model_dir, options.config_name) is None:
+        path = find_config_file(model_dir, options.config_name)
+        if path is None and not options.auto_complete:
             raise ConfigError(
                 f"model '{model_dir.name}' has no config file and auto-complete is disabled "
                 "(--disable-auto-complete-config / --strict-model-config=true)"
             )
-        parsed = parse_model_config(model_dir, options.config_name)
+        parsed = parse_config_file(path) if path is not None else ModelConfig()
     else:
         parsed = parse_config_json(override_json, source=f"config override for model '{model_dir.name}'")
 

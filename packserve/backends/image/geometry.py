@@ -61,16 +61,13 @@ def letterbox_geometry(
     dst_h: int,
     *,
     center: bool = True,
-    allow_upscale: bool = True,
     max_upscale: float = float("inf"),
 ) -> Transform:
     """Fit the source inside the canvas keeping its aspect ratio; pad the rest (centered or at the
-    top-left). The scale never exceeds `max_upscale` (1 when `allow_upscale` is False), so a
+    top-left). The scale never exceeds `max_upscale` (1 for the config's `allow_upscale: false`), so a
     thumbnail is not blown up into something a detector mistakes for an object. The recorded
     scale is the exact ratio of the resized to the source size."""
     scale = min(dst_w / src_w, dst_h / src_h, max_upscale)
-    if not allow_upscale:
-        scale = min(scale, 1.0)
     new_w = _resized(src_w, scale, dst_w)
     new_h = _resized(src_h, scale, dst_h)
     offset_x = (dst_w - new_w) // 2 if center else 0
@@ -170,5 +167,5 @@ def transform_for(pipeline: Pipeline, src_w: int, src_h: int) -> Transform:
     if pipeline.op == "shorter_side":
         return shorter_side_geometry(src_w, src_h, w, h, pipeline.shorter, pipeline.max_upscale)
     if pipeline.op == "decoded":  # the image itself, shrunk only when it exceeds the canvas
-        return letterbox_geometry(src_w, src_h, w, h, center=False, allow_upscale=False)
+        return letterbox_geometry(src_w, src_h, w, h, center=False, max_upscale=1.0)
     raise ValueError(f"op '{pipeline.op}' has no source geometry")

@@ -98,12 +98,13 @@ def pb_response(result: InferResponse | PackserveError) -> pb_utils.InferenceRes
     from packserve.backends.python import pb_utils
 
     if isinstance(result, PackserveError):
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result), _code(result)))
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result), triton_code(result)))
     tensors = [pb_utils.Tensor(name, value) for name, value in result.outputs.items()]
     return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
-def _code(error: PackserveError) -> int:
+def triton_code(error: PackserveError) -> int:
+    """The pb_utils.TritonError code of a packserve error (a BLS callee's failure)."""
     from packserve.backends.python import pb_utils
 
     if isinstance(error, InvalidArgumentError):

@@ -28,6 +28,7 @@ from typing import Any
 from packserve.backends.base import BackendInstance, BatchResult, BlsExecutor, ExecutionTimer
 from packserve.backends.batch_rows import output_names_for
 from packserve.backends.limits import ExecutionLimits
+from packserve.backends.python.bls import triton_code
 from packserve.backends.python.responses import pb_request_parameters, response_outputs
 from packserve.backends.python.shm_arena import ReadArena, WriteArena, remove_arena_files
 from packserve.backends.python.worker import WorkerDied, WorkerProcess
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 5
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 8.0
-_WATCH_INTERVAL_S = 0.05  # how often a waiting execute checks liveness, deadline and memory
 _START_TIMEOUT_S = 300.0  # importing a model and its initialize() may be slow, but not endless
 
 
@@ -314,7 +314,7 @@ class IsolatedPythonInstance(BackendInstance):
         try:
             response = self._bls.infer(request, max(0.001, remaining))
         except PackserveError as exc:
-            worker.send({"op": "bls_result", "error": (_triton_code(exc), str(exc))})
+            worker.send({"op": "bls_result", "error": (triton_code(exc), str(exc))})
             return
         except Exception as exc:  # the callee may fail in any way: the caller gets the error
             worker.send(
@@ -323,15 +323,3 @@ class IsolatedPythonInstance(BackendInstance):
             return
         path, slots = self._bls_results.write(response.outputs.items())
         worker.send({"op": "bls_result", "arena": path, "outputs": slots})
-
-
-def _triton_code(exc: PackserveError) -> int:
-    from packserve.errors import InvalidArgumentError, NotFoundError
-
-    if isinstance(exc, NotFoundError):
-        return 2
-    if isinstance(exc, InvalidArgumentError):
-        return 3
-    if isinstance(exc, UnavailableError):
-        return 4
-    return 1

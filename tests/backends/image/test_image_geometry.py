@@ -24,7 +24,7 @@ def test_letterbox_fits_and_centers() -> None:
 def test_letterbox_top_left_and_upscale() -> None:
     t = letterbox_geometry(100, 50, 640, 640, center=False)
     assert (t.resize_width, t.resize_height, t.offset_x, t.offset_y) == (640, 320, 0, 0)
-    capped = letterbox_geometry(100, 50, 640, 640, center=False, allow_upscale=False)
+    capped = letterbox_geometry(100, 50, 640, 640, center=False, max_upscale=1.0)
     assert (capped.resize_width, capped.resize_height) == (100, 50)
 
 
