@@ -12,7 +12,7 @@ import pytest
 from packserve.core.engine import Engine, EngineOptions
 from packserve.errors import InvalidArgumentError, ModelExecutionError, NotFoundError
 from packserve.messages import InferRequest
-from tests.differential.parity_models import BLS_FILES, bls_test_image
+from tests.differential.parity_models import BLS_FILES, bls_test_image, write_files
 
 IDENTITY_CONFIG = """\
 name: "identity"
@@ -114,10 +114,7 @@ def write_bls_repository(tmp_path: Path) -> None:
         "by_reference/config.pbtxt": BY_REFERENCE_CONFIG,
         "by_reference/1/model.py": BY_REFERENCE_MODEL,
     }
-    for relative, content in files.items():
-        path = tmp_path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+    write_files(tmp_path, files)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ python-backend models written exactly as for Triton, so both servers load the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 RESHAPE_BATCHING_CONFIG = """\
@@ -299,3 +301,12 @@ CACHED_FILES = {
 }
 PARITY_MODELS = (*PARITY_MODELS, "cached_step")
 PARITY_FILES = {**PARITY_FILES, **CACHED_FILES}
+
+
+def write_files(root: Path, files: Mapping[str, str]) -> Path:
+    """Write each text under `root` at its relative path (a model repository); returns `root`."""
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return root

@@ -15,20 +15,7 @@ import typer.main
 
 from packserve.cli import app
 from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
-from tests.differential.twin_repository import build_twin_repository as _build_all
-
-
-def build_twin_repository(root: Path) -> Path:
-    """The twin repository's `simple` and `python_add` only (the other twins test other things and
-    slow both servers' start)."""
-    import shutil
-
-    _build_all(root)
-    for folder in root.iterdir():
-        if folder.name not in ("simple", "python_add"):
-            shutil.rmtree(folder)
-    return root
-
+from tests.differential.twin_repository import SERVING_TWINS, build_twin_repository
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
 
@@ -105,7 +92,7 @@ def _answers(server: Server) -> dict[str, object]:
 
 @pytest.mark.parametrize("strict", ["false", "true"])
 def test_same_flags_same_answers(tmp_path: Path, strict: str) -> None:
-    first = build_twin_repository(tmp_path / "a")
+    first = build_twin_repository(tmp_path / "a", SERVING_TWINS)
     second = _second_repository(tmp_path / "b", first)
     flags = [
         "--model-repository", str(first), "--model-repository", str(second), "--id", "twin",

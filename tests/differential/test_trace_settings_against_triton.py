@@ -12,20 +12,7 @@ from typing import Any
 import requests
 
 from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
-from tests.differential.twin_repository import build_twin_repository as _build_all
-
-
-def build_twin_repository(root: Path) -> Path:
-    """The twin repository's `simple` and `python_add` only (the other twins test other things and
-    slow both servers' start)."""
-    import shutil
-
-    _build_all(root)
-    for folder in root.iterdir():
-        if folder.name not in ("simple", "python_add"):
-            shutil.rmtree(folder)
-    return root
-
+from tests.differential.twin_repository import SERVING_TWINS, build_twin_repository
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
 STEPS: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -78,7 +65,7 @@ def _run(server: Server) -> list[tuple[int, Any]]:
 
 
 def test_trace_settings_answer_as_triton(tmp_path: Path) -> None:
-    repository = build_twin_repository(tmp_path / "repository")
+    repository = build_twin_repository(tmp_path / "repository", SERVING_TWINS)
     t_http, t_grpc, t_metrics, p_http, p_grpc, p_metrics = _free_ports(6)
     triton = _start(
         "triton",

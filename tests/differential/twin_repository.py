@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from packserve.examples.simple_repository import PYTHON_ADD_CONFIG, PYTHON_ADD_MODEL
-from tests.differential.parity_models import PARITY_FILES, PARITY_MODELS
+from tests.differential.parity_models import PARITY_FILES, PARITY_MODELS, write_files
 
 SIMPLE_TWIN_CONFIG = """\
 name: "simple"
@@ -41,9 +42,12 @@ class TritonPythonModel:
 '''
 
 MODELS = ("simple", "python_add", *PARITY_MODELS)
+# The two twins tests of flags and trace settings need (the others slow both servers' start).
+SERVING_TWINS = ("simple", "python_add")
 
 
-def build_twin_repository(root: Path) -> Path:
+def build_twin_repository(root: Path, models: Sequence[str] | None = None) -> Path:
+    """The twin repository, or only the `models` named."""
     files = {
         "simple/config.pbtxt": SIMPLE_TWIN_CONFIG,
         "simple/1/model.py": SIMPLE_TWIN_MODEL,
@@ -51,8 +55,6 @@ def build_twin_repository(root: Path) -> Path:
         "python_add/1/model.py": PYTHON_ADD_MODEL,
         **PARITY_FILES,
     }
-    for relative, content in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return root
+    if models is not None:
+        files = {path: text for path, text in files.items() if path.split("/", 1)[0] in models}
+    return write_files(root, files)

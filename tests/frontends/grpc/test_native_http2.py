@@ -52,6 +52,16 @@ def _echoed(message: bytes) -> list[int]:
     return np.frombuffer(response.raw_output_contents[0], dtype=np.int32).tolist()
 
 
+def _serves_on(port: int, value: int) -> None:
+    """A fresh connection still gets an answer (after another connection was ended)."""
+    fresh = RawH2(port)
+    try:
+        fresh.start_call(1, grpc_message(_echo_request([value])))
+        assert fresh.answer(1).status == OK
+    finally:
+        fresh.close()
+
+
 @pytest.fixture
 def server(engine: FakeEngine) -> Iterator[ServerThread]:
     """The native transport only (the folder's `server` fixture runs both)."""
@@ -249,12 +259,7 @@ def test_protocol_errors_answer_goaway_and_the_server_serves_on(
         assert client.read_frame() is None  # and closed
     finally:
         client.close()
-    fresh = RawH2(server.server.port)
-    try:
-        fresh.start_call(1, grpc_message(_echo_request([7])))
-        assert fresh.answer(1).status == OK
-    finally:
-        fresh.close()
+    _serves_on(server.server.port, 7)
 
 
 def test_idle_connection_gets_goaway() -> None:
@@ -376,12 +381,7 @@ def test_rapid_reset_ends_the_connection_with_enhance_your_calm(server: ServerTh
         assert client.read_frame() is None  # and closed
     finally:
         client.close()
-    fresh = RawH2(server.server.port)
-    try:
-        fresh.start_call(1, grpc_message(_echo_request([9])))
-        assert fresh.answer(1).status == OK
-    finally:
-        fresh.close()
+    _serves_on(server.server.port, 9)
 
 
 def test_compressed_stream_messages_count_as_held_while_the_stream_lives(server: ServerThread) -> None:
