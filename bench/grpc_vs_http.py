@@ -59,6 +59,8 @@ def _start_server(
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=source)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        if process.poll() is not None:  # exited at once (a bad flag, an older checkout): no wait
+            raise RuntimeError(f"server from {source} exited with {process.returncode}; see {log}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=2):
                 return process, http_port, grpc_port
@@ -108,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(columns) + " |")
     print("|" + " --- |" * len(columns))
     for index, source in enumerate(sources):
-        servers = {
-            name: _start_server(source, work / "repo", work / f"server-{index}-{name}.log", name)
-            for name in implementations
-        }
-        targets = [("HTTP", "http", servers[implementations[0]][1])]
-        targets += [(name, "grpc", servers[name][2]) for name in implementations]
+        servers: dict[str, tuple[subprocess.Popen[bytes], int, int]] = {}
         try:
+            # Inside the try: when one server fails to start, the ones already started are stopped.
+            for name in implementations:
+                log = work / f"server-{index}-{name}.log"
+                servers[name] = _start_server(source, work / "repo", log, name)
+            targets = [("HTTP", "http", servers[implementations[0]][1])]
+            targets += [(name, "grpc", servers[name][2]) for name in implementations]
             for model in args.models.split(","):
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
                     runs: dict[str, list[tuple[float, int]]] = {label: [] for label, _, _ in targets}
