@@ -18,7 +18,7 @@ import itertools
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from packserve.errors import InvalidArgumentError, TraceSettingRefusedError
@@ -127,7 +127,7 @@ def apply(settings: TraceSettings, changes: Mapping[str, Any], base: TraceSettin
             if not isinstance(value, str):
                 raise InvalidArgumentError(f"'{name}' must be a string (Triton's form), got {value!r}")
             values[key] = parse_number(name, value)
-    updated = TraceSettings(**{**settings.__dict__, **values})
+    updated = replace(settings, **values)
     check(updated)
     return updated
 
@@ -162,10 +162,8 @@ class TraceControl:
     def update(self, model: str, changes: Mapping[str, Any]) -> TraceSettings:
         with self._lock:
             if not model:
-                self._global = apply(self._global, changes, TraceSettings(**self._global.__dict__))
-                # Models follow the global settings except where they set their own.
-                for name, own in self._models.items():
-                    self._effective[name] = apply(self._global, own, self._global)
+                self._global = apply(self._global, changes, self._global)
+                self._refresh_models()
             else:
                 own = {**self._models.get(model, {}), **changes}
                 own = {k: v for k, v in own.items() if v is not None}
@@ -200,14 +198,18 @@ class TraceControl:
             return True
 
     def _count_down(self, model: str, settings: TraceSettings) -> None:
-        remaining = TraceSettings(**{**settings.__dict__, "count": settings.count - 1})
+        remaining = replace(settings, count=settings.count - 1)
         if model in self._effective and "trace_count" in self._models.get(model, {}):
             self._effective[model] = remaining
             self._models[model]["trace_count"] = str(remaining.count)
         else:
             self._global = remaining
-            for name, own in self._models.items():
-                self._effective[name] = apply(self._global, own, self._global)
+            self._refresh_models()
+
+    def _refresh_models(self) -> None:
+        # Models follow the global settings except where they set their own.
+        for name, own in self._models.items():
+            self._effective[name] = apply(self._global, own, self._global)
 
     def end(self, record: TraceRecord) -> None:
         if record.token is not None:
