@@ -45,20 +45,24 @@ class HttpApp:
         the transport can send it ahead of inference work; None for any other request."""
         if method != "GET" or path not in _HEALTH:
             return None
-        if self._restrictions:
-            refusal = self._restrictions.http_refusal(path, headers)
-            if refusal is not None:
-                return error_reply(403, refusal)
-        return _HEALTH[path](self._context.engine)
+        return self._refused(method, path, headers) or _HEALTH[path](self._context.engine)
+
+    def _refused(self, method: str, path: str, headers: Headers) -> Reply | None:
+        """--http-restricted-api: the 403 for a restricted path without its header (logged), else None."""
+        if not self._restrictions:
+            return None
+        refusal = self._restrictions.http_refusal(path, headers)
+        if refusal is None:
+            return None
+        request_log.FAILED.failed("HTTP", f"{method} {path}", PermissionError(refusal), 403)
+        return error_reply(403, refusal)
 
     async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         """Answer one request. `body` is the raw body, already checked against max_body_bytes
         while it arrived. Every error becomes a reply; nothing escapes."""
-        if self._restrictions:  # --http-restricted-api: checked before anything else runs
-            refusal = self._restrictions.http_refusal(path, headers)
-            if refusal is not None:
-                request_log.FAILED.failed("HTTP", f"{method} {path}", PermissionError(refusal), 403)
-                return error_reply(403, refusal)
+        refused = self._refused(method, path, headers)  # checked before anything else runs
+        if refused is not None:
+            return refused
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
             reply = await self._route(method, path, headers, body)
