@@ -103,8 +103,9 @@ async def run_server(options: ServeOptions, console: Console | None = None) -> N
         options.http_restrictions,
     )
     grpc_server = GrpcServer(engine, at.grpc_host, options.grpc_port, options.grpc)
-    print_model_table(engine.repository_index(), console)
-    failed = [e for e in engine.repository_index() if e.state != ModelState.READY and e.reason != "unloaded"]
+    index = engine.repository_index()
+    print_model_table(index, console)
+    failed = [e for e in index if e.state != ModelState.READY and e.reason != "unloaded"]
     if options.exit_on_error and failed:
         names = ", ".join(sorted({e.name for e in failed}))
         console.print(f"[red]packserve: failed to load all models ({names}); --exit-on-error is true[/red]")

@@ -168,7 +168,8 @@ def _check_crop_model(plan: RegionMapPlan, crop: ModelSpec | None, target: Model
                 f"{where}: crop model '{name}' has no input '{ours}' (it takes the region map's "
                 f"inputs under the same names; it has {[t.name for t in crop.inputs]})"
             )
-    output = crop.output(crop_output_name(plan, crop)) if crop_output_name(plan, crop) else None
+    output_name = crop_output_name(plan, crop)
+    output = crop.output(output_name) if output_name else None
     if output is None:
         raise ConfigError(
             f"{where}: crop model '{name}' has no output '{plan.crop_output}'"
