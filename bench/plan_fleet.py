@@ -33,12 +33,12 @@ from packserve.demo import samples
 from packserve.demo.build import ENSEMBLE, build_vision_stack
 from packserve.errors import UnavailableError
 from packserve.planning.capacity.plan_check import plan_pipelines, saturation_throughput, sim_pods
-from packserve.planning.capacity.planner import PlanOptions, gpus
+from packserve.planning.capacity.planner import PlanOptions
 from packserve.planning.capacity.simulator import Arrivals, SimOptions, simulate
 from packserve.planning.capacity.stats import percentile_ci, run_percentile_range
 from packserve.planning.commands import PlanCommand, plan_command
 from packserve.planning.formats.config_patch import apply_to_repository
-from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.plan_schema import Plan, gpus
 from packserve.planning.formats.profile_schema import Profile
 from packserve.planning.formats.units import parse_duration_ms, parse_load, parse_memory_bytes
 

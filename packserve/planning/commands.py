@@ -15,9 +15,9 @@ import yaml
 from packserve.errors import InvalidArgumentError
 from packserve.planning.capacity.fleet_search import SimulationProgress, p99_for_devices, search
 from packserve.planning.capacity.plan_check import ScenarioSummary, check_plan, plan_pipelines
-from packserve.planning.capacity.planner import PlanOptions, gpus
+from packserve.planning.capacity.planner import PlanOptions
 from packserve.planning.formats.config_patch import apply_to_repository, load_patches
-from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.plan_schema import Plan, gpus
 from packserve.planning.formats.profile_schema import Profile
 from packserve.planning.output.k8s import DeployOptions, build_manifests, is_core, keda_manifests
 from packserve.planning.output.k8s_scaling import adapter_values

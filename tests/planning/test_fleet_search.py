@@ -15,11 +15,11 @@ from docs.examples.seven_models_v100 import LOAD_PER_S, MEMORY, MIX, P99_MS, PEA
 from docs.examples.seven_models_v100 import build as seven_model_profile
 from packserve.planning.capacity import fleet_search
 from packserve.planning.capacity.fleet_search import p99_for_devices, search
-from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.planner import PlanOptions, plan
 from packserve.planning.capacity.simulator import SimModel, SimOptions, SimPod, interpolated_service, simulate
 from packserve.planning.capacity.workload import LeafStep, Pipeline
 from packserve.planning.commands import PlanCommand, plan_command
-from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.plan_schema import Plan, gpus
 from tests.planning.planning_synthetic import LinearModel, linear_profile
 
 GIB = 1024**3

@@ -10,7 +10,8 @@ import pytest
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.capacity.duty_cycle import Option, max_mean_arrivals, options_of, poisson_quantile
-from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.planner import PlanOptions, plan
+from packserve.planning.formats.plan_schema import gpus
 from tests.planning.planning_synthetic import MIB, LinearModel, linear_profile
 
 GIB = 1024**3

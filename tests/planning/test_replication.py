@@ -10,8 +10,9 @@ from itertools import product
 import pytest
 
 from packserve.planning.capacity.plan_check import check_plan, plan_pipelines
-from packserve.planning.capacity.planner import PlanOptions, _prepare, _price, gpus, plan
+from packserve.planning.capacity.planner import PlanOptions, _prepare, _price, plan
 from packserve.planning.capacity.replication import saturated_fraction
+from packserve.planning.formats.plan_schema import gpus
 from packserve.planning.formats.profile_schema import Profile
 from tests.planning.planning_synthetic import LinearModel, linear_profile
 

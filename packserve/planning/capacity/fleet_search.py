@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 
 from packserve.errors import InvalidArgumentError
 from packserve.planning.capacity.plan_check import ScenarioSummary, check_plan, plan_pipelines
-from packserve.planning.capacity.planner import PlanOptions, gpus, plan
+from packserve.planning.capacity.planner import PlanOptions, plan
 from packserve.planning.capacity.simulator import SimResult
-from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.plan_schema import Plan, gpus
 from packserve.planning.formats.profile_schema import Profile
 
 UTILISATION_STEP = 0.1

@@ -29,7 +29,7 @@ from packserve.planning.capacity.workload import (
     latency_budgets_ms,
     rates_per_model,
 )
-from packserve.planning.formats.plan_schema import Plan, PodPlan
+from packserve.planning.formats.plan_schema import Plan, PodPlan, gpus
 from packserve.planning.formats.profile_schema import Profile
 from packserve.planning.formats.units import format_bytes
 
@@ -333,10 +333,6 @@ def _check_units_fit(units: list[tuple[str, ...]], min_memory: Mapping[str, int]
                 f"models {', '.join(unit)} serve one pipeline and must share a pod, but together need "
                 f"{format_bytes(need)} while a device offers {format_bytes(memory_limit)}"
             )
-
-
-def gpus(pods: tuple[PodPlan, ...]) -> int:
-    return sum(p.replicas for p in pods)
 
 
 def mean_utilisation(pods: tuple[PodPlan, ...]) -> float:

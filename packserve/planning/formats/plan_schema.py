@@ -99,6 +99,11 @@ class PodPlan:
         return max(m.predicted_p99_ms for m in self.models)
 
 
+
+def gpus(pods: tuple[PodPlan, ...]) -> int:
+    """Devices a set of pods takes at peak: the sum of their replicas."""
+    return sum(p.replicas for p in pods)
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     profile_device: str
@@ -155,9 +160,9 @@ class Plan:
     def comparison(self) -> dict[str, dict[str, float]]:
         """Lower bound, packed plan and one-model-per-pod baseline in devices, each over the bound."""
         bound = max(1, self.lower_bound)
-        rows = {"lower_bound": self.lower_bound, "packed": sum(p.replicas for p in self.pods)}
+        rows = {"lower_bound": self.lower_bound, "packed": gpus(self.pods)}
         if self.baseline:
-            rows["baseline"] = sum(p.replicas for p in self.baseline)
+            rows["baseline"] = gpus(self.baseline)
         return {name: {"devices": float(n), "ratio_to_bound": n / bound} for name, n in rows.items()}
 
     def pod_of(self, model: str) -> PodPlan:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from packserve.planning.capacity.simulator import SimResult
-from packserve.planning.formats.plan_schema import Plan
+from packserve.planning.formats.plan_schema import Plan, gpus
 from packserve.planning.formats.profile_schema import Profile
 
 
@@ -62,8 +62,8 @@ def plan_plots(plan: Plan, simulations: list[tuple[str, SimResult]], out_dir: Pa
 
 def _fleet(plan: Plan, path: Path) -> Path:
     fig, axis = plt.subplots(figsize=(5, 4))
-    before = sum(p.replicas for p in plan.baseline)
-    after = sum(p.replicas for p in plan.pods)
+    before = gpus(plan.baseline)
+    after = gpus(plan.pods)
     bars = axis.bar(["one model per device", "packed plan"], [before, after], color=["#999999", "#2a7ab0"])
     axis.bar_label(bars)
     axis.set(ylabel="devices at peak", title="Devices before and after")

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from packserve.planning.capacity.fleet_search import Attempt
 from packserve.planning.capacity.plan_check import ScenarioSummary
-from packserve.planning.capacity.planner import gpus, mean_utilisation
-from packserve.planning.formats.plan_schema import Plan, PodPlan
+from packserve.planning.capacity.planner import mean_utilisation
+from packserve.planning.formats.plan_schema import Plan, PodPlan, gpus
 from packserve.planning.formats.units import format_bytes
 
 
