@@ -12,6 +12,8 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
+DESERIALIZE_FAILED = "Exception deserializing request!"  # grpc's own words
+
 
 class CallContext(Protocol):
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:

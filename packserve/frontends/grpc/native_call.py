@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 
-from packserve.frontends.grpc.call_context import AbortError
+from packserve.frontends.grpc.call_context import DESERIALIZE_FAILED, AbortError
 from packserve.frontends.grpc.native_methods import MethodSpec
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
 INTERNAL = grpc.StatusCode.INTERNAL.value[0]
-DESERIALIZE_FAILED = "Exception deserializing request!"  # grpc's own words
 
 
 class NativeCall:
@@ -137,10 +136,16 @@ class NativeCall:
 
 
 async def run_unary(call: NativeCall, request: Any) -> None:
+    """A unary call; `request` is the parsed message, or its bytes for a method whose servicer
+    takes them (`MethodSpec.wire_handler`) and answers bytes."""
     conn = call.conn
+    spec = call.spec
     try:
-        response = await call.spec.handler(request, call)
-        conn.send_unary(call, response.SerializeToString())
+        if spec.wire_handler is not None:
+            answer = await spec.wire_handler(request, call)
+        else:
+            answer = (await spec.handler(request, call)).SerializeToString()
+        conn.send_unary(call, answer)
     except AbortError as error:
         conn.finish(call, error.code.value[0], error.details)
     except asyncio.CancelledError:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import hpack
 
 from packserve.frontends.grpc import h2_frames as h2
+from packserve.frontends.grpc.call_context import DESERIALIZE_FAILED
 from packserve.frontends.grpc.native_answers import AnswerWriter, cancel_task
 from packserve.frontends.grpc.native_call import (
-    DESERIALIZE_FAILED,
     INTERNAL,
     NativeCall,
     run_streaming,
@@ -294,6 +294,9 @@ class GrpcConnection(AnswerWriter):
             return
         payload = call.inbox.popleft()
         self.consumed(call, len(payload))
+        if call.spec.wire_handler is not None:  # the servicer parses (or skips parsing) itself
+            call.task = self._loop.create_task(run_unary(call, payload))
+            return
         try:
             request = call.spec.request_type.FromString(payload)
         except Exception:

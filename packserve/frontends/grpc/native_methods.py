@@ -20,6 +20,12 @@ class MethodSpec:
     request_type: Any  # the generated message class
     client_streaming: bool
     server_streaming: bool
+    # A unary method whose servicer also takes the request's bytes and answers bytes, deciding
+    # itself whether protobuf is needed (ModelInfer: codec_wire.py).
+    wire_handler: Callable[..., Any] | None = None
+
+
+_WIRE_HANDLERS = {"/inference.GRPCInferenceService/ModelInfer": "model_infer_wire"}
 
 
 def _service_methods(module: ModuleType, service: str, servicer: object) -> dict[str, MethodSpec]:
@@ -27,12 +33,14 @@ def _service_methods(module: ModuleType, service: str, servicer: object) -> dict
     table = {}
     for method in descriptor.methods:
         path = f"/{descriptor.full_name}/{method.name}"
+        wire_name = _WIRE_HANDLERS.get(path)
         table[path] = MethodSpec(
             path=path,
             handler=getattr(servicer, method.name),
             request_type=getattr(module, method.input_type.name),
             client_streaming=method.client_streaming,
             server_streaming=method.server_streaming,
+            wire_handler=getattr(servicer, wire_name, None) if wire_name else None,
         )
     return table
 

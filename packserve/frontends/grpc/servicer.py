@@ -16,14 +16,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
+import grpc
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from packserve.core.engine_api import EngineApi
 from packserve.errors import InvalidArgumentError, PackserveError, UnsupportedError
 from packserve.frontends import header_forward, request_log
 from packserve.frontends.grpc import codec, messages
-from packserve.frontends.grpc.call_context import CallContext, method_name
+from packserve.frontends.grpc.call_context import DESERIALIZE_FAILED, CallContext, method_name
+from packserve.frontends.grpc.codec_wire import WireCodec
 from packserve.frontends.status import grpc_status
+from packserve.types import DataType
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,10 @@ def _infer_detail(request: Any) -> str:
     return " ".join(f"{i.name}:{i.datatype}{list(i.shape)}" for i in request.inputs)
 
 
+def _wire_name(tensor: Any) -> str:
+    return DataType.from_numpy(tensor.dtype).wire_name if hasattr(tensor, "dtype") else "?"
+
+
 def _message(error: Exception) -> str:
     if isinstance(error, PackserveError):
         return str(error)
@@ -59,6 +67,7 @@ def _message(error: Exception) -> str:
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, engine: EngineApi) -> None:
         self._engine = engine
+        self._wire = WireCodec()
 
     async def ServerLive(self, request: Any, context: CallContext) -> Any:
         return service_pb2.ServerLiveResponse(live=self._engine.is_live())
@@ -156,12 +165,39 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             await _abort(context, error)
 
     async def ModelInfer(self, request: Any, context: CallContext) -> Any:
+        return await self._model_infer(request, context)
+
+    async def model_infer_wire(self, payload: bytes, context: CallContext) -> bytes:
+        """ModelInfer for the native transport, which hands over the request's bytes: a request
+        laid out like one seen before skips protobuf both ways (codec_wire.py)."""
+        plan = self._wire.plan_for(payload)
+        if plan is None:
+            try:
+                message = service_pb2.ModelInferRequest.FromString(payload)
+            except DecodeError as error:
+                request_log.FAILED.failed("gRPC", "ModelInfer", error, status=400)
+                await context.abort(grpc.StatusCode.INTERNAL, DESERIALIZE_FAILED)
+            return (await self._model_infer(message, context, payload)).SerializeToString()
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
-            forwarded: dict[str, str] = {}
-            if header_forward.grpc_enabled():  # --grpc-header-forward-pattern
-                forwarded = header_forward.from_grpc(context.invocation_metadata())
-            answer = await self._infer(request, forwarded)
+            request = plan.decode(payload)
+            header_forward.merge(request.parameters, self._forwarded(context))
+            response = await self._engine.infer(request)
+            if response.parameters:
+                answer = codec.encode_infer_response(response).SerializeToString()
+            else:
+                answer = self._wire.encode(response)
+        except Exception as error:
+            await _abort(context, error, f"ModelInfer {plan.model}")
+        if started:
+            detail = " ".join(f"{name}:{_wire_name(t)}{list(t.shape)}" for name, t in request.inputs.items())
+            request_log.request_done("gRPC", f"ModelInfer {plan.model}", 200, started, detail)
+        return answer
+
+    async def _model_infer(self, request: Any, context: CallContext, payload: bytes | None = None) -> Any:
+        started = time.perf_counter() if request_log.verbosity() else 0.0
+        try:
+            answer = await self._infer(request, self._forwarded(context), payload)
         except Exception as error:
             await _abort(context, error, f"ModelInfer {request.model_name}")
         if started:
@@ -169,10 +205,20 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             request_log.request_done("gRPC", target, 200, started, _infer_detail(request))
         return answer
 
-    async def _infer(self, request: Any, forwarded: dict[str, str]) -> service_pb2.ModelInferResponse:
+    @staticmethod
+    def _forwarded(context: CallContext) -> dict[str, str]:
+        if header_forward.grpc_enabled():  # --grpc-header-forward-pattern
+            return header_forward.from_grpc(context.invocation_metadata())
+        return {}
+
+    async def _infer(
+        self, request: Any, forwarded: dict[str, str], payload: bytes | None = None
+    ) -> service_pb2.ModelInferResponse:
         shm = self._engine.shared_memory
         in_shm = codec.shm_outputs(request)
         decoded = codec.decode_infer_request(request, shm)
+        if payload is not None and not in_shm:
+            self._wire.learn(payload, request, decoded)  # before anything adds to its parameters
         header_forward.merge(decoded.parameters, forwarded)
         response = await self._engine.infer(decoded)
         return codec.encode_infer_response(response, in_shm, shm)
@@ -218,9 +264,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[service_pb2.ModelStreamInferResponse | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
 
-        forwarded: dict[str, str] = {}
-        if header_forward.grpc_enabled():
-            forwarded = header_forward.from_grpc(context.invocation_metadata())
+        forwarded = self._forwarded(context)
 
         async def answer(message: Any) -> None:
             answers.put_nowait(await self._stream_answer(message, forwarded))
