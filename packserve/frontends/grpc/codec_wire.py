@@ -44,6 +44,18 @@ def _entry_header(tag: bytes, size: int) -> bytes:
     return tag + varint(size)
 
 
+_OUTPUT_HEADERS: dict[int, bytes] = {}  # output entry size -> its tag and length, as sizes recur
+
+
+def _output_header(size: int) -> bytes:
+    header = _OUTPUT_HEADERS.get(size)
+    if header is None:
+        header = _entry_header(_RAW_OUTPUT_TAG, size)
+        if len(_OUTPUT_HEADERS) < _CACHED_HEADS:
+            _OUTPUT_HEADERS[size] = header
+    return header
+
+
 @dataclass(frozen=True, slots=True)
 class _RawInput:
     name: str
@@ -82,9 +94,8 @@ class RequestPlan:
                 inputs[entry.name] = tensors.decode_raw(
                     self.model, entry.name, wire, entry.shape, entry.count, raw, self.request_id
                 )
-            else:
-                array = np.frombuffer(payload, dtype=wire.numpy, count=entry.count, offset=entry.data_at)
-                inputs[entry.name] = array.reshape(entry.shape)
+            else:  # a read-only view of the message's bytes, as np.frombuffer gives
+                inputs[entry.name] = np.ndarray(entry.shape, wire.numpy, payload, entry.data_at)
         return InferRequest(
             model_name=self.model,
             inputs=inputs,
@@ -175,7 +186,7 @@ class WireCodec:
             array = tensors.to_numpy(model, name, tensor)
             datatype, raw = tensors.encode_output(model, name, array)
             described.append((name, datatype, array.shape))
-            contents.append(_entry_header(_RAW_OUTPUT_TAG, len(raw)))
+            contents.append(_output_header(len(raw)))
             contents.append(raw)
         key = (model, response.model_version, tuple(described))
         head = self._heads.get(key)

@@ -9,6 +9,7 @@ the `hpack` package (see native_connection.py).
 
 from __future__ import annotations
 
+import struct
 from urllib.parse import quote
 
 # Frame types.
@@ -45,6 +46,9 @@ DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 MAX_WINDOW = 2**31 - 1
 FRAME_HEADER_BYTES = 9
+# A frame header read in one call: length (high byte, low 16 bits), type, flags, stream id.
+FRAME_HEAD = struct.Struct(">BHBBL")
+WORD = struct.Struct(">L")
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

@@ -111,27 +111,32 @@ class GrpcConnection(AnswerWriter):
             position = len(h2.PREFACE)
         end_of_data = len(buffer)
         max_frame = self.settings.max_frame_size
+        read_head = h2.FRAME_HEAD.unpack_from
         while end_of_data - position >= h2.FRAME_HEADER_BYTES:
-            length = int.from_bytes(buffer[position : position + 3], "big")
+            length_high, length_low, kind, flags, stream_id = read_head(buffer, position)
+            length = length_high << 16 | length_low
             if length > max_frame:
                 raise H2ConnectionError(h2.FRAME_SIZE_ERROR, f"frame of {length} bytes")
-            end = position + h2.FRAME_HEADER_BYTES + length
+            start = position + h2.FRAME_HEADER_BYTES
+            end = start + length
             if end > end_of_data:
                 break
-            kind, flags = buffer[position + 3], buffer[position + 4]
-            stream_id = int.from_bytes(buffer[position + 5 : position + 9], "big") & 0x7FFFFFFF
-            payload = bytes(buffer[position + 9 : end])
+            stream_id &= 0x7FFFFFFF
             position = end
             if self._continuing is not None and kind != h2.CONTINUATION:
                 raise H2ConnectionError(h2.PROTOCOL_ERROR, "header block interrupted")
+            if kind == h2.WINDOW_UPDATE:  # the most frequent frame from tritonclient: no copy
+                if length != 4:
+                    raise H2ConnectionError(h2.FRAME_SIZE_ERROR, "WINDOW_UPDATE is 4 bytes")
+                self._on_window_update(stream_id, h2.WORD.unpack_from(buffer, start)[0] & 0x7FFFFFFF)
+                continue
+            payload = bytes(buffer[start:end])
             if kind == h2.DATA:
                 self._on_data(flags, stream_id, payload)
             elif kind == h2.HEADERS:
                 self._on_headers(flags, stream_id, payload)
             elif kind == h2.CONTINUATION:
                 self._on_continuation(flags, stream_id, payload)
-            elif kind == h2.WINDOW_UPDATE:
-                self._on_window_update(stream_id, payload)
             elif kind == h2.SETTINGS:
                 self._on_settings(flags, stream_id, payload)
             elif kind == h2.PING:

@@ -160,17 +160,15 @@ class ConnectionBase(asyncio.Protocol):
             return
         self._write(h2.ping(payload, ack=True))
 
-    def _on_window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise H2ConnectionError(h2.FRAME_SIZE_ERROR, "WINDOW_UPDATE is 4 bytes")
-        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+    def _on_window_update(self, stream_id: int, increment: int) -> None:
         if stream_id == 0:
             if increment == 0:
                 raise H2ConnectionError(h2.PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
             self.send_window += increment
             if self.send_window > h2.MAX_WINDOW:
                 raise H2ConnectionError(h2.FLOW_CONTROL_ERROR, "connection window above 2^31-1")
-            self._unblock()
+            if self._blocked:
+                self._unblock()
             return
         call = self.calls.get(stream_id)
         if call is None:
