@@ -27,6 +27,8 @@ _RAW_INPUT_TAG = b"\x3a"  # ModelInferRequest field 7, length-delimited
 _RAW_OUTPUT_TAG = b"\x32"  # ModelInferResponse field 6, length-delimited
 _ID_TAG = b"\x1a"  # ModelInferResponse field 3
 _PLANS_PER_LENGTH = 8
+# Prefixes up to this size are kept (as the HTTP decoder's JSON headers): at most 16 MiB of plans.
+_CACHED_PREFIX_BYTES = 4096
 _CACHED_LENGTHS = 512
 _CACHED_HEADS = 512
 
@@ -134,6 +136,8 @@ class WireCodec:
         entries: list[_RawInput] = []
         position = len(payload) - sum(len(raw) + len(varint(len(raw))) + 1 for raw in raw_contents)
         prefix_end = position
+        if prefix_end > _CACHED_PREFIX_BYTES:
+            return
         for tensor, raw in zip(message.inputs, raw_contents, strict=True):
             if tensor.parameters:  # shared memory and per-tensor options: the full path each time
                 return

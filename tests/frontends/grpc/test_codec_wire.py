@@ -172,6 +172,13 @@ def test_a_bytes_input_that_does_not_add_up_is_refused_on_the_plan_path_too() ->
         decode_infer_request(service_pb2.ModelInferRequest.FromString(bytes(payload)))
 
 
+def test_a_request_with_a_large_prefix_is_not_kept() -> None:
+    message = _message({"A": np.zeros((1, 4), np.int32)})
+    message.parameters["note"].string_param = "x" * 5000  # 5 KB before the tensors
+    codec = _learned(message)
+    assert codec.plan_for(message.SerializeToString()) is None
+
+
 def test_plans_are_bounded_per_length() -> None:
     codec = WireCodec()
     for n in range(20):  # 20 request ids of one length: only the latest few are kept
