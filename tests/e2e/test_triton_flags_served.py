@@ -97,7 +97,8 @@ def test_flags_on_a_live_server(
         good = [grpcclient.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
         for tensor in good:
             tensor.set_data_from_numpy(np.ones((1, 16), np.int32))
-        client.infer("simple", good)
+        for _ in range(2):  # the second is decoded from the first one's kept wire plan
+            client.infer("simple", good)
 
     lines = _json_lines(log_file)
     failed = [line for line in lines if "failed with" in str(line["message"])]
@@ -110,7 +111,7 @@ def test_flags_on_a_live_server(
     detail = [line for line in lines if line["level"] == "DEBUG" and "-> 200" in str(line["message"])]
     # Level 2 adds each request's detail: headers over HTTP, the input tensors over gRPC.
     assert any("POST /v2/models/python_raise" in str(line["message"]) for line in lines if line["level"] == "DEBUG")
-    assert any("INPUT0:INT32[1, 16]" in str(line["message"]) for line in detail)
+    assert sum("INPUT0:INT32[1, 16] INPUT1:INT32[1, 16]" in str(line["message"]) for line in detail) == 2
 
 
 def test_exit_on_error_stops_a_server_whose_model_fails(repositories: tuple[Path, Path]) -> None:

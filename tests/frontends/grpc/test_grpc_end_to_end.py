@@ -181,6 +181,18 @@ def test_64_concurrent_requests(client: grpcclient.InferenceServerClient) -> Non
         np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), expected[n][1])  # type: ignore[attr-defined]
 
 
+def test_repeated_requests_of_one_layout_answer_their_own_data_and_id(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    # From the second on, the native transport decodes them from the first one's wire plan.
+    for n in range(4):
+        inputs, a, b = _simple(2, offset=1000 * n)
+        result = client.infer("simple", inputs, request_id="same-id")
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+        assert result.get_response().id == "same-id"
+
+
 def test_streaming(client: grpcclient.InferenceServerClient) -> None:
     answers: queue.Queue[tuple[object, object]] = queue.Queue()
     client.start_stream(callback=lambda result, error: answers.put((result, error)))
