@@ -21,7 +21,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from packserve.frontends.grpc import tensors
-from packserve.messages import InferRequest, InferResponse, RequestedOutput
+from packserve.frontends.request_fields import RequestFields
+from packserve.messages import InferRequest, InferResponse
 
 _RAW_INPUT_TAG = b"\x3a"  # ModelInferRequest field 7, length-delimited
 _RAW_OUTPUT_TAG = b"\x32"  # ModelInferResponse field 6, length-delimited
@@ -76,11 +77,7 @@ class RequestPlan:
     inputs: tuple[_RawInput, ...]
     model: str
     version: str
-    request_id: str
-    outputs: tuple[RequestedOutput, ...] | None
-    priority: int
-    timeout_us: int
-    parameters: dict[str, Any]
+    fields: RequestFields
 
     def matches(self, payload: bytes) -> bool:
         return payload.startswith(self.prefix) and all(
@@ -94,20 +91,11 @@ class RequestPlan:
             if wire.is_bytes:  # element lengths differ per request: checked each time
                 raw = payload[entry.data_at : entry.data_at + entry.size]
                 inputs[entry.name] = tensors.decode_raw(
-                    self.model, entry.name, wire, entry.shape, entry.count, raw, self.request_id
+                    self.model, entry.name, wire, entry.shape, entry.count, raw, self.fields.request_id
                 )
             else:  # a read-only view of the message's bytes, as np.frombuffer gives
                 inputs[entry.name] = np.ndarray(entry.shape, wire.numpy, payload, entry.data_at)
-        return InferRequest(
-            model_name=self.model,
-            inputs=inputs,
-            model_version=self.version,
-            outputs=None if self.outputs is None else list(self.outputs),
-            id=self.request_id,
-            priority=self.priority,
-            timeout_us=self.timeout_us,
-            parameters=dict(self.parameters) if self.parameters else {},
-        )
+        return self.fields.request(self.model, self.version, inputs)
 
 
 class WireCodec:
@@ -165,11 +153,7 @@ class WireCodec:
             inputs=tuple(entries),
             model=request.model_name,
             version=request.model_version,
-            request_id=request.id,
-            outputs=None if request.outputs is None else tuple(request.outputs),
-            priority=request.priority,
-            timeout_us=request.timeout_us,
-            parameters=dict(request.parameters),
+            fields=RequestFields.of(request),
         )
         same_length = self._plans.get(len(payload))
         if same_length is None:

@@ -18,6 +18,7 @@ from packserve.errors import InvalidArgumentError
 from packserve.frontends.http import tensor_data
 from packserve.frontends.http.json_checks import checked_parameters, flag, non_negative_int, parse_json
 from packserve.frontends.http.limits import HttpLimits
+from packserve.frontends.request_fields import RequestFields
 from packserve.messages import InferRequest, RequestedOutput
 from packserve.types import DataType
 
@@ -70,13 +71,9 @@ class _RequestPlan:
     shm_outputs: dict[str, ShmPlace]
     input_order: tuple[str, ...]
     binary_size: int
-    outputs: tuple[RequestedOutput, ...] | None
     binary_outputs: dict[str, bool]
     binary_default: bool
-    request_id: str
-    priority: int
-    timeout_us: int
-    parameters: dict[str, Any]
+    fields: RequestFields
 
     def decode(
         self, model: str, version: str, body: bytes, header_end: int, shm: SharedMemoryRegistry | None
@@ -106,16 +103,7 @@ class _RequestPlan:
         if self.json_inputs or self.shm_inputs:
             tensors.update(self.json_inputs)
             tensors = {name: tensors[name] for name in self.input_order}
-        request = InferRequest(
-            model_name=model,
-            inputs=tensors,
-            model_version=version,
-            outputs=None if self.outputs is None else list(self.outputs),
-            id=self.request_id,
-            priority=self.priority,
-            timeout_us=self.timeout_us,
-            parameters=dict(self.parameters) if self.parameters else {},
-        )
+        request = self.fields.request(model, version, tensors)
         return DecodedInfer(request, self.binary_outputs, self.binary_default, self.shm_outputs)
 
 
@@ -183,13 +171,9 @@ def _plan(model: str, body: bytes, json_end: int, limits: HttpLimits) -> _Reques
         shm_outputs=shm_outputs,
         input_order=order,
         binary_size=binary_size,
-        outputs=outputs,
         binary_outputs=binary_outputs,
         binary_default=binary_default,
-        request_id=request_id,
-        priority=priority,
-        timeout_us=timeout_us,
-        parameters=parameters,
+        fields=RequestFields(outputs, request_id, priority, timeout_us, parameters),
     )
 
 
