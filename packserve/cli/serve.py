@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from packserve.cli import hygiene, triton_flags
+from packserve.cli import grpc_flags, hygiene, triton_flags
 from packserve.cli.log_setup import configure_logging
 from packserve.cli.serve_shutdown import (
     LOCAL_HOST,
@@ -26,7 +26,6 @@ from packserve.config.loader import ConfigLoadOptions
 from packserve.core.engine import Engine, EngineOptions
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
 from packserve.core.observer import InferenceObserver
-from packserve.core.response_cache import parse_cache_config
 from packserve.core.views import IndexEntry, ModelState
 from packserve.frontends.grpc import GRPC_IMPLEMENTATIONS, GrpcOptions, GrpcServer
 from packserve.frontends.http import (
@@ -282,19 +281,28 @@ def serve_command(
     trace_rate: Annotated[int | None, typer.Option("--trace-rate", help="deprecated")] = None,
     trace_count: Annotated[int | None, typer.Option("--trace-count", help="deprecated")] = None,
     trace_log_frequency: Annotated[int | None, typer.Option("--trace-log-frequency")] = None,
+    response_cache_byte_size: Annotated[
+        int | None, typer.Option("--response-cache-byte-size", min=0, help="deprecated: --cache-config")
+    ] = None,
+    rate_limit: Annotated[str, typer.Option("--rate-limit", help="off (no rate limiter)")] = "off",
+    rate_limit_resource: Annotated[list[str] | None, typer.Option("--rate-limit-resource")] = None,
+    grpc_keepalive_time: grpc_flags.KeepaliveTime = grpc_flags.KEEPALIVE_TIME_MS,
+    grpc_keepalive_timeout: grpc_flags.KeepaliveTimeout = grpc_flags.KEEPALIVE_TIMEOUT_MS,
+    grpc_keepalive_permit_without_calls: grpc_flags.KeepalivePermitWithoutCalls = "false",
+    grpc_http2_max_pings_without_data: grpc_flags.MaxPingsWithoutData = grpc_flags.MAX_PINGS_WITHOUT_DATA,
+    grpc_http2_min_recv_ping_interval: grpc_flags.MinRecvPingInterval = grpc_flags.MIN_RECV_PING_INTERVAL_MS,
+    grpc_http2_max_ping_strikes: grpc_flags.MaxPingStrikes = grpc_flags.MAX_PING_STRIKES,
+    grpc_max_connection_age: grpc_flags.MaxConnectionAge = 0,
+    grpc_max_connection_age_grace: grpc_flags.MaxConnectionAgeGrace = 0,
 ) -> None:
     """Serve model repositories over KServe v2 HTTP and gRPC, with Prometheus metrics."""
     flags = triton_flags
-    configure_logging(
-        flags.log_settings(log_verbose, log_file, log_format, log_info, log_warning, log_error)
-    )
+    configure_logging(flags.log_settings(log_verbose, log_file, log_format, log_info, log_warning, log_error))
     if model_control_mode not in ("none", "explicit", "poll"):
         raise typer.BadParameter("must be none, explicit or poll", param_hint="--model-control-mode")
     repositories = flags.model_repositories(model_repository)
-    try:
-        cache_bytes = parse_cache_config(cache_config) if cache_config else 0
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--cache-config") from None
+    cache_bytes = flags.response_cache_bytes(cache_config, response_cache_byte_size)
+    flags.check_rate_limit(rate_limit, rate_limit_resource or ())
     flags.header_forwarding(http_header_forward_pattern, grpc_header_forward_pattern)
     if grpc_implementation not in GRPC_IMPLEMENTATIONS:
         raise typer.BadParameter("must be native or grpcio", param_hint="--grpc-implementation")
@@ -338,6 +346,16 @@ def serve_command(
             max_connection_idle_ms=int(http_keep_alive_timeout * 1000),
             restrictions=hygiene.restrictions(grpc_restricted_protocol, "--grpc-restricted-protocol"),
             implementation=grpc_implementation,
+            pings=grpc_flags.ping_policy(
+                grpc_keepalive_time,
+                grpc_keepalive_timeout,
+                grpc_keepalive_permit_without_calls,
+                grpc_http2_max_pings_without_data,
+                grpc_http2_min_recv_ping_interval,
+                grpc_http2_max_ping_strikes,
+                grpc_max_connection_age,
+                grpc_max_connection_age_grace,
+            ),
         ),
         shutdown=ShutdownTiming(drain_delay_s=drain_delay, exit_timeout_s=exit_timeout),
         console=console,

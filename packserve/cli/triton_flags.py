@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from packserve.cli.log_setup import LOG_FORMATS, LogSettings
+from packserve.core.response_cache import parse_cache_config
 from packserve.frontends import header_forward
 from packserve.metrics.summaries import DEFAULT_QUANTILES, parse_quantiles
 
@@ -154,3 +155,33 @@ def summary_quantiles(configs: Sequence[str]) -> tuple[float, ...]:
                 param_hint="--metrics-config",
             )
     return quantiles if enabled else ()
+
+
+NO_RATE_LIMITER = (
+    "packserve has no rate limiter (instance_group rate_limiter is refused at load too): an instance "
+    "runs whenever a batch is ready; --cpu-execution-slots bounds how many batches compute on the CPU at once"
+)
+
+
+def check_rate_limit(mode: str, resources: Sequence[str]) -> None:
+    """Triton's --rate-limit: 'off' (its default) is what packserve does; the rest is refused."""
+    if mode != "off":
+        raise typer.BadParameter(f"'{mode}': only 'off'. {NO_RATE_LIMITER}", param_hint="--rate-limit")
+    if resources:
+        raise typer.BadParameter(NO_RATE_LIMITER, param_hint="--rate-limit-resource")
+
+
+def response_cache_bytes(cache_config: str | None, byte_size: int | None) -> int:
+    """`--cache-config local,size=N`, or Triton's deprecated `--response-cache-byte-size N`."""
+    if cache_config is not None and byte_size is not None:
+        raise typer.BadParameter(
+            "give the cache size once: --cache-config local,size=N "
+            "(--response-cache-byte-size is its old form)",
+            param_hint="--response-cache-byte-size",
+        )
+    if byte_size is not None:
+        return byte_size
+    try:
+        return parse_cache_config(cache_config) if cache_config else 0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--cache-config") from None

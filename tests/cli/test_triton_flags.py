@@ -10,13 +10,18 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from packserve.cli import app
+from packserve.cli import app, serve
 from packserve.cli import triton_flags as flags
 from packserve.cli.log_setup import LogSettings, configure_logging, make_formatter
+from packserve.cli.serve import ServeOptions
 from packserve.frontends import request_log
+from packserve.frontends.grpc.native_settings import PingPolicy
 
 
-@pytest.mark.parametrize(("text", "expected"), [("true", True), ("1", True), ("ON", True), ("false", False), ("0", False), ("no", False)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("1", True), ("ON", True), ("false", False), ("0", False), ("no", False)],
+)
 def test_triton_booleans_take_a_value(text: str, expected: bool) -> None:
     assert flags.parse_bool(text, "--allow-http") is expected
 
@@ -80,6 +85,63 @@ def test_bad_flag_values_are_usage_errors(tmp_path: Path) -> None:
     for extra in (["--log-format", "xml"], ["--allow-http", "perhaps"], ["--model-load-thread-count", "0"]):
         result = CliRunner().invoke(app, ["serve", "--model-repository", str(tmp_path), *extra])
         assert result.exit_code == 2, (extra, result.output)
+
+
+def _served_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> ServeOptions:
+    """What `packserve serve` would run with these flags (the server itself is not started)."""
+    seen: list[ServeOptions] = []
+
+    async def record(options: ServeOptions) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(serve, "run_server", record)
+    monkeypatch.setattr(serve, "configure_logging", lambda settings: None)  # the test run's logging stays
+    result = CliRunner().invoke(app, ["serve", "--model-repository", str(tmp_path), *extra])
+    assert result.exit_code == 0, result.output
+    return seen[0]
+
+
+def test_grpc_connection_flags_reach_the_grpc_server_with_tritons_names_units_and_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _served_options(tmp_path, monkeypatch).grpc.pings == PingPolicy(
+        keepalive_s=7200.0, keepalive_timeout_s=20.0, keepalive_without_calls=False, max_pings_without_data=2,
+        min_ping_interval_without_data_s=300.0, max_ping_strikes=2, max_connection_age_s=0.0,
+        max_connection_age_grace_s=0.0,
+    )  # fmt: skip
+    flags_given = [
+        "--grpc-keepalive-time", "10000", "--grpc-keepalive-timeout", "500",
+        "--grpc-keepalive-permit-without-calls", "true", "--grpc-http2-max-pings-without-data", "0",
+        "--grpc-http2-min-recv-ping-interval-without-data", "1000", "--grpc-http2-max-ping-strikes", "7",
+        "--grpc-max-connection-age", "60000", "--grpc-max-connection-age-grace", "3000",
+    ]  # fmt: skip
+    assert _served_options(tmp_path, monkeypatch, *flags_given).grpc.pings == PingPolicy(
+        keepalive_s=10.0, keepalive_timeout_s=0.5, keepalive_without_calls=True, max_pings_without_data=0,
+        min_ping_interval_without_data_s=1.0, max_ping_strikes=7, max_connection_age_s=60.0,
+        max_connection_age_grace_s=3.0,
+    )  # fmt: skip
+
+
+def test_response_cache_byte_size_is_the_old_spelling_of_cache_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = _served_options(tmp_path, monkeypatch, "--response-cache-byte-size", "4096")
+    assert options.engine.response_cache_bytes == 4096
+    assert _served_options(tmp_path, monkeypatch, "--rate-limit", "off").engine.response_cache_bytes == 0
+    both = ["--response-cache-byte-size", "1", "--cache-config", "local,size=2"]
+    result = CliRunner().invoke(app, ["serve", "--model-repository", str(tmp_path), *both])
+    assert result.exit_code == 2 and "give the cache size once" in result.output
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--rate-limit", "execution_count"], ["--rate-limit-resource", "R1:4"]],
+    ids=["mode", "resource"],
+)
+def test_a_rate_limiter_is_refused_with_the_reason(tmp_path: Path, extra: list[str]) -> None:
+    result = CliRunner().invoke(app, ["serve", "--model-repository", str(tmp_path), *extra])
+    assert result.exit_code == 2
+    assert "no rate limiter" in " ".join(result.output.split())
 
 
 def test_version() -> None:

@@ -36,6 +36,7 @@ class AnswerWriter(ConnectionBase):
         call.finished = True
         call.send_window -= body
         self.send_window -= body
+        self.data_sent()
         sid = call.stream_id.to_bytes(4, "big")
         self._write(
             b"".join((
@@ -52,6 +53,7 @@ class AnswerWriter(ConnectionBase):
         if not call.headers_sent:
             call.headers_sent = True
             self._write(_HEADERS_PREFIX + call.stream_id.to_bytes(4, "big") + h2.RESPONSE_HEADERS)
+        self.data_sent()
         call.pending.append(memoryview(b"\x00" + len(payload).to_bytes(4, "big") + payload))
         self._flush(call)
 
@@ -73,6 +75,7 @@ class AnswerWriter(ConnectionBase):
         if call.deadline is not None:
             call.deadline.cancel()
         block = h2.status_block(code, message, extra)
+        self.data_sent()
         if not call.headers_sent:
             call.headers_sent = True
             self._write(

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from typing import TYPE_CHECKING
 
 from packserve.frontends.grpc import h2_frames as h2
 from packserve.frontends.grpc.native_call import NativeCall
 from packserve.frontends.grpc.native_headers import HeaderReader
-from packserve.frontends.grpc.native_settings import CONNECTION_WINDOW, KEEPALIVE_TIMEOUT_S, NativeSettings
+from packserve.frontends.grpc.native_settings import CONNECTION_WINDOW, IDLE_PING_INTERVAL_S, NativeSettings
 
 if TYPE_CHECKING:
     from packserve.frontends.grpc.native_server import ConnectionHub
@@ -55,8 +56,17 @@ class ConnectionBase(asyncio.Protocol):
         self.draining = False
         self.closed = False
         self.idle_since = self._loop.time()
-        self._ping_sent_at: float | None = None
+        self._ping_sent_at: float | None = None  # our keepalive PING waiting for its ACK
         self._ping_payload = b""
+        self._last_ping_at = self.idle_since  # when we last sent one (or the connection opened)
+        self._pings_without_data = 0  # our PINGs since we last sent HEADERS or DATA
+        self._last_ping_received: float | None = None  # the client's, since we last sent data
+        self._ping_strikes = 0
+        pings = self.settings.pings
+        self._aged = False  # past max_connection_age: GOAWAY sent, the grace runs
+        self._age_deadline: float | None = None
+        if pings.max_connection_age_s > 0:  # +-10% jitter, as grpc, so a fleet does not reconnect at once
+            self._age_deadline = self.idle_since + pings.max_connection_age_s * random.uniform(0.9, 1.1)
         self._timer: asyncio.TimerHandle | None = None
         self._reset_budget = float(RESET_BURST)
         self._reset_budget_at = self.idle_since
@@ -158,7 +168,27 @@ class ConnectionBase(asyncio.Protocol):
             if payload == self._ping_payload:
                 self._ping_sent_at = None
             return
+        if self._ping_strike():
+            raise H2ConnectionError(h2.ENHANCE_YOUR_CALM, "too_many_pings")  # grpc's words: clients back off
         self._write(h2.ping(payload, ack=True))
+
+    def _ping_strike(self) -> bool:
+        """grpc-core's ping policing: a client PING sooner than allowed after the previous one (with
+        no HEADERS or DATA sent by us in between) is a strike; past the limit the client is cut."""
+        pings = self.settings.pings
+        now = self._loop.time()
+        idle = not self.calls and not pings.keepalive_without_calls
+        allowed = IDLE_PING_INTERVAL_S if idle else pings.min_ping_interval_without_data_s
+        last, self._last_ping_received = self._last_ping_received, now
+        if last is not None and now - last < allowed:
+            self._ping_strikes += 1
+        return 0 < pings.max_ping_strikes < self._ping_strikes
+
+    def data_sent(self) -> None:
+        """HEADERS or DATA went out: the ping counters start again (as grpc-core's)."""
+        self._pings_without_data = 0
+        self._last_ping_received = None
+        self._ping_strikes = 0
 
     def _on_window_update(self, stream_id: int, increment: int) -> None:
         if stream_id == 0:
@@ -227,29 +257,52 @@ class ConnectionBase(asyncio.Protocol):
         call.wake()
         call.drained()
 
-    # ---- the one timer: idleness and keepalive ------------------------------------------------------
+    # ---- the one timer: idleness, keepalive, connection age -------------------------------------
     def _arm_timer(self) -> None:
-        settings = self.settings
-        periods = [p for p in (settings.max_connection_idle_s, settings.keepalive_s) if p > 0]
-        if periods and not self.closed:
-            self._timer = self._loop.call_later(min(periods), self._tick)
+        if self.closed:
+            return
+        settings, pings = self.settings, self.settings.pings
+        now = self._loop.time()
+        waits = [period for period in (settings.max_connection_idle_s, pings.keepalive_s) if period > 0]
+        if self._ping_sent_at is not None and pings.keepalive_timeout_s > 0:
+            waits.append(self._ping_sent_at + pings.keepalive_timeout_s - now)
+        if self._age_deadline is not None:
+            waits.append(self._age_deadline - now)
+        if waits:
+            self._timer = self._loop.call_later(max(0.0, min(waits)), self._tick)
 
     def _tick(self) -> None:
         self._timer = None
         if self.closed:
             return
         now = self._loop.time()
-        settings = self.settings
+        settings, pings = self.settings, self.settings.pings
+        if self._age_deadline is not None and now >= self._age_deadline:
+            if self._aged:
+                self._fail(h2.NO_ERROR, "max connection age grace passed")  # open calls end CANCELLED
+                return
+            self._aged = True
+            grace = pings.max_connection_age_grace_s
+            self._age_deadline = now + grace if grace > 0 else None
+            self.shutdown()  # GOAWAY: calls in flight finish, new ones go to a new connection
+            if self.closed:
+                return
         idle_limit = settings.max_connection_idle_s
         if idle_limit > 0 and not self.calls and now - self.idle_since >= idle_limit:
             self.shutdown()  # grpc's max_connection_idle: GOAWAY, the client reconnects when needed
             return
-        if settings.keepalive_s > 0:
-            if self._ping_sent_at is not None and now - self._ping_sent_at > KEEPALIVE_TIMEOUT_S:
-                self._fail(h2.NO_ERROR, "keepalive PING not acknowledged")
-                return
-            if self._ping_sent_at is None:
+        if pings.keepalive_s > 0:
+            if self._ping_sent_at is not None:
+                if pings.keepalive_timeout_s > 0 and now - self._ping_sent_at >= pings.keepalive_timeout_s:
+                    self._fail(h2.NO_ERROR, "keepalive PING not acknowledged")
+                    return
+            elif (
+                now - self._last_ping_at >= pings.keepalive_s
+                and (self.calls or pings.keepalive_without_calls)
+                and not 0 < pings.max_pings_without_data <= self._pings_without_data
+            ):
                 self._ping_payload = os.urandom(8)
-                self._ping_sent_at = now
+                self._ping_sent_at = self._last_ping_at = now
+                self._pings_without_data += 1
                 self._write(h2.ping(self._ping_payload))
         self._arm_timer()

@@ -27,7 +27,26 @@ CONNECTION_WINDOW = 16 << 20
 # with a refusal of any other.
 ACCEPTED_ENCODINGS = (b"", b"identity", b"gzip", b"deflate")
 ACCEPT_ENCODING = ((b"grpc-accept-encoding", b"identity,deflate,gzip"),)
-KEEPALIVE_TIMEOUT_S = 20.0  # grpc's default wait for a keepalive PING's ACK
+
+
+@dataclass(frozen=True, slots=True)
+class PingPolicy:
+    """Keepalive, ping policing and connection age: grpc-core's channel arguments of the same
+    names (tritonserver's --grpc-keepalive-* / --grpc-http2-* / --grpc-max-connection-age* flags),
+    with their defaults. 0 turns a period or a limit off."""
+
+    keepalive_s: float = 0.0  # the server PINGs a connection this often
+    keepalive_timeout_s: float = 20.0  # and closes it when the ACK takes longer
+    keepalive_without_calls: bool = False  # PING (and accept PINGs) while no call is open
+    max_pings_without_data: int = 2  # server PINGs in a row with no HEADERS or DATA sent between
+    min_ping_interval_without_data_s: float = 300.0  # client PINGs closer than this are strikes
+    max_ping_strikes: int = 2  # past this: GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
+    max_connection_age_s: float = 0.0  # then GOAWAY: the client reconnects (to another pod)
+    max_connection_age_grace_s: float = 0.0  # calls open at the GOAWAY get this long (0: no limit)
+
+
+# Without open calls (and keepalive_without_calls off) a client may PING every 2 hours, as grpc-core.
+IDLE_PING_INTERVAL_S = 7200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +55,7 @@ class NativeSettings:
     max_send_message_bytes: int
     max_metadata_bytes: int
     max_connection_idle_s: float  # 0: never closed for idleness
-    keepalive_s: float  # 0: no keepalive pings
+    pings: PingPolicy = field(default_factory=PingPolicy)
     restrictions: Restrictions = field(default_factory=Restrictions)
     max_frame_size: int = h2.DEFAULT_MAX_FRAME
 

@@ -18,7 +18,7 @@ from tritonclient.grpc import service_pb2_grpc
 from packserve.core.engine_api import EngineApi
 from packserve.frontends.grpc.health import EngineHealthServicer
 from packserve.frontends.grpc.native_server import NativeGrpcServer
-from packserve.frontends.grpc.native_settings import NativeSettings
+from packserve.frontends.grpc.native_settings import NativeSettings, PingPolicy
 from packserve.frontends.grpc.restriction import RestrictionInterceptor
 from packserve.frontends.grpc.servicer import InferenceServicer
 from packserve.frontends.restrictions import Restrictions
@@ -34,8 +34,8 @@ class GrpcOptions:
     max_send_message_bytes: int = 256 * _MIB
     # Off by default: two servers silently sharing a port is a deployment bug, not a feature.
     reuse_port: bool = False
-    # Keepalive pings let load balancers notice dead connections; 0 leaves gRPC's default.
-    keepalive_time_ms: int = 0
+    # Keepalive, ping policing and connection age (tritonserver's --grpc-keepalive-* flags).
+    pings: PingPolicy = field(default_factory=PingPolicy)
     # Connection hygiene (as the HTTP side): idle connections closed, header block bounded.
     max_connection_idle_ms: int = 75_000
     max_metadata_bytes: int = 32 * 1024
@@ -52,7 +52,7 @@ class GrpcOptions:
             max_send_message_bytes=self.max_send_message_bytes,
             max_metadata_bytes=self.max_metadata_bytes,
             max_connection_idle_s=self.max_connection_idle_ms / 1000,
-            keepalive_s=self.keepalive_time_ms / 1000,
+            pings=self.pings,
             restrictions=self.restrictions,
         )
 
@@ -65,9 +65,26 @@ class GrpcOptions:
         ]
         if self.max_connection_idle_ms > 0:
             options.append(("grpc.max_connection_idle_ms", self.max_connection_idle_ms))
-        if self.keepalive_time_ms > 0:
-            options.append(("grpc.keepalive_time_ms", self.keepalive_time_ms))
+        pings = self.pings
+        for name, seconds in (
+            ("grpc.keepalive_time_ms", pings.keepalive_s),
+            ("grpc.max_connection_age_ms", pings.max_connection_age_s),
+            ("grpc.max_connection_age_grace_ms", pings.max_connection_age_grace_s),
+        ):
+            if seconds > 0:  # grpc's own default (off / unlimited) otherwise
+                options.append((name, _ms(seconds)))
+        options += [
+            ("grpc.keepalive_timeout_ms", _ms(pings.keepalive_timeout_s)),
+            ("grpc.keepalive_permit_without_calls", int(pings.keepalive_without_calls)),
+            ("grpc.http2.max_pings_without_data", pings.max_pings_without_data),
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(pings.min_ping_interval_without_data_s)),
+            ("grpc.http2.max_ping_strikes", pings.max_ping_strikes),
+        ]
         return options
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _address(host: str, port: int) -> str:
