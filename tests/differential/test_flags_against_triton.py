@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import typer.main
 from packserve.cli import app
 from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
 from tests.differential.twin_repository import SERVING_TWINS, build_twin_repository
+from tests.frontends.grpc.test_native_pings import ping_burst
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
 
@@ -56,10 +58,14 @@ def _second_repository(root: Path, first: Path) -> Path:
     batches of 4 where its config.pbtxt allows 8."""
     shutil.copytree(first / "python_add", root / "python_add")
     shutil.copytree(first / "simple", root / "simple_alt")
-    config = (root / "simple_alt" / "config.pbtxt").read_text().replace('name: "simple"', 'name: "simple_alt"')
+    config = (
+        (root / "simple_alt" / "config.pbtxt").read_text().replace('name: "simple"', 'name: "simple_alt"')
+    )
     (root / "simple_alt" / "config.pbtxt").write_text(config)
     (root / "simple_alt" / "configs").mkdir()
-    (root / "simple_alt" / "configs" / "alt.pbtxt").write_text(config.replace("max_batch_size: 8", "max_batch_size: 4"))
+    (root / "simple_alt" / "configs" / "alt.pbtxt").write_text(
+        config.replace("max_batch_size: 8", "max_batch_size: 4")
+    )
     return root
 
 
@@ -116,6 +122,52 @@ def test_same_flags_same_answers(tmp_path: Path, strict: str) -> None:
         _wait_live(triton)
         _wait_live(packserve)
         assert _answers(packserve) == _answers(triton)
+    finally:
+        _stop(triton)
+        _stop(packserve)
+
+
+def _wait_listening(server: Server, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.process.poll() is None:
+        try:
+            if requests.get(f"{server.base}/v2/health/live", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.25)
+    raise RuntimeError(f"{server.name} did not start; log:\n{server.log.read_text()[-4000:]}")
+
+
+def test_grpc_ping_policing_matches_triton(tmp_path: Path) -> None:
+    """The same --grpc-http2-max-ping-strikes on both: the same PING ACKs, then the same GOAWAY."""
+    (tmp_path / "empty").mkdir()
+    flags = [
+        "--model-repository",
+        str(tmp_path / "empty"),
+        "--allow-metrics=false",
+        "--grpc-http2-max-ping-strikes",
+        "1",
+    ]
+    t_http, t_grpc, p_http, p_grpc = _free_ports(4)
+    triton = _start(
+        "triton",
+        [str(TRITONSERVER), *flags, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
+         "--backend-directory", str(TRITONSERVER.parent.parent / "backends")],
+        t_http, tmp_path / "triton.log",
+    )  # fmt: skip
+    packserve = _start(
+        "packserve",
+        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *flags,
+         "--http-port", str(p_http), "--grpc-port", str(p_grpc)],
+        p_http, tmp_path / "packserve.log",
+    )  # fmt: skip
+    try:
+        _wait_listening(triton)
+        _wait_listening(packserve)
+        for count in (2, 3, 5):  # within the limit (1 free, 1 strike), one past it, more in one read
+            theirs, ours = ping_burst(t_grpc, count), ping_burst(p_grpc, count)
+            assert ours == theirs, count
+        assert theirs[-1] == ("GOAWAY", 0xB, b"too_many_pings")
     finally:
         _stop(triton)
         _stop(packserve)

@@ -95,6 +95,9 @@ class GrpcConnection(AnswerWriter):
             return
         if position:
             del buffer[:position]
+        if self.too_many_pings:
+            self._fail(h2.ENHANCE_YOUR_CALM, "too_many_pings")
+            return
         self._flush_out()
 
     # ---- frame reading ---------------------------------------------------------------------

@@ -62,6 +62,7 @@ class ConnectionBase(asyncio.Protocol):
         self._pings_without_data = 0  # our PINGs since we last sent HEADERS or DATA
         self._last_ping_received: float | None = None  # the client's, since we last sent data
         self._ping_strikes = 0
+        self.too_many_pings = False
         pings = self.settings.pings
         self._aged = False  # past max_connection_age: GOAWAY sent, the grace runs
         self._age_deadline: float | None = None
@@ -168,9 +169,11 @@ class ConnectionBase(asyncio.Protocol):
             if payload == self._ping_payload:
                 self._ping_sent_at = None
             return
+        self._write(h2.ping(payload, ack=True))  # acknowledged even when it is one too many, as grpc-core
         if self._ping_strike():
-            raise H2ConnectionError(h2.ENHANCE_YOUR_CALM, "too_many_pings")  # grpc's words: clients back off
-        self._write(h2.ping(payload, ack=True))
+            # As grpc-core: the rest of what was read is still handled, then GOAWAY (its debug data
+            # is grpc's words, which make clients back off) and close; see data_received.
+            self.too_many_pings = True
 
     def _ping_strike(self) -> bool:
         """grpc-core's ping policing: a client PING sooner than allowed after the previous one (with
