@@ -17,7 +17,7 @@ import typer.main
 from packserve.cli import app
 from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
 from tests.differential.twin_repository import SERVING_TWINS, build_twin_repository
-from tests.frontends.grpc.test_native_pings import ping_burst
+from tests.frontends.grpc.test_native_pings import idle_connection_events, ping_burst
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
 
@@ -138,32 +138,38 @@ def _wait_listening(server: Server, timeout_s: float = 120.0) -> None:
     raise RuntimeError(f"{server.name} did not start; log:\n{server.log.read_text()[-4000:]}")
 
 
-def test_grpc_ping_policing_matches_triton(tmp_path: Path) -> None:
-    """The same --grpc-http2-max-ping-strikes on both: the same PING ACKs, then the same GOAWAY."""
-    (tmp_path / "empty").mkdir()
-    flags = [
-        "--model-repository",
-        str(tmp_path / "empty"),
-        "--allow-metrics=false",
-        "--grpc-http2-max-ping-strikes",
-        "1",
-    ]
+def _start_both(tmp_path: Path, flags: list[str]) -> tuple[Server, int, Server, int]:
+    """tritonserver and packserve with the same flags on an empty repository; their gRPC ports."""
+    repository = tmp_path / "empty"
+    repository.mkdir(exist_ok=True)
+    common = ["--model-repository", str(repository), "--allow-metrics=false", *flags]
     t_http, t_grpc, p_http, p_grpc = _free_ports(4)
     triton = _start(
         "triton",
-        [str(TRITONSERVER), *flags, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
+        [str(TRITONSERVER), *common, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
          "--backend-directory", str(TRITONSERVER.parent.parent / "backends")],
         t_http, tmp_path / "triton.log",
     )  # fmt: skip
     packserve = _start(
         "packserve",
-        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *flags,
+        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *common,
          "--http-port", str(p_http), "--grpc-port", str(p_grpc)],
         p_http, tmp_path / "packserve.log",
     )  # fmt: skip
     try:
         _wait_listening(triton)
         _wait_listening(packserve)
+    except BaseException:
+        _stop(triton)
+        _stop(packserve)
+        raise
+    return triton, t_grpc, packserve, p_grpc
+
+
+def test_grpc_ping_policing_matches_triton(tmp_path: Path) -> None:
+    """The same --grpc-http2-max-ping-strikes on both: the same PING ACKs, then the same GOAWAY."""
+    triton, t_grpc, packserve, p_grpc = _start_both(tmp_path, ["--grpc-http2-max-ping-strikes", "1"])
+    try:
         for count in (2, 3, 5):  # within the limit (1 free, 1 strike), one past it, more in one read
             theirs, ours = ping_burst(t_grpc, count), ping_burst(p_grpc, count)
             assert ours == theirs, count
@@ -171,3 +177,27 @@ def test_grpc_ping_policing_matches_triton(tmp_path: Path) -> None:
     finally:
         _stop(triton)
         _stop(packserve)
+
+
+def test_grpc_keepalive_and_connection_age_match_triton(tmp_path: Path) -> None:
+    """Keepalive PINGs every 200 ms on an idle connection (permitted), then the connection aged out
+    after 1.5 s (+-10%): as many PINGs, the same final GOAWAY, closed at about the same time."""
+    flags = [
+        "--grpc-keepalive-time", "200", "--grpc-keepalive-permit-without-calls", "true",
+        "--grpc-max-connection-age", "1500",
+    ]  # fmt: skip
+    triton, t_grpc, packserve, p_grpc = _start_both(tmp_path, flags)
+    try:
+        theirs, ours = idle_connection_events(t_grpc, 3.0), idle_connection_events(p_grpc, 3.0)
+    finally:
+        _stop(triton)
+        _stop(packserve)
+    for events in (theirs, ours):
+        pings = [t for t, kind, _, _ in events if kind == "PING" and t < 1.2]
+        assert 4 <= len(pings) <= 7, events
+        goaways = [(last, code) for _, kind, last, code in events if kind == "GOAWAY"]
+        assert goaways and goaways[-1] == (0, 0), events  # the last: no stream served, NO_ERROR
+        assert events[-1][1] == "closed" and 1.2 < events[-1][0] < 2.2, events
+    their_pings = sum(kind == "PING" and t < 1.2 for t, kind, _, _ in theirs)
+    our_pings = sum(kind == "PING" and t < 1.2 for t, kind, _, _ in ours)
+    assert abs(their_pings - our_pings) <= 1

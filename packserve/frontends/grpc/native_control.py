@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # opening and cancelling streams costs the client a few bytes and the server a call each; without
 # a bound, 50,000 reset streams sent in 0.4 s kept the loop busy for 4.7 s).
 RESET_BURST = 200
+_TIMER_SLACK_S = 0.001  # a loop timer may fire this much early
 RESET_RATE_PER_S = 100.0
 
 
@@ -59,7 +60,6 @@ class ConnectionBase(asyncio.Protocol):
         self._ping_sent_at: float | None = None  # our keepalive PING waiting for its ACK
         self._ping_payload = b""
         self._last_ping_at = self.idle_since  # when we last sent one (or the connection opened)
-        self._pings_without_data = 0  # our PINGs since we last sent HEADERS or DATA
         self._last_ping_received: float | None = None  # the client's, since we last sent data
         self._ping_strikes = 0
         self.too_many_pings = False
@@ -166,8 +166,11 @@ class ConnectionBase(asyncio.Protocol):
         if len(payload) != 8:
             raise H2ConnectionError(h2.FRAME_SIZE_ERROR, "PING is 8 bytes")
         if flags & h2.ACK:
-            if payload == self._ping_payload:
+            if payload == self._ping_payload and self._ping_sent_at is not None:
                 self._ping_sent_at = None
+                if self._timer is not None:  # it was set for the ACK's deadline: now the next PING
+                    self._timer.cancel()
+                self._arm_timer()
             return
         self._write(h2.ping(payload, ack=True))  # acknowledged even when it is one too many, as grpc-core
         if self._ping_strike():
@@ -188,8 +191,7 @@ class ConnectionBase(asyncio.Protocol):
         return 0 < pings.max_ping_strikes < self._ping_strikes
 
     def data_sent(self) -> None:
-        """HEADERS or DATA went out: the ping counters start again (as grpc-core's)."""
-        self._pings_without_data = 0
+        """HEADERS or DATA went out: the client's PING strikes start again (as grpc-core's)."""
         self._last_ping_received = None
         self._ping_strikes = 0
 
@@ -266,9 +268,12 @@ class ConnectionBase(asyncio.Protocol):
             return
         settings, pings = self.settings, self.settings.pings
         now = self._loop.time()
-        waits = [period for period in (settings.max_connection_idle_s, pings.keepalive_s) if period > 0]
-        if self._ping_sent_at is not None and pings.keepalive_timeout_s > 0:
-            waits.append(self._ping_sent_at + pings.keepalive_timeout_s - now)
+        waits = [settings.max_connection_idle_s] if settings.max_connection_idle_s > 0 else []
+        if pings.keepalive_s > 0:
+            if self._ping_sent_at is None:
+                waits.append(self._last_ping_at + pings.keepalive_s - now)
+            elif pings.keepalive_timeout_s > 0:
+                waits.append(self._ping_sent_at + pings.keepalive_timeout_s - now)
         if self._age_deadline is not None:
             waits.append(self._age_deadline - now)
         if waits:
@@ -299,13 +304,10 @@ class ConnectionBase(asyncio.Protocol):
                 if pings.keepalive_timeout_s > 0 and now - self._ping_sent_at >= pings.keepalive_timeout_s:
                     self._fail(h2.NO_ERROR, "keepalive PING not acknowledged")
                     return
-            elif (
-                now - self._last_ping_at >= pings.keepalive_s
-                and (self.calls or pings.keepalive_without_calls)
-                and not 0 < pings.max_pings_without_data <= self._pings_without_data
-            ):
-                self._ping_payload = os.urandom(8)
-                self._ping_sent_at = self._last_ping_at = now
-                self._pings_without_data += 1
-                self._write(h2.ping(self._ping_payload))
+            elif now - self._last_ping_at >= pings.keepalive_s - _TIMER_SLACK_S:
+                self._last_ping_at = now  # the interval runs on, whether a PING goes out now or not
+                if self.calls or pings.keepalive_without_calls:
+                    self._ping_payload = os.urandom(8)
+                    self._ping_sent_at = now
+                    self._write(h2.ping(self._ping_payload))
         self._arm_timer()

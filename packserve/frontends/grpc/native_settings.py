@@ -38,7 +38,9 @@ class PingPolicy:
     keepalive_s: float = 0.0  # the server PINGs a connection this often
     keepalive_timeout_s: float = 20.0  # and closes it when the ACK takes longer
     keepalive_without_calls: bool = False  # PING (and accept PINGs) while no call is open
-    max_pings_without_data: int = 2  # server PINGs in a row with no HEADERS or DATA sent between
+    # PINGs other than keepalive sent in a row without HEADERS or DATA. The native transport sends
+    # none (grpc-core exempts keepalive PINGs, so Triton too): passed on to grpc.aio only.
+    max_pings_without_data: int = 2
     min_ping_interval_without_data_s: float = 300.0  # client PINGs closer than this are strikes
     max_ping_strikes: int = 2  # past this: GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
     max_connection_age_s: float = 0.0  # then GOAWAY: the client reconnects (to another pod)
