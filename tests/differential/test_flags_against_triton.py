@@ -17,7 +17,7 @@ import typer.main
 from packserve.cli import app
 from tests.differential.conftest import TRITONSERVER, Server, _free_ports, _start, _stop
 from tests.differential.twin_repository import SERVING_TWINS, build_twin_repository
-from tests.frontends.grpc.test_native_pings import idle_connection_events, ping_burst
+from tests.frontends.grpc.h2_raw_client import idle_connection_events, ping_burst
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "triton-flags.md"
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -146,3 +147,53 @@ class RawH2:
                 return got
             self.other.append(got)
         return None
+
+
+def ping_burst(port: int, count: int) -> list[tuple[str, int, bytes]]:
+    """`count` PINGs on a fresh idle connection at once, and every PING ACK / GOAWAY answered
+    until the server closes (or goes quiet for 2 s)."""
+    client = RawH2(port)
+    client.sock.settimeout(2.0)
+    client.send(b"".join(frame(PING, 0, 0, b"%08d" % n) for n in range(count)))
+    answers: list[tuple[str, int, bytes]] = []
+    try:
+        while (got := client.read_frame()) is not None:
+            kind, flags, _, body = got
+            if kind == PING and flags & ACK:
+                answers.append(("ACK", 0, body))
+            elif kind == GOAWAY:
+                answers.append(("GOAWAY", int.from_bytes(body[4:8], "big"), body[8:]))
+    except TimeoutError:
+        answers.append(("open", 0, b""))
+    finally:
+        client.close()
+    return answers
+
+
+def idle_connection_events(port: int, seconds: float) -> list[tuple[float, str, int, int]]:
+    """What the server sends on an idle connection (its PINGs acknowledged) within `seconds`:
+    (time, "PING", 0, 0), (time, "GOAWAY", last stream, error code), (time, "closed", 0, 0)."""
+    client = RawH2(port)
+    client.sock.settimeout(seconds)
+    started = time.monotonic()
+    events: list[tuple[float, str, int, int]] = []
+    try:
+        while time.monotonic() - started < seconds:
+            got = client.read_frame()
+            now = time.monotonic() - started
+            if got is None:
+                events.append((now, "closed", 0, 0))
+                break
+            kind, flags, _, body = got
+            if kind == PING and not flags & ACK:
+                events.append((now, "PING", 0, 0))
+                client.send(frame(PING, ACK, 0, body))
+            elif kind == GOAWAY:
+                events.append(
+                    (now, "GOAWAY", int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big"))
+                )
+    except TimeoutError:
+        pass
+    finally:
+        client.close()
+    return events

@@ -15,7 +15,7 @@ from packserve.frontends.grpc import GrpcOptions
 from packserve.frontends.grpc.native_settings import PingPolicy
 from tests.fakes.engine import FakeEngine
 from tests.frontends.grpc.grpc_server_thread import ServerThread
-from tests.frontends.grpc.h2_raw_client import ACK, GOAWAY, PING, RawH2, frame, grpc_message
+from tests.frontends.grpc.h2_raw_client import ACK, GOAWAY, PING, RawH2, frame, grpc_message, ping_burst
 
 ENHANCE_YOUR_CALM, NO_ERROR = 0xB, 0x0
 
@@ -60,56 +60,6 @@ def _ping(client: RawH2, payload: bytes) -> tuple[int, int, bytes]:
         if kind == GOAWAY:
             return GOAWAY, int.from_bytes(body[4:8], "big"), body[8:]
     raise AssertionError("the connection closed without an answer")
-
-
-def ping_burst(port: int, count: int) -> list[tuple[str, int, bytes]]:
-    """`count` PINGs on a fresh idle connection at once, and every PING ACK / GOAWAY answered
-    until the server closes (or goes quiet for 2 s)."""
-    client = RawH2(port)
-    client.sock.settimeout(2.0)
-    client.send(b"".join(frame(PING, 0, 0, b"%08d" % n) for n in range(count)))
-    answers: list[tuple[str, int, bytes]] = []
-    try:
-        while (got := client.read_frame()) is not None:
-            kind, flags, _, body = got
-            if kind == PING and flags & ACK:
-                answers.append(("ACK", 0, body))
-            elif kind == GOAWAY:
-                answers.append(("GOAWAY", int.from_bytes(body[4:8], "big"), body[8:]))
-    except TimeoutError:
-        answers.append(("open", 0, b""))
-    finally:
-        client.close()
-    return answers
-
-
-def idle_connection_events(port: int, seconds: float) -> list[tuple[float, str, int, int]]:
-    """What the server sends on an idle connection (its PINGs acknowledged) within `seconds`:
-    (time, "PING", 0, 0), (time, "GOAWAY", last stream, error code), (time, "closed", 0, 0)."""
-    client = RawH2(port)
-    client.sock.settimeout(seconds)
-    started = time.monotonic()
-    events: list[tuple[float, str, int, int]] = []
-    try:
-        while time.monotonic() - started < seconds:
-            got = client.read_frame()
-            now = time.monotonic() - started
-            if got is None:
-                events.append((now, "closed", 0, 0))
-                break
-            kind, flags, _, body = got
-            if kind == PING and not flags & ACK:
-                events.append((now, "PING", 0, 0))
-                client.send(frame(PING, ACK, 0, body))
-            elif kind == GOAWAY:
-                events.append(
-                    (now, "GOAWAY", int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big"))
-                )
-    except TimeoutError:
-        pass
-    finally:
-        client.close()
-    return events
 
 
 def test_pings_without_data_in_between_are_struck_out_as_grpc_does(
