@@ -286,6 +286,12 @@ def serve_command(
     ] = None,
     rate_limit: Annotated[str, typer.Option("--rate-limit", help="off (no rate limiter)")] = "off",
     rate_limit_resource: Annotated[list[str] | None, typer.Option("--rate-limit-resource")] = None,
+    model_load_gpu_limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-load-gpu-limit", help="<gpu>:<fraction>: no loads while its memory in use is above"
+        ),
+    ] = None,
     grpc_keepalive_time: grpc_flags.KeepaliveTime = grpc_flags.KEEPALIVE_TIME_MS,
     grpc_keepalive_timeout: grpc_flags.KeepaliveTimeout = grpc_flags.KEEPALIVE_TIMEOUT_MS,
     grpc_keepalive_permit_without_calls: grpc_flags.KeepalivePermitWithoutCalls = "false",
@@ -329,6 +335,7 @@ def serve_command(
             trace=trace,
             response_cache_bytes=cache_bytes,
             max_memory_bytes=_memory_option(max_memory),
+            gpu_load_limits=flags.gpu_load_limits(model_load_gpu_limit or ()),
         ),
         listeners=flags.listeners(
             allow_http, allow_grpc, allow_metrics, allow_cpu_metrics, allow_gpu_metrics, metrics_interval_ms

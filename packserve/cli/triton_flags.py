@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from packserve.cli.log_setup import LOG_FORMATS, LogSettings
+from packserve.core.gpu_load_limit import GpuLoadLimits, parse_limit
 from packserve.core.response_cache import parse_cache_config
 from packserve.frontends import header_forward
 from packserve.metrics.summaries import DEFAULT_QUANTILES, parse_quantiles
@@ -185,3 +186,15 @@ def response_cache_bytes(cache_config: str | None, byte_size: int | None) -> int
         return parse_cache_config(cache_config) if cache_config else 0
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cache-config") from None
+
+
+def gpu_load_limits(specs: Sequence[str]) -> GpuLoadLimits:
+    """Triton's repeatable `--model-load-gpu-limit <device id>:<fraction>`."""
+    fractions: dict[int, float] = {}
+    for text in specs:
+        try:
+            device_id, fraction = parse_limit(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model-load-gpu-limit") from None
+        fractions[device_id] = fraction
+    return GpuLoadLimits(fractions)

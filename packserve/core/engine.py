@@ -22,6 +22,7 @@ from packserve.core.classification import shape_outputs
 from packserve.core.clock import Clock, MonotonicClock
 from packserve.core.cpu_slots import CpuSlots, resolve_slot_count
 from packserve.core.engine_api import DEFAULT_DRAIN_TIMEOUT_S
+from packserve.core.gpu_load_limit import GpuLoadLimits
 from packserve.core.memory_guard import MemoryGuard
 from packserve.core.observer import InferenceObserver
 from packserve.core.observer_fanout import ObserverFanout
@@ -97,6 +98,8 @@ class EngineOptions:
     response_cache_bytes: int = 0
     # --max-memory: above this resident memory (workers included) new requests get a 503; 0 = off.
     max_memory_bytes: int = 0
+    # --model-load-gpu-limit: GPU id -> fraction of its memory in use above which loads are refused.
+    gpu_load_limits: GpuLoadLimits = field(default_factory=GpuLoadLimits)
 
 
 class Engine:
@@ -125,6 +128,7 @@ class Engine:
             inline_threshold_ns=options.inline_execution_us * 1000,
             cpu_slots=self.cpu_slots,
             response_cache=options.response_cache_bytes > 0,
+            gpu_load_limits=options.gpu_load_limits,
         )
         self.repository = ModelRepository(
             [options.model_repository, *options.more_repositories],

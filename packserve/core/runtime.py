@@ -22,6 +22,7 @@ from packserve.core.clock import Clock
 from packserve.core.cpu_slots import CpuSlots
 from packserve.core.dispatch import Dispatcher
 from packserve.core.ensemble import EnsembleScheduler
+from packserve.core.gpu_load_limit import GpuLoadLimits
 from packserve.core.instances import InstancePool
 from packserve.core.observer import InferenceObserver
 from packserve.core.region_map import RegionMapScheduler
@@ -83,6 +84,7 @@ class RuntimeDeps:
     inline_threshold_ns: int = 0  # see core/inline_policy.py
     cpu_slots: CpuSlots | None = None  # the CPU execution-slot budget (core/cpu_slots.py); None = off
     response_cache: bool = False  # the server has a response cache (--cache-config)
+    gpu_load_limits: GpuLoadLimits = field(default_factory=GpuLoadLimits)  # --model-load-gpu-limit
 
 
 def is_composite(spec: ModelSpec) -> bool:
@@ -155,6 +157,7 @@ def load_backend_instances(
         version_dir=model_dir / str(version),
         bls=EngineBls(deps.dispatcher, loop, spec.name, deps.cpu_slots) if loop is not None else None,
     )
+    deps.gpu_load_limits.check(spec.name, gpu_device_ids(spec))  # before anything is allocated
     backend_cls = load_backend(spec.backend)
     try:
         backend_model = backend_cls(context)
@@ -203,6 +206,16 @@ def load_backend_instances(
         on_cpu=on_cpu,
     )
     return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
+
+
+def gpu_device_ids(spec: ModelSpec) -> list[int]:
+    """The GPUs this model's instances go on (instance_group kind GPU; gpus empty = GPU 0)."""
+    return [
+        device
+        for group in spec.instance_groups
+        if group.kind == InstanceKind.GPU
+        for device in (group.gpus or (0,))
+    ]
 
 
 def backend_runtime(

@@ -133,6 +133,18 @@ def test_response_cache_byte_size_is_the_old_spelling_of_cache_config(
     assert result.exit_code == 2 and "give the cache size once" in result.output
 
 
+def test_model_load_gpu_limit_reaches_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    given = ["--model-load-gpu-limit", "0:0.75", "--model-load-gpu-limit", "2:0.5"]
+    assert dict(_served_options(tmp_path, monkeypatch, *given).engine.gpu_load_limits.fractions) == {
+        0: 0.75,
+        2: 0.5,
+    }
+    result = CliRunner().invoke(
+        app, ["serve", "--model-repository", str(tmp_path), "--model-load-gpu-limit", "0:80%"]
+    )
+    assert result.exit_code == 2 and "'0:80%' is not <device" in result.output
+
+
 @pytest.mark.parametrize(
     "extra",
     [["--rate-limit", "execution_count"], ["--rate-limit-resource", "R1:4"]],
