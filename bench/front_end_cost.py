@@ -177,7 +177,12 @@ async def measure_http(calls: int) -> float:
 
 async def measure_grpc(calls: int) -> float:
     engine = InstantEngine()
-    settings = NativeSettings(256 << 20, 256 << 20, 32 << 10, 0.0, 0.0)
+    settings = NativeSettings(
+        max_receive_message_bytes=256 << 20,
+        max_send_message_bytes=256 << 20,
+        max_metadata_bytes=32 << 10,
+        max_connection_idle_s=0.0,
+    )
     hub = ConnectionHub(settings, method_table(InferenceServicer(engine), EngineHealthServicer(engine)))  # type: ignore[arg-type]
     channels = []
     for _ in range(_GRPC_CONNECTIONS):
