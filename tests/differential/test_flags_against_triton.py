@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -105,22 +106,8 @@ def test_same_flags_same_answers(tmp_path: Path, strict: str) -> None:
         "--model-config-name", "alt", f"--strict-readiness={strict}", "--exit-on-error=false",
         "--log-verbose=1", "--log-format", "ISO8601", "--allow-metrics=false",
     ]  # fmt: skip
-    t_http, t_grpc, p_http, p_grpc = _free_ports(4)
-    triton = _start(
-        "triton",
-        [str(TRITONSERVER), *flags, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
-         "--backend-directory", str(TRITONSERVER.parent.parent / "backends")],
-        t_http, tmp_path / "triton.log",
-    )  # fmt: skip
-    packserve = _start(
-        "packserve",
-        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *flags,
-         "--http-port", str(p_http), "--grpc-port", str(p_grpc)],
-        p_http, tmp_path / "packserve.log",
-    )  # fmt: skip
+    triton, _, packserve, _ = _start_both(tmp_path, flags, _wait_live)
     try:
-        _wait_live(triton)
-        _wait_live(packserve)
         assert _answers(packserve) == _answers(triton)
     finally:
         _stop(triton)
@@ -138,27 +125,27 @@ def _wait_listening(server: Server, timeout_s: float = 120.0) -> None:
     raise RuntimeError(f"{server.name} did not start; log:\n{server.log.read_text()[-4000:]}")
 
 
-def _start_both(tmp_path: Path, flags: list[str]) -> tuple[Server, int, Server, int]:
-    """tritonserver and packserve with the same flags on an empty repository; their gRPC ports."""
-    repository = tmp_path / "empty"
-    repository.mkdir(exist_ok=True)
-    common = ["--model-repository", str(repository), "--allow-metrics=false", *flags]
+def _start_both(
+    tmp_path: Path, flags: list[str], wait: Callable[[Server], None] = _wait_listening
+) -> tuple[Server, int, Server, int]:
+    """tritonserver and packserve started with the same flags, once `wait` says both are up; with
+    their gRPC ports."""
     t_http, t_grpc, p_http, p_grpc = _free_ports(4)
     triton = _start(
         "triton",
-        [str(TRITONSERVER), *common, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
+        [str(TRITONSERVER), *flags, "--http-port", str(t_http), "--grpc-port", str(t_grpc),
          "--backend-directory", str(TRITONSERVER.parent.parent / "backends")],
         t_http, tmp_path / "triton.log",
     )  # fmt: skip
     packserve = _start(
         "packserve",
-        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *common,
+        [sys.executable, "-c", "from packserve.cli import main; main()", "serve", *flags,
          "--http-port", str(p_http), "--grpc-port", str(p_grpc)],
         p_http, tmp_path / "packserve.log",
     )  # fmt: skip
     try:
-        _wait_listening(triton)
-        _wait_listening(packserve)
+        wait(triton)
+        wait(packserve)
     except BaseException:
         _stop(triton)
         _stop(packserve)
@@ -166,9 +153,15 @@ def _start_both(tmp_path: Path, flags: list[str]) -> tuple[Server, int, Server, 
     return triton, t_grpc, packserve, p_grpc
 
 
+def _empty_repository(tmp_path: Path) -> list[str]:
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    return ["--model-repository", str(tmp_path / "empty"), "--allow-metrics=false"]
+
+
 def test_grpc_ping_policing_matches_triton(tmp_path: Path) -> None:
     """The same --grpc-http2-max-ping-strikes on both: the same PING ACKs, then the same GOAWAY."""
-    triton, t_grpc, packserve, p_grpc = _start_both(tmp_path, ["--grpc-http2-max-ping-strikes", "1"])
+    flags = [*_empty_repository(tmp_path), "--grpc-http2-max-ping-strikes", "1"]
+    triton, t_grpc, packserve, p_grpc = _start_both(tmp_path, flags)
     try:
         for count in (2, 3, 5):  # within the limit (1 free, 1 strike), one past it, more in one read
             theirs, ours = ping_burst(t_grpc, count), ping_burst(p_grpc, count)
@@ -183,7 +176,7 @@ def test_grpc_keepalive_and_connection_age_match_triton(tmp_path: Path) -> None:
     """Keepalive PINGs every 200 ms on an idle connection (permitted), then the connection aged out
     after 1.5 s (+-10%): as many PINGs, the same final GOAWAY, closed at about the same time."""
     flags = [
-        "--grpc-keepalive-time", "200", "--grpc-keepalive-permit-without-calls", "true",
+        *_empty_repository(tmp_path), "--grpc-keepalive-time", "200", "--grpc-keepalive-permit-without-calls", "true",
         "--grpc-max-connection-age", "1500",
     ]  # fmt: skip
     triton, t_grpc, packserve, p_grpc = _start_both(tmp_path, flags)
