@@ -98,6 +98,14 @@ def test_fields_come_in_declaration_order(tmp_path: Path) -> None:
     assert keys[:6] == ["name", "platform", "backend", "runtime", "version_policy", "max_batch_size"]
 
 
+def _repeated(field: FieldDescriptor) -> bool:
+    """protobuf 5.29+ says `is_repeated` (a property; `label` is deprecated); older ones only `label`."""
+    is_repeated = getattr(field, "is_repeated", None)
+    if is_repeated is None:
+        return bool(field.label == FieldDescriptor.LABEL_REPEATED)
+    return bool(is_repeated() if callable(is_repeated) else is_repeated)
+
+
 def _int64_fields_hold_numbers(value: Any, descriptor: Descriptor) -> int:
     """Count 64-bit fields below `value`, asserting every one of them is a JSON number."""
     checked = 0
@@ -111,7 +119,7 @@ def _int64_fields_hold_numbers(value: Any, descriptor: Descriptor) -> int:
                 for entry in item.values():
                     checked += _int64_fields_hold_numbers(entry, value_field.message_type)
             continue
-        items = item if field.label == FieldDescriptor.LABEL_REPEATED else [item]
+        items = item if _repeated(field) else [item]
         for element in items:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 checked += _int64_fields_hold_numbers(element, field.message_type)
