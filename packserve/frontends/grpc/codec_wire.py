@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import service_pb2
 
-from packserve.frontends.grpc import tensors
+from packserve.frontends.grpc import codec, tensors
 from packserve.frontends.request_fields import RequestFields
 from packserve.messages import InferRequest, InferResponse
 
@@ -97,6 +97,12 @@ class RequestPlan:
                 inputs[entry.name] = np.ndarray(entry.shape, wire.numpy, payload, entry.data_at)
         return self.fields.request(self.model, self.version, inputs)
 
+    def detail(self) -> str:
+        """Its inputs' names, types and shapes, as --log-verbose=2 shows a call's."""
+        return " ".join(
+            f"{entry.name}:{entry.datatype.wire_name}{list(entry.shape)}" for entry in self.inputs
+        )
+
 
 class WireCodec:
     """Plans for the request layouts seen, by message length (a few per length), and the encoded
@@ -122,14 +128,14 @@ class WireCodec:
         if not raw_contents or len(raw_contents) != len(message.inputs):
             return
         entries: list[_RawInput] = []
-        position = len(payload) - sum(len(raw) + len(varint(len(raw))) + 1 for raw in raw_contents)
+        headers = [_entry_header(_RAW_INPUT_TAG, len(raw)) for raw in raw_contents]
+        position = len(payload) - sum(map(len, headers)) - sum(map(len, raw_contents))
         prefix_end = position
         if prefix_end > _CACHED_PREFIX_BYTES:
             return
-        for tensor, raw in zip(message.inputs, raw_contents, strict=True):
+        for tensor, raw, header in zip(message.inputs, raw_contents, headers, strict=True):
             if tensor.parameters:  # shared memory and per-tensor options: the full path each time
                 return
-            header = _entry_header(_RAW_INPUT_TAG, len(raw))
             data_at = position + len(header)
             if not payload.startswith(header, position) or payload[data_at : data_at + len(raw)] != raw:
                 return  # the raw entries are not last: another writer's field order
@@ -165,8 +171,10 @@ class WireCodec:
         same_length.append(plan)
 
     def encode(self, response: InferResponse) -> bytes:
-        """The ModelInferResponse's bytes, as protobuf would write them (fields in number order),
-        for a response without parameters (those take `codec.encode_infer_response`)."""
+        """The ModelInferResponse's bytes, as protobuf would write them (fields in number order);
+        a response with parameters (rare) is built by `codec.encode_infer_response`."""
+        if response.parameters:
+            return codec.encode_infer_response(response).SerializeToString()
         model = response.model_name
         described: list[tuple[str, str, tuple[int, ...]]] = []
         contents: list[bytes] = []

@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 # opening and cancelling streams costs the client a few bytes and the server a call each; without
 # a bound, 50,000 reset streams sent in 0.4 s kept the loop busy for 4.7 s).
 RESET_BURST = 200
-_TIMER_SLACK_S = 0.001  # a loop timer may fire this much early
 RESET_RATE_PER_S = 100.0
+_TIMER_SLACK_S = 0.001  # a loop timer may fire this much early
 
 
 class H2ConnectionError(Exception):

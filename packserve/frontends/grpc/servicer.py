@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -25,11 +25,11 @@ from packserve.errors import InvalidArgumentError, PackserveError, UnsupportedEr
 from packserve.frontends import header_forward, request_log
 from packserve.frontends.grpc import codec, messages
 from packserve.frontends.grpc.call_context import DESERIALIZE_FAILED, CallContext, method_name
-from packserve.frontends.grpc.codec_wire import WireCodec
+from packserve.frontends.grpc.codec_wire import RequestPlan, WireCodec
 from packserve.frontends.status import grpc_status
-from packserve.types import DataType
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CUDA_SHM_UNSUPPORTED = (
     "CUDA shared memory is not supported by packserve: register system shared memory instead"
@@ -52,10 +52,6 @@ async def _abort(context: CallContext, error: Exception, target: str = "") -> No
 def _infer_detail(request: Any) -> str:
     """What --log-verbose=2 adds to an inference's line: its inputs' names, types and shapes."""
     return " ".join(f"{i.name}:{i.datatype}{list(i.shape)}" for i in request.inputs)
-
-
-def _wire_name(tensor: Any) -> str:
-    return DataType.from_numpy(tensor.dtype).wire_name if hasattr(tensor, "dtype") else "?"
 
 
 def _message(error: Exception) -> str:
@@ -165,45 +161,48 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             await _abort(context, error)
 
     async def ModelInfer(self, request: Any, context: CallContext) -> Any:
-        return await self._model_infer(request, context)
+        return await self._logged_infer(
+            context, request.model_name, lambda: self._infer(request, self._forwarded(context)),
+            lambda: _infer_detail(request),
+        )  # fmt: skip
 
     async def model_infer_wire(self, payload: bytes, context: CallContext) -> bytes:
         """ModelInfer for the native transport, which hands over the request's bytes: a request
         laid out like one seen before skips protobuf both ways (codec_wire.py)."""
         plan = self._wire.plan_for(payload)
-        if plan is None:
-            try:
-                message = service_pb2.ModelInferRequest.FromString(payload)
-            except DecodeError as error:
-                request_log.FAILED.failed("gRPC", "ModelInfer", error, status=400)
-                await context.abort(grpc.StatusCode.INTERNAL, DESERIALIZE_FAILED)
-            return (await self._model_infer(message, context, payload)).SerializeToString()
+        if plan is not None:
+            return await self._logged_infer(
+                context, plan.model, lambda: self._infer_planned(plan, payload, context), plan.detail
+            )
+        try:
+            message = service_pb2.ModelInferRequest.FromString(payload)
+        except DecodeError as error:
+            request_log.FAILED.failed("gRPC", "ModelInfer", error, status=400)
+            await context.abort(grpc.StatusCode.INTERNAL, DESERIALIZE_FAILED)
+        answer = await self._logged_infer(
+            context, message.model_name, lambda: self._infer(message, self._forwarded(context), payload),
+            lambda: _infer_detail(message),
+        )  # fmt: skip
+        return answer.SerializeToString()
+
+    async def _logged_infer(
+        self, context: CallContext, model: str, work: Callable[[], Awaitable[T]], detail: Callable[[], str]
+    ) -> T:
+        """One inference call: its errors leave through `_abort`, its success is logged at
+        --log-verbose (with `detail` at 2)."""
         started = time.perf_counter() if request_log.verbosity() else 0.0
         try:
-            request = plan.decode(payload)
-            header_forward.merge(request.parameters, self._forwarded(context))
-            response = await self._engine.infer(request)
-            if response.parameters:
-                answer = codec.encode_infer_response(response).SerializeToString()
-            else:
-                answer = self._wire.encode(response)
+            answer = await work()
         except Exception as error:
-            await _abort(context, error, f"ModelInfer {plan.model}")
+            await _abort(context, error, f"ModelInfer {model}")
         if started:
-            detail = " ".join(f"{name}:{_wire_name(t)}{list(t.shape)}" for name, t in request.inputs.items())
-            request_log.request_done("gRPC", f"ModelInfer {plan.model}", 200, started, detail)
+            request_log.request_done("gRPC", f"ModelInfer {model}", 200, started, detail())
         return answer
 
-    async def _model_infer(self, request: Any, context: CallContext, payload: bytes | None = None) -> Any:
-        started = time.perf_counter() if request_log.verbosity() else 0.0
-        try:
-            answer = await self._infer(request, self._forwarded(context), payload)
-        except Exception as error:
-            await _abort(context, error, f"ModelInfer {request.model_name}")
-        if started:
-            target = f"ModelInfer {request.model_name}"
-            request_log.request_done("gRPC", target, 200, started, _infer_detail(request))
-        return answer
+    async def _infer_planned(self, plan: RequestPlan, payload: bytes, context: CallContext) -> bytes:
+        request = plan.decode(payload)
+        header_forward.merge(request.parameters, self._forwarded(context))
+        return self._wire.encode(await self._engine.infer(request))
 
     @staticmethod
     def _forwarded(context: CallContext) -> dict[str, str]:
