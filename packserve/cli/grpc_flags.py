@@ -29,7 +29,10 @@ KeepalivePermitWithoutCalls = Annotated[
 MaxPingsWithoutData = Annotated[
     int,
     typer.Option(
-        "--grpc-http2-max-pings-without-data", min=0, help="server PINGs with no data sent between (0: any)"
+        "--grpc-http2-max-pings-without-data",
+        min=0,
+        help="non-keepalive server PINGs with no data between (0: any); none are sent natively, "
+        "grpc.aio takes it",
     ),
 ]
 MinRecvPingInterval = Annotated[
