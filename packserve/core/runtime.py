@@ -31,7 +31,7 @@ from packserve.core.validation import RequestValidator
 from packserve.core.warmup import run_warmup
 from packserve.errors import ModelLoadError, PackserveError
 from packserve.messages import RequestTiming
-from packserve.model_spec import REGION_MAP_PLATFORM, InstanceKind, ModelSpec
+from packserve.model_spec import REGION_MAP_PLATFORM, InstanceGroupSpec, InstanceKind, ModelSpec
 
 if TYPE_CHECKING:
     from tritonclient.grpc.model_config_pb2 import ModelConfig
@@ -170,7 +170,7 @@ def load_backend_instances(
     on_cpu: list[bool] = []
     try:
         for group_index, group in enumerate(spec.instance_groups):
-            devices = group.gpus or (0,)
+            devices = _gpus(group)
             for index in range(group.count * (len(group.gpus) if group.gpus else 1)):
                 on_gpu = group.kind == InstanceKind.GPU
                 instance = InstanceContext(
@@ -208,13 +208,15 @@ def load_backend_instances(
     return LoadedBackend(backend_model, pool, time.perf_counter() - started, warmup)
 
 
+def _gpus(group: InstanceGroupSpec) -> tuple[int, ...]:
+    """The GPUs a group's instances are spread over: its `gpus`, GPU 0 when it lists none."""
+    return group.gpus or (0,)
+
+
 def gpu_device_ids(spec: ModelSpec) -> list[int]:
-    """The GPUs this model's instances go on (instance_group kind GPU; gpus empty = GPU 0)."""
+    """The GPUs this model's instances go on (instance_group kind GPU)."""
     return [
-        device
-        for group in spec.instance_groups
-        if group.kind == InstanceKind.GPU
-        for device in (group.gpus or (0,))
+        device for group in spec.instance_groups if group.kind == InstanceKind.GPU for device in _gpus(group)
     ]
 
 
