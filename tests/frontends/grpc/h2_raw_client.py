@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import hpack
+import numpy as np
+from tritonclient.grpc import service_pb2
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -24,6 +26,14 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
 
 def grpc_message(payload: bytes, compressed: bool = False) -> bytes:
     return bytes((int(compressed),)) + len(payload).to_bytes(4, "big") + payload
+
+
+def echo_request(values: list[int], model: str = "echo") -> bytes:
+    """A ModelInferRequest for the fake engine's `echo` model (one INT32 input), serialized."""
+    request = service_pb2.ModelInferRequest(model_name=model, id="raw")
+    request.inputs.add(name="INPUT", datatype="INT32", shape=[len(values)])
+    request.raw_input_contents.append(np.array(values, dtype=np.int32).tobytes())
+    return request.SerializeToString()
 
 
 @dataclass

@@ -32,19 +32,13 @@ from tests.frontends.grpc.h2_raw_client import (
     SETTINGS,
     WINDOW_UPDATE,
     RawH2,
+    echo_request,
     frame,
     grpc_message,
 )
 
 OK, CANCELLED, DEADLINE, NOT_FOUND, EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 1, 4, 5, 8, 12, 13
 PROTOCOL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x1, 0x6, 0x7, 0x8, 0xB
-
-
-def _echo_request(values: list[int], model: str = "echo") -> bytes:
-    request = service_pb2.ModelInferRequest(model_name=model, id="raw")
-    request.inputs.add(name="INPUT", datatype="INT32", shape=[len(values)])
-    request.raw_input_contents.append(np.array(values, dtype=np.int32).tobytes())
-    return request.SerializeToString()
 
 
 def _echoed(message: bytes) -> list[int]:
@@ -56,7 +50,7 @@ def _serves_on(port: int, value: int) -> None:
     """A fresh connection still gets an answer (after another connection was ended)."""
     fresh = RawH2(port)
     try:
-        fresh.start_call(1, grpc_message(_echo_request([value])))
+        fresh.start_call(1, grpc_message(echo_request([value])))
         assert fresh.answer(1).status == OK
     finally:
         fresh.close()
@@ -84,7 +78,7 @@ def raw(server: ServerThread) -> Iterator[RawH2]:
 
 
 def test_unary_call_settings_ack_and_ping(raw: RawH2) -> None:
-    raw.start_call(1, grpc_message(_echo_request([1, 2, 3])))
+    raw.start_call(1, grpc_message(echo_request([1, 2, 3])))
     answer = raw.answer(1)
     assert answer.headers[":status"] == "200" and answer.headers["content-type"] == "application/grpc"
     assert answer.status == OK and _echoed(answer.messages[0]) == [1, 2, 3]
@@ -98,7 +92,7 @@ def test_unary_call_settings_ack_and_ping(raw: RawH2) -> None:
 def test_request_split_over_frames_and_header_block_in_continuations(raw: RawH2) -> None:
     block = raw.headers_block(extra=[("x-padding", "p" * 20_000)])  # larger than one 16 KiB frame
     raw.send(frame(HEADERS, 0, 1, block[:10_000]) + frame(CONTINUATION, END_HEADERS, 1, block[10_000:]))
-    message = grpc_message(_echo_request(list(range(100))))
+    message = grpc_message(echo_request(list(range(100))))
     raw.send(frame(DATA, 0, 1, message[:7]))
     raw.send(frame(DATA, 0x1, 1, message[7:]))
     answer = raw.answer(1)
@@ -109,7 +103,7 @@ def test_outbound_flow_control_waits_for_window(server: ServerThread) -> None:
     assert server.server is not None
     client = RawH2(server.server.port, settings={0x4: 10})  # INITIAL_WINDOW_SIZE: 10 bytes
     try:
-        client.start_call(1, grpc_message(_echo_request(list(range(64)))))
+        client.start_call(1, grpc_message(echo_request(list(range(64)))))
         first = client.read_frame()
         while first is not None and first[0] != DATA:
             first = client.read_frame()
@@ -123,7 +117,7 @@ def test_outbound_flow_control_waits_for_window(server: ServerThread) -> None:
 
 
 def test_gzip_and_deflate_requests_are_read_and_others_refused(raw: RawH2) -> None:
-    body = _echo_request([1, 2, 3])
+    body = echo_request([1, 2, 3])
     raw.start_call(1, grpc_message(gzip.compress(body), compressed=True), extra=[("grpc-encoding", "gzip")])
     answer = raw.answer(1)
     assert answer.status == OK and _echoed(answer.data[5:]) == [1, 2, 3]
@@ -143,7 +137,7 @@ def test_gzip_and_deflate_requests_are_read_and_others_refused(raw: RawH2) -> No
     raw.start_call(11, grpc_message(b"not gzip at all", compressed=True), extra=[("grpc-encoding", "gzip")])
     answer = raw.answer(11)
     assert answer.status == INTERNAL and "decompress" in answer.message
-    raw.start_call(13, grpc_message(_echo_request([13])))
+    raw.start_call(13, grpc_message(echo_request([13])))
     assert raw.answer(13).status == OK  # the connection serves on
 
 
@@ -181,11 +175,11 @@ def test_message_over_the_receive_limit_is_resource_exhausted() -> None:
     assert running.server is not None
     client = RawH2(running.server.port)
     try:
-        client.start_call(1, grpc_message(_echo_request(list(range(500)))))
+        client.start_call(1, grpc_message(echo_request(list(range(500)))))
         answer = client.answer(1)
         assert answer.status == EXHAUSTED
         assert answer.message.startswith("Received message larger than max (")
-        client.start_call(3, grpc_message(_echo_request([1])))
+        client.start_call(3, grpc_message(echo_request([1])))
         assert client.answer(3).status == OK
     finally:
         client.close()
@@ -194,18 +188,18 @@ def test_message_over_the_receive_limit_is_resource_exhausted() -> None:
 
 def test_deadline_exceeded(raw: RawH2, engine: FakeEngine) -> None:
     engine.delay_s = 5.0
-    raw.start_call(1, grpc_message(_echo_request([1])), extra=[("grpc-timeout", "100m")])
+    raw.start_call(1, grpc_message(echo_request([1])), extra=[("grpc-timeout", "100m")])
     answer = raw.answer(1)
     assert answer.status == DEADLINE and answer.message == "Deadline Exceeded"
 
 
 def test_rst_stream_cancels_the_call_and_the_connection_serves_on(raw: RawH2, engine: FakeEngine) -> None:
     engine.delay_s = 1.0
-    raw.start_call(1, grpc_message(_echo_request([1])))
+    raw.start_call(1, grpc_message(echo_request([1])))
     time.sleep(0.2)
     raw.send(frame(RST_STREAM, 0, 1, CANCEL.to_bytes(4, "big")))
     engine.delay_s = 0.0
-    raw.start_call(3, grpc_message(_echo_request([3])))
+    raw.start_call(3, grpc_message(echo_request([3])))
     answer = raw.answer(3)
     assert answer.status == OK and _echoed(answer.messages[0]) == [3]
     assert not any(sid == 1 and kind == DATA for kind, _, sid, _ in raw.other)
@@ -228,7 +222,7 @@ def test_unknown_method_and_metadata_limits(raw: RawH2) -> None:
 
 
 def test_grpc_message_is_percent_encoded(raw: RawH2) -> None:
-    raw.start_call(1, grpc_message(_echo_request([1], model="mødel 100%")))
+    raw.start_call(1, grpc_message(echo_request([1], model="mødel 100%")))
     answer = raw.answer(1)
     assert answer.status == NOT_FOUND
     assert "%C3%B8" in answer.trailers.get("grpc-message", answer.headers.get("grpc-message", ""))
@@ -284,7 +278,7 @@ def test_graceful_stop_goaway_then_drains_the_call_in_flight() -> None:
     assert running.server is not None
     client = RawH2(running.server.port)
     try:
-        client.start_call(1, grpc_message(_echo_request([9])))
+        client.start_call(1, grpc_message(echo_request([9])))
         time.sleep(0.2)
         stopper = threading.Thread(target=lambda: running.call(running.server.stop(10.0)))  # type: ignore[union-attr]
         stopper.start()
@@ -392,7 +386,7 @@ def test_compressed_stream_messages_count_as_held_while_the_stream_lives(server:
     client = RawH2(server.server.port)
     try:
         stream = "/inference.GRPCInferenceService/ModelStreamInfer"
-        body = _echo_request(list(range(1000)))  # 4 KB of small ints: inflates well past its wire size
+        body = echo_request(list(range(1000)))  # 4 KB of small ints: inflates well past its wire size
         messages = b"".join(grpc_message(gzip.compress(body), compressed=True) for _ in range(3))
         client.start_call(1, None, path=stream, extra=[("grpc-encoding", "gzip")])
         client.send(frame(DATA, 0, 1, messages))  # the stream stays open

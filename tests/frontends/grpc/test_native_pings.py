@@ -7,15 +7,22 @@ import itertools
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
-from tritonclient.grpc import service_pb2
 
 from packserve.frontends.grpc import GrpcOptions
 from packserve.frontends.grpc.native_settings import PingPolicy
 from tests.fakes.engine import FakeEngine
 from tests.frontends.grpc.grpc_server_thread import ServerThread
-from tests.frontends.grpc.h2_raw_client import ACK, GOAWAY, PING, RawH2, frame, grpc_message, ping_burst
+from tests.frontends.grpc.h2_raw_client import (
+    ACK,
+    GOAWAY,
+    PING,
+    RawH2,
+    echo_request,
+    frame,
+    grpc_message,
+    ping_burst,
+)
 
 ENHANCE_YOUR_CALM, NO_ERROR = 0xB, 0x0
 
@@ -43,10 +50,7 @@ def _connect(served: tuple[FakeEngine, list[ServerThread]], pings: PingPolicy) -
 
 
 def _call(client: RawH2, stream_id: int) -> int:
-    request = service_pb2.ModelInferRequest(model_name="echo")
-    request.inputs.add(name="INPUT", datatype="INT32", shape=[2])
-    request.raw_input_contents.append(np.array([1, 2], dtype=np.int32).tobytes())
-    client.start_call(stream_id, grpc_message(request.SerializeToString()))
+    client.start_call(stream_id, grpc_message(echo_request([1, 2])))
     return client.answer(stream_id).status
 
 
@@ -97,7 +101,7 @@ def test_keepalive_pings_while_calls_are_open_and_closes_when_unanswered(
     engine, _ = served
     engine.delay_s = 5.0  # a call stays open while the server pings
     _, client = _connect(served, PingPolicy(keepalive_s=0.1, keepalive_timeout_s=0.3))
-    client.start_call(1, grpc_message(service_pb2.ModelInferRequest(model_name="echo").SerializeToString()))
+    client.start_call(1, grpc_message(echo_request([1])))
     started = time.monotonic()
     ping = client.wait_for(PING)
     assert ping is not None and not ping[1] & ACK  # the server's keepalive PING
@@ -136,7 +140,7 @@ def test_max_connection_age_sends_goaway_then_the_grace_ends_open_calls(
     running, client = _connect(served, PingPolicy(max_connection_age_s=0.3, max_connection_age_grace_s=0.4))
     assert _call(client, 1) == 0
     engine.delay_s = 10.0
-    client.start_call(3, grpc_message(service_pb2.ModelInferRequest(model_name="echo").SerializeToString()))
+    client.start_call(3, grpc_message(echo_request([1])))
     started = time.monotonic()
     goaway = client.wait_for(GOAWAY)
     assert goaway is not None
