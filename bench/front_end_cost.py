@@ -41,7 +41,6 @@ from packserve.frontends.http.limits import HttpLimits
 from packserve.frontends.http.protocol import HttpProtocol
 from packserve.messages import InferRequest, InferResponse
 
-CONNECTION_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _CONCURRENCY = 8
 _GRPC_CONNECTIONS = 2
 _INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
@@ -108,10 +107,6 @@ def _http_request() -> bytes:
     return head.encode() + body
 
 
-def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big") + payload
-
-
 def _grpc_message() -> bytes:
     message = service_pb2.ModelInferRequest(model_name="simple")
     for name, array in zip(("INPUT0", "INPUT1"), _inputs(), strict=True):
@@ -140,11 +135,11 @@ class GrpcClientBytes:
         streams = [self._next_stream + 2 * n for n in range(count)]
         self._next_stream += 2 * count
         requests = b"".join(
-            _frame(1, 0x4, s, self._encoder.encode(self._HEADERS)) + _frame(0, 0x1, s, self._message)
+            h2.frame(h2.HEADERS, h2.END_HEADERS, s, self._encoder.encode(self._HEADERS))
+            + h2.frame(h2.DATA, h2.END_STREAM, s, self._message)
             for s in streams
         )
-        increment = (200).to_bytes(4, "big")
-        updates = b"".join(_frame(8, 0, 0, increment) + _frame(8, 0, s, increment) for s in streams)
+        updates = b"".join(h2.window_update(0, 200) + h2.window_update(s, 200) for s in streams)
         return requests, updates
 
 
@@ -189,9 +184,7 @@ async def measure_grpc(calls: int) -> float:
         connection = GrpcConnection(hub)
         transport = CountingTransport()
         connection.connection_made(transport)
-        connection.data_received(
-            CONNECTION_PREFACE + _frame(4, 0, 0) + _frame(8, 0, 0, (1 << 30).to_bytes(4, "big"))
-        )
+        connection.data_received(h2.PREFACE + h2.frame(h2.SETTINGS, 0, 0) + h2.window_update(0, 1 << 30))
         channels.append((connection, transport, GrpcClientBytes()))
     per_channel = _CONCURRENCY // _GRPC_CONNECTIONS
     # The client's bytes are made before the clock starts: HPACK encoding is the client's work.
